@@ -1,0 +1,256 @@
+//! The Kafka side shared by the stages: connecting with a deadline, creating the topics,
+//! per-partition clients, the key partitioner, and watermarks.
+//!
+//! rskafka retries forever by default; every client made here has a bounded backoff and every
+//! call that could wait on the network runs under a timeout.
+
+mod writer;
+
+pub use writer::{TopicWriter, send_with_retry};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rskafka::BackoffConfig;
+use rskafka::client::error::{Error as KafkaError, ProtocolError};
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+
+/// How long one broker call may retry before it fails with an error.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A connected Kafka client.
+#[derive(Clone)]
+pub struct Broker {
+    client: Arc<Client>,
+    pub bootstrap: String,
+}
+
+impl Broker {
+    /// Connects to the bootstrap servers, giving up after `deadline`.
+    pub async fn connect(bootstrap: &str, deadline: Duration) -> Result<Self> {
+        let servers: Vec<String> = bootstrap
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let backoff = BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+            deadline: Some(deadline.min(CALL_DEADLINE)),
+        };
+        let build = ClientBuilder::new(servers)
+            .client_id("tickpipe")
+            .max_message_size(64 * 1024 * 1024)
+            .backoff_config(backoff)
+            .build();
+        let client = tokio::time::timeout(deadline, build)
+            .await
+            .map_err(|_| anyhow!("Kafka at {bootstrap} did not answer within {deadline:?}"))?
+            .with_context(|| format!("connecting to Kafka at {bootstrap}"))?;
+        Ok(Broker {
+            client: Arc::new(client),
+            bootstrap: bootstrap.to_string(),
+        })
+    }
+
+    /// Waits until the broker answers a metadata request, or `deadline` passes.
+    pub async fn wait_healthy(bootstrap: &str, deadline: Duration) -> Result<Self> {
+        let start = tokio::time::Instant::now();
+        let mut last_error = None;
+        while start.elapsed() < deadline {
+            let left = deadline.saturating_sub(start.elapsed()).min(Duration::from_secs(5));
+            match Broker::connect(bootstrap, left).await {
+                Ok(broker) => match broker.topics().await {
+                    Ok(_) => return Ok(broker),
+                    Err(e) => last_error = Some(e),
+                },
+                Err(e) => last_error = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(anyhow!(
+            "Kafka at {bootstrap} did not answer a metadata request within {deadline:?}: {}",
+            last_error.map(|e| format!("{e:#}")).unwrap_or_default()
+        ))
+    }
+
+    /// Topic name → partition count.
+    pub async fn topics(&self) -> Result<BTreeMap<String, i32>> {
+        let topics = timed("listing topics", self.client.list_topics()).await?;
+        Ok(topics
+            .into_iter()
+            .map(|t| (t.name, t.partitions.len() as i32))
+            .collect())
+    }
+
+    /// Partition count of a topic, or an error naming the topic when it does not exist.
+    pub async fn partition_count(&self, topic: &str) -> Result<i32> {
+        self.topics().await?.get(topic).copied().ok_or_else(|| {
+            anyhow!("topic {topic} does not exist on {} (`tickpipe up` creates it)", self.bootstrap)
+        })
+    }
+
+    /// Creates the topic unless it exists; an existing topic keeps its partition count.
+    pub async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<i32> {
+        if let Some(&existing) = self.topics().await?.get(topic) {
+            if existing != partitions {
+                tracing::warn!(
+                    topic,
+                    existing,
+                    configured = partitions,
+                    "topic exists with a different partition count; keeping it"
+                );
+            }
+            return Ok(existing);
+        }
+        let controller = self.client.controller_client()?;
+        match timed(
+            "creating a topic",
+            controller.create_topic(topic, partitions, 1, 10_000),
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(e) if is_protocol(&e, ProtocolError::TopicAlreadyExists) => {}
+            Err(e) => return Err(e).with_context(|| format!("creating topic {topic}")),
+        }
+        // Metadata takes a moment to show a new topic everywhere.
+        for _ in 0..100 {
+            if self.topics().await?.get(topic) == Some(&partitions) {
+                return Ok(partitions);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("topic {topic} was created but does not show in the metadata")
+    }
+
+    /// A client bound to one partition's leader.
+    pub async fn partition(&self, topic: &str, partition: i32) -> Result<Arc<PartitionClient>> {
+        let client = timed(
+            "finding a partition leader",
+            self.client
+                .partition_client(topic, partition, UnknownTopicHandling::Retry),
+        )
+        .await
+        .with_context(|| format!("opening {topic}/{partition}"))?;
+        Ok(Arc::new(client))
+    }
+
+    /// Earliest and next (high watermark) offsets of every partition of a topic.
+    pub async fn watermarks(&self, topic: &str) -> Result<Vec<(i32, i64, i64)>> {
+        let count = self.partition_count(topic).await?;
+        let mut marks = Vec::with_capacity(count as usize);
+        for p in 0..count {
+            let client = self.partition(topic, p).await?;
+            let earliest = timed("reading an offset", client.get_offset(OffsetAt::Earliest)).await?;
+            let latest = timed("reading an offset", client.get_offset(OffsetAt::Latest)).await?;
+            marks.push((p, earliest, latest));
+        }
+        Ok(marks)
+    }
+}
+
+/// Runs a broker call under [`CALL_DEADLINE`] plus a margin, so nothing hangs on a dead broker.
+pub async fn timed<T>(
+    what: &str,
+    call: impl Future<Output = Result<T, KafkaError>>,
+) -> Result<T> {
+    match tokio::time::timeout(CALL_DEADLINE + Duration::from_secs(5), call).await {
+        Ok(result) => result.map_err(|e| anyhow!("Kafka error while {what}: {e}")),
+        Err(_) => bail!("Kafka did not answer while {what} within {CALL_DEADLINE:?}"),
+    }
+}
+
+fn is_protocol(error: &anyhow::Error, wanted: ProtocolError) -> bool {
+    error.to_string().contains(&format!("{wanted:?}")) || error.to_string().contains(&format!("{wanted}"))
+}
+
+/// Whether a fetch failed because the offset is outside what the broker keeps.
+pub fn is_offset_out_of_range(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }
+    )
+}
+
+/// The compression codec named in the configuration.
+pub fn compression(name: &str) -> Option<Compression> {
+    match name {
+        "none" => Some(Compression::NoCompression),
+        "lz4" => Some(Compression::Lz4),
+        "zstd" => Some(Compression::Zstd),
+        "snappy" => Some(Compression::Snappy),
+        _ => None,
+    }
+}
+
+/// The partition Kafka's own default partitioner picks for a key (murmur2, positive, modulo),
+/// so a symbol lands where a Java, Python or Spark producer would put it.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`).
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values printed by org.apache.kafka.common.utils.Utils.murmur2 from Kafka 4.3.1's jars.
+        for (key, expected) in [
+            ("21", -973932308i32),
+            ("foobar", -790332482),
+            ("a-little-bit-long-string", -985981536),
+            ("a-little-bit-longer-string", -1486304829),
+            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            ("abc", 479470107),
+        ] {
+            assert_eq!(murmur2(key.as_bytes()) as i32, expected, "{key}");
+        }
+    }
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        for key in ["HDFC", "ICICI", "SBIN", ""] {
+            let p = partition_for_key(key.as_bytes(), 6);
+            assert!((0..6).contains(&p));
+            assert_eq!(p, partition_for_key(key.as_bytes(), 6));
+        }
+    }
+}

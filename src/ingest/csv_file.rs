@@ -1,0 +1,433 @@
+//! Reads one CSV file into [`Tick`]s, quarantining the lines it cannot use.
+//!
+//! Layouts, told apart by the header (case and surrounding spaces ignored, extra columns
+//! ignored):
+//! - the seed's `Timestamp,Bank_Name,Open,High,Low,Close,Volume` (symbol in a column);
+//! - minute bars `timestamp,open,high,low,close,volume` (symbol = the file name's stem).
+//!
+//! Timestamps with an offset are taken as written; without one they are read in the
+//! configured source zone.
+
+use std::fs::File;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{BufReader, Read};
+use std::rc::Rc;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use csv::ByteRecord;
+use rust_decimal::Decimal;
+
+use crate::tick::{Reject, Tick, parse_decimal};
+
+/// What one data line became.
+#[derive(Debug)]
+pub enum Line {
+    Tick(Tick),
+    Reject(Reject),
+}
+
+/// Column positions of the fields a tick needs.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    timestamp: usize,
+    symbol: Option<usize>,
+    open: usize,
+    high: usize,
+    low: usize,
+    close: usize,
+    volume: usize,
+    width: usize,
+}
+
+/// Counts the lines of what passes through it, so a record's byte offset gives its line
+/// number (the csv crate's own line count drifts on CRLF files and blank lines).
+struct LineCounter<R> {
+    inner: R,
+    offset: u64,
+    newlines: Rc<RefCell<Newlines>>,
+}
+
+/// Offsets of the newlines read ahead of the parser, and how many came before them.
+#[derive(Default)]
+struct Newlines {
+    pending: VecDeque<u64>,
+    passed: u64,
+}
+
+impl Newlines {
+    /// The 1-based line of a record starting at `offset` (asked in increasing order). The csv
+    /// crate may report a record as starting on the newline that ends the line before it.
+    fn line_of(&mut self, offset: u64) -> u64 {
+        while self.pending.front().is_some_and(|&n| n <= offset) {
+            self.pending.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut newlines = self.newlines.borrow_mut();
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            newlines.pending.push_back(self.offset + i as u64);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// A CSV file being read, line by line.
+pub struct CsvFile {
+    reader: csv::Reader<LineCounter<BufReader<File>>>,
+    newlines: Rc<RefCell<Newlines>>,
+    columns: Columns,
+    /// The symbol of files whose rows carry none.
+    file_symbol: String,
+    /// `file name` used in `file:line` sources.
+    name: String,
+    zone: Tz,
+    record: ByteRecord,
+    done: bool,
+}
+
+impl CsvFile {
+    /// Opens a file and reads its header; a file that cannot be read, or whose header names no
+    /// known layout, is an error for the whole file.
+    pub fn open(path: &Path, zone: Tz) -> Result<Self> {
+        if path.is_dir() {
+            bail!("{} is a directory, not a CSV file", path.display());
+        }
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let newlines = Rc::new(RefCell::new(Newlines::default()));
+        let counted = LineCounter {
+            inner: BufReader::with_capacity(256 * 1024, file),
+            offset: 0,
+            newlines: newlines.clone(),
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(counted);
+        let header = reader
+            .byte_headers()
+            .with_context(|| format!("reading the header of {}", path.display()))?
+            .clone();
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+            bail!("{} is empty (no header line)", path.display());
+        }
+        let columns = Columns::from_header(&header)
+            .with_context(|| format!("{}: unknown CSV layout", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let file_symbol = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(CsvFile {
+            reader,
+            newlines,
+            columns,
+            file_symbol,
+            name,
+            zone,
+            record: ByteRecord::new(),
+            done: false,
+        })
+    }
+
+    /// Bytes of the file consumed so far.
+    pub fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
+    /// The next data line, or `None` at the end of the file.
+    pub fn next_line(&mut self) -> Option<Line> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let start = self.reader.position().byte();
+            let result = self.reader.read_byte_record(&mut self.record);
+            let start = self.record.position().map(|p| p.byte()).unwrap_or(start);
+            let line = self.newlines.borrow_mut().line_of(start);
+            match result {
+                Ok(false) => return None,
+                Ok(true) => {
+                    // Blank lines carry nothing to keep or refuse.
+                    if self.record.len() == 1 && self.record[0].iter().all(u8::is_ascii_whitespace)
+                    {
+                        continue;
+                    }
+                    let source = format!("{}:{line}", self.name);
+                    return Some(match self.parse(&source) {
+                        Ok(tick) => Line::Tick(tick),
+                        Err(reason) => {
+                            Line::Reject(Reject::new(source, "ingest", reason, &raw_line(&self.record)))
+                        }
+                    });
+                }
+                Err(e) => {
+                    let source = format!("{}:{line}", self.name);
+                    // An I/O error ends the file; a malformed line does not.
+                    self.done = matches!(e.kind(), csv::ErrorKind::Io(_));
+                    let reason = format!("unreadable CSV: {e}");
+                    return Some(Line::Reject(Reject::new(source, "ingest", reason, b"")));
+                }
+            }
+        }
+    }
+
+    fn parse(&self, source: &str) -> Result<Tick, String> {
+        let c = &self.columns;
+        let r = &self.record;
+        if r.len() != c.width {
+            return Err(format!("expected {} fields, found {}", c.width, r.len()));
+        }
+        let field = |i: usize, name: &str| -> Result<&str, String> {
+            let text = std::str::from_utf8(&r[i])
+                .map_err(|_| format!("{name} is not valid UTF-8"))?
+                .trim();
+            if text.is_empty() {
+                Err(format!("{name} is empty"))
+            } else {
+                Ok(text)
+            }
+        };
+        let price = |i: usize, name: &str| -> Result<Decimal, String> {
+            parse_decimal(field(i, name)?).map_err(|e| format!("{name}: {e}"))
+        };
+        let symbol = match c.symbol {
+            Some(i) => field(i, "symbol")?.to_string(),
+            None => self.file_symbol.clone(),
+        };
+        let tick = Tick {
+            timestamp: parse_timestamp(field(c.timestamp, "timestamp")?, self.zone)?,
+            symbol,
+            open: price(c.open, "open")?,
+            high: price(c.high, "high")?,
+            low: price(c.low, "low")?,
+            close: price(c.close, "close")?,
+            volume: parse_volume(field(c.volume, "volume")?)?,
+            source: source.to_string(),
+            produced_at: 0,
+        };
+        tick.validate()?;
+        Ok(tick)
+    }
+}
+
+impl Columns {
+    fn from_header(header: &ByteRecord) -> Result<Columns> {
+        let names: Vec<String> = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let mut h = String::from_utf8_lossy(h).trim().to_ascii_lowercase();
+                if i == 0 {
+                    h = h.trim_start_matches('\u{feff}').to_string();
+                }
+                h
+            })
+            .collect();
+        let find = |aliases: &[&str]| names.iter().position(|n| aliases.contains(&n.as_str()));
+        let required = |aliases: &[&str]| {
+            find(aliases).with_context(|| {
+                format!(
+                    "no {} column in header {:?}; expected Timestamp,Bank_Name,Open,High,Low,Close,Volume \
+                     or timestamp,open,high,low,close,volume",
+                    aliases[0],
+                    names.join(",")
+                )
+            })
+        };
+        Ok(Columns {
+            timestamp: required(&["timestamp", "datetime", "date", "time"])?,
+            symbol: find(&["bank_name", "symbol", "ticker"]),
+            open: required(&["open"])?,
+            high: required(&["high"])?,
+            low: required(&["low"])?,
+            close: required(&["close"])?,
+            volume: required(&["volume"])?,
+            width: names.len(),
+        })
+    }
+}
+
+/// The line as it was read, fields joined by commas (for the quarantine record).
+fn raw_line(record: &ByteRecord) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, field) in record.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+/// Reads a volume: an integer, or an integral decimal such as `1200.0`.
+pub fn parse_volume(text: &str) -> Result<i64, String> {
+    if let Ok(v) = text.parse::<i64>() {
+        return Ok(v);
+    }
+    let d = parse_decimal(text).map_err(|e| format!("volume: {e}"))?;
+    if !d.fract().is_zero() {
+        return Err(format!("volume {text} is not a whole number"));
+    }
+    i64::try_from(d.trunc()).map_err(|_| format!("volume {text} is out of range"))
+}
+
+/// Reads a timestamp: RFC 3339 with an offset, or a date and time without one in `zone`.
+pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    const NAIVE: [&str; 6] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y/%m/%d %H:%M:%S",
+        "%Y/%m/%d %H:%M",
+    ];
+    let naive = NAIVE
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .ok_or_else(|| format!("timestamp {text:?} is not a date and time (e.g. 2024-01-02 09:15:00)"))?;
+    match zone.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+        // A repeated hour (clocks going back) reads as its first occurrence.
+        chrono::LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
+        chrono::LocalResult::None => Err(format!("timestamp {text:?} does not exist in {zone}")),
+    }
+}
+
+/// Expands glob patterns into the files they name, in a stable order. A pattern without glob
+/// characters names a file even if it does not exist (so opening it reports the error).
+pub fn expand_patterns(patterns: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        if !pattern.contains(['*', '?', '[']) {
+            files.push(PathBuf::from(pattern));
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(pattern)
+            .with_context(|| format!("bad file pattern {pattern:?}"))?
+            .filter_map(|p| p.ok())
+            .collect();
+        if matched.is_empty() {
+            bail!("no file matches {pattern:?}");
+        }
+        matched.sort();
+        files.extend(matched);
+    }
+    files.dedup();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn read(name: &str, content: &[u8]) -> Vec<Line> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let mut file = CsvFile::open(&path, chrono_tz::Asia::Kolkata).unwrap();
+        std::iter::from_fn(|| file.next_line()).collect()
+    }
+
+    #[test]
+    fn seed_layout_reads_symbol_from_column_and_zone_from_config() {
+        let lines = read(
+            "seed.csv",
+            b"\xef\xbb\xbfTimestamp,Bank_Name,Open,High,Low,Close,Volume\r\n\
+              2024-01-02 09:15:00,HDFC,1520.5,1522,1519.25,1521,1500000000\r\n",
+        );
+        let Line::Tick(t) = &lines[0] else { panic!("{lines:?}") };
+        assert_eq!(t.symbol, "HDFC");
+        assert_eq!(t.timestamp.to_rfc3339(), "2024-01-02T03:45:00+00:00");
+        assert_eq!(t.open, dec!(1520.5));
+        assert_eq!(t.volume, 1_500_000_000);
+        assert_eq!(t.source, "seed.csv:2");
+    }
+
+    #[test]
+    fn minute_layout_takes_symbol_from_file_name() {
+        let lines = read(
+            "AAPL.csv",
+            b"timestamp,open,high,low,close,volume\n\"2024-01-02T14:30:00Z\",187.15,188.44,187.0,188.0,1000.0\n",
+        );
+        let Line::Tick(t) = &lines[0] else { panic!("{lines:?}") };
+        assert_eq!(t.symbol, "AAPL");
+        assert_eq!(t.volume, 1000);
+    }
+
+    #[test]
+    fn bad_lines_are_refused_and_good_ones_around_them_flow() {
+        let lines = read(
+            "X.csv",
+            b"timestamp,open,high,low,close,volume\n\
+              2024-01-02 09:15,1,2,1,2,10\n\
+              2024-01-02 09:16,1,2,1\n\
+              2024-01-02 09:17,abc,2,1,2,10\n\
+              \n\
+              2024-13-02 09:18,1,2,1,2,10\n\
+              2024-01-02 09:19,1,2,1,2,-3\n\
+              2024-01-02 09:20,1,2,1,2,2.5\n\
+              2024-01-02 09:21,3,2,1,2,10\n\
+              2024-01-02 09:22,1,\xff,1,2,10\n\
+              2024-01-02 09:23,1,2,1,2,11\n",
+        );
+        let summary: Vec<String> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Tick(t) => format!("ok {}", t.source),
+                Line::Reject(r) => format!("{}: {}", r.source, r.reason),
+            })
+            .collect();
+        let expected = [
+            "ok X.csv:2",
+            "X.csv:3: expected 6 fields, found 4",
+            "X.csv:4: open: \"abc\" is not a decimal number",
+            "X.csv:6: timestamp \"2024-13-02 09:18\" is not a date and time",
+            "X.csv:7: volume -3 is negative",
+            "X.csv:8: volume 2.5 is not a whole number",
+            "X.csv:9: open 3 is outside low 1 .. high 2",
+            "X.csv:10: high is not valid UTF-8",
+            "ok X.csv:11",
+        ];
+        assert_eq!(summary.len(), expected.len(), "{summary:#?}");
+        for (got, want) in summary.iter().zip(expected) {
+            assert!(got.starts_with(want), "{got} should start with {want}");
+        }
+    }
+
+    #[test]
+    fn unknown_layout_and_empty_file_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.csv");
+        std::fs::write(&path, "a,b,c\n1,2,3\n").unwrap();
+        let e = format!("{:#}", CsvFile::open(&path, chrono_tz::UTC).err().unwrap());
+        assert!(e.contains("unknown CSV layout") && e.contains("no timestamp column"), "{e}");
+        std::fs::write(&path, "").unwrap();
+        let e = format!("{:#}", CsvFile::open(&path, chrono_tz::UTC).err().unwrap());
+        assert!(e.contains("empty"), "{e}");
+        let e = format!("{:#}", CsvFile::open(dir.path(), chrono_tz::UTC).err().unwrap());
+        assert!(e.contains("is a directory"), "{e}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Ingest: CSV files → [`Tick`](crate::tick::Tick)s → Kafka (`stock_ticks`, keyed by symbol),
+//! refused lines → the dead-letter topic.
+//!
+//! A reader thread parses the files and merges them by timestamp (so several symbols tick
+//! together, as in a live market), pacing them when a speed is set; the async side batches
+//! the records per partition and sends each batch with bounded retries.
+
+pub mod csv_file;
+mod replay;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{self, Broker, TopicWriter};
+use crate::config::Config;
+use csv_file::Line;
+
+/// What a producer run did.
+#[derive(Debug, Default, Clone)]
+pub struct ProduceSummary {
+    pub files: usize,
+    pub records: u64,
+    pub rejected: u64,
+    pub bytes: u64,
+    /// Files that could not be read at all, with why.
+    pub failed_files: Vec<(PathBuf, String)>,
+    pub elapsed: Duration,
+}
+
+impl ProduceSummary {
+    pub fn records_per_second(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Replays `files` into the ticks topic until they end or `cancel` fires.
+pub async fn produce(
+    config: &Config,
+    broker: &Broker,
+    files: Vec<PathBuf>,
+    cancel: CancellationToken,
+    progress: bool,
+) -> Result<ProduceSummary> {
+    let started = Instant::now();
+    let compression =
+        broker::compression(&config.ingest.compression).expect("validated at load");
+    let mut ticks = TopicWriter::open(broker, &config.topics.ticks, config.ingest.batch_records, compression).await?;
+    let mut dead = TopicWriter::open(broker, &config.topics.dlq, config.ingest.batch_records, compression).await?;
+
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    let bar = progress_bar(progress, total_bytes);
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let mut replay = replay::start(
+        files.clone(),
+        config.source_timezone(),
+        config.ingest.speed,
+        bytes_read.clone(),
+        cancel.clone(),
+    );
+
+    let mut summary = ProduceSummary {
+        files: files.len(),
+        ..ProduceSummary::default()
+    };
+    let linger = config.ingest.linger;
+    let mut tick_timer = tokio::time::interval(linger.max(Duration::from_millis(1)));
+    tick_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            line = replay.lines.recv() => match line {
+                Some(Line::Tick(mut tick)) => {
+                    tick.produced_at = chrono::Utc::now().timestamp_micros();
+                    ticks.push(tick.symbol.as_bytes(), tick.to_json()).await?;
+                    summary.records += 1;
+                }
+                Some(Line::Reject(reject)) => {
+                    tracing::warn!(source = %reject.source, reason = %reject.reason, "line quarantined");
+                    dead.push(reject.source.as_bytes(), reject.to_json()).await?;
+                    summary.rejected += 1;
+                }
+                None => break,
+            },
+            _ = tick_timer.tick() => {
+                ticks.flush_older_than(linger).await?;
+                dead.flush_older_than(linger).await?;
+                bar.set_position(bytes_read.load(Ordering::Relaxed));
+                bar.set_message(format!("{} records, {} quarantined", summary.records, summary.rejected));
+            }
+        }
+    }
+    summary.bytes = ticks.finish().await? + dead.finish().await?;
+    summary.failed_files = replay.finish();
+    for (file, error) in &summary.failed_files {
+        tracing::error!(file = %file.display(), "file skipped: {error}");
+    }
+    summary.elapsed = started.elapsed();
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+fn progress_bar(visible: bool, total_bytes: u64) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}

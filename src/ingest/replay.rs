@@ -1,0 +1,151 @@
+//! The reader thread: opens the files, merges their lines by timestamp and paces them.
+//!
+//! Parsing is synchronous and CPU-bound, so it runs on its own thread and hands lines to the
+//! async sender through a bounded channel (memory stays bounded; a slow broker slows reading).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::csv_file::{CsvFile, Line};
+
+const CHANNEL_LINES: usize = 16 * 1024;
+
+pub struct Replay {
+    pub lines: mpsc::Receiver<Line>,
+    thread: JoinHandle<Vec<(PathBuf, String)>>,
+}
+
+impl Replay {
+    /// Waits for the reader thread; returns the files it could not read, with why.
+    pub fn finish(self) -> Vec<(PathBuf, String)> {
+        drop(self.lines);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Starts reading `files`. `speed` 0 reads as fast as the channel takes lines; N > 0 releases
+/// each tick when N times the data's clock since the first tick has passed.
+pub fn start(
+    files: Vec<PathBuf>,
+    zone: Tz,
+    speed: f64,
+    bytes_read: Arc<AtomicU64>,
+    cancel: CancellationToken,
+) -> Replay {
+    let (tx, rx) = mpsc::channel(CHANNEL_LINES);
+    let thread = std::thread::Builder::new()
+        .name("csv-reader".into())
+        .spawn(move || read_merged(files, zone, speed, bytes_read, cancel, tx))
+        .expect("spawning the CSV reader thread");
+    Replay { lines: rx, thread }
+}
+
+/// The open files and the next tick of each: the merge's state.
+struct Files {
+    readers: Vec<CsvFile>,
+    consumed: Vec<u64>,
+    heads: Vec<Option<Line>>,
+    bytes_read: Arc<AtomicU64>,
+}
+
+impl Files {
+    /// Reads file `i` up to its next tick, passing refused lines to `send` as they come.
+    /// `Err` when the receiver is gone; `Ok(None)` at the end of the file.
+    fn advance(
+        &mut self,
+        i: usize,
+        send: &impl Fn(Line) -> bool,
+    ) -> Result<Option<DateTime<Utc>>, ()> {
+        loop {
+            let line = self.readers[i].next_line();
+            let position = self.readers[i].position();
+            self.bytes_read
+                .fetch_add(position.saturating_sub(self.consumed[i]), Ordering::Relaxed);
+            self.consumed[i] = position;
+            match line {
+                None => return Ok(None),
+                Some(Line::Tick(t)) => {
+                    let at = t.timestamp;
+                    self.heads[i] = Some(Line::Tick(t));
+                    return Ok(Some(at));
+                }
+                Some(reject) => {
+                    if !send(reject) {
+                        return Err(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn read_merged(
+    paths: Vec<PathBuf>,
+    zone: Tz,
+    speed: f64,
+    bytes_read: Arc<AtomicU64>,
+    cancel: CancellationToken,
+    tx: mpsc::Sender<Line>,
+) -> Vec<(PathBuf, String)> {
+    let mut failed = Vec::new();
+    let mut readers = Vec::new();
+    for path in paths {
+        match CsvFile::open(&path, zone) {
+            Ok(reader) => readers.push(reader),
+            Err(e) => failed.push((path, format!("{e:#}"))),
+        }
+    }
+    let count = readers.len();
+    let mut files = Files {
+        readers,
+        consumed: vec![0; count],
+        heads: (0..count).map(|_| None).collect(),
+        bytes_read,
+    };
+    let send = |line: Line| -> bool { !cancel.is_cancelled() && tx.blocking_send(line).is_ok() };
+
+    // Ordered by (timestamp, file index): the earliest head goes next.
+    let mut order = BinaryHeap::new();
+    for i in 0..count {
+        match files.advance(i, &send) {
+            Err(()) => return failed,
+            Ok(Some(at)) => order.push(Reverse((at, i))),
+            Ok(None) => {}
+        }
+    }
+
+    let mut clock: Option<(DateTime<Utc>, Instant)> = None;
+    while let Some(Reverse((at, i))) = order.pop() {
+        if speed > 0.0 {
+            let (first, wall) = *clock.get_or_insert((at, Instant::now()));
+            let data_elapsed = (at - first).to_std().unwrap_or_default();
+            let due = wall + data_elapsed.div_f64(speed);
+            while Instant::now() < due {
+                if cancel.is_cancelled() {
+                    return failed;
+                }
+                std::thread::sleep((due - Instant::now()).min(Duration::from_millis(50)));
+            }
+        }
+        let line = files.heads[i].take().expect("a queued file has a head");
+        if !send(line) {
+            return failed;
+        }
+        match files.advance(i, &send) {
+            Err(()) => return failed,
+            Ok(Some(at)) => order.push(Reverse((at, i))),
+            Ok(None) => {}
+        }
+    }
+    failed
+}

@@ -1,0 +1,228 @@
+//! The `tickpipe` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use tickpipe::broker::Broker;
+use tickpipe::config::{Config, Sources};
+use tickpipe::generate::{self, GenerateSpec, Layout};
+use tickpipe::ingest::{self, csv_file};
+use tickpipe::process::{self, ProcessStats, RunOptions};
+use tickpipe::state::Endpoints;
+use tickpipe::store::Store;
+use tickpipe::supervisor::{self, UpOptions};
+use tickpipe::status;
+
+/// A real-time stock market pipeline: CSV → Kafka → MySQL, in one binary.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file [default: ./appliance.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// State directory of the appliance (overrides `state_dir`)
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start Kafka and MySQL, create topics and schema, run the processor and the producer
+    Up {
+        /// CSV files to replay (glob; repeatable) [default: ingest.data]
+        #[arg(long, value_name = "GLOB")]
+        data: Vec<String>,
+        /// Start only the services (topics, schema, users); run the stages yourself
+        #[arg(long)]
+        services_only: bool,
+    },
+    /// Replay CSV files into Kafka
+    Produce {
+        /// CSV files to replay (glob; repeatable) [default: ingest.data]
+        #[arg(long, value_name = "GLOB")]
+        data: Vec<String>,
+        /// 0 = as fast as possible; N = N times the data's own clock [default: ingest.speed]
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+    /// Consume Kafka into MySQL, exactly once
+    Process {
+        /// Exit once everything in the topics at start is committed
+        #[arg(long)]
+        drain: bool,
+    },
+    /// Health of the services, lag per partition, row counts
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write synthetic one-minute OHLCV CSVs for bank symbols
+    Generate {
+        /// Output directory
+        #[arg(long, default_value = "data")]
+        out: PathBuf,
+        /// Number of symbols
+        #[arg(long, default_value_t = 8)]
+        symbols: usize,
+        /// Trading days (weekdays) per symbol; each has 375 one-minute bars
+        #[arg(long, default_value_t = 5)]
+        days: u32,
+        /// First day
+        #[arg(long, default_value = "2024-01-01")]
+        start: chrono::NaiveDate,
+        /// Random seed (same seed, same files)
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = Layout::Seed)]
+        layout: Layout,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rskafka=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tickpipe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let data = match &cli.command {
+        Command::Up { data, .. } | Command::Produce { data, .. } => data.clone(),
+        _ => Vec::new(),
+    };
+    let sources = Sources {
+        file: cli.config.clone(),
+        state_dir: cli.state_dir.clone(),
+        data,
+    };
+    match cli.command {
+        Command::Generate { out, symbols, days, start, seed, layout } => {
+            let made = generate::generate(&GenerateSpec { out_dir: out.clone(), symbols, days, start, seed, layout })?;
+            println!("wrote {} rows in {} files to {}", made.rows, made.files.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up { services_only, .. } => {
+            let config = Config::load(&sources)?;
+            supervisor::up(config, UpOptions { services_only }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Produce { speed, .. } => {
+            let mut config = Config::load(&sources)?;
+            if let Some(speed) = speed {
+                config.ingest.speed = speed;
+                config.validate()?;
+            }
+            produce(config).await
+        }
+        Command::Process { drain } => {
+            let config = Config::load(&sources)?;
+            consume(config, drain).await
+        }
+        Command::Status { json } => {
+            let config = Config::load(&sources)?;
+            let status = status::collect(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("{}", status::render(&status));
+            }
+            Ok(if status.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// Cancelled on the first SIGINT or SIGTERM.
+fn shutdown_on_signal() -> Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+async fn produce(config: Config) -> Result<ExitCode> {
+    let endpoints = Endpoints::resolve(&config)?;
+    let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
+    let files = csv_file::expand_patterns(&config.ingest.data)?;
+    let cancel = shutdown_on_signal()?;
+    let summary = ingest::produce(&config, &broker, files, cancel, std::io::stderr().is_terminal()).await?;
+    println!(
+        "produced {} records ({} quarantined) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
+        summary.records,
+        summary.rejected,
+        summary.files,
+        summary.elapsed,
+        summary.records_per_second(),
+        summary.bytes as f64 / 1e6 / summary.elapsed.as_secs_f64().max(1e-9),
+    );
+    for (file, error) in &summary.failed_files {
+        eprintln!("tickpipe: skipped {}: {error}", file.display());
+    }
+    Ok(if summary.failed_files.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn consume(config: Config, drain: bool) -> Result<ExitCode> {
+    let endpoints = Endpoints::resolve(&config)?;
+    let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
+    let store = Store::connect(&endpoints.mysql, config.mysql.startup_timeout).await?;
+    let cancel = shutdown_on_signal()?;
+    let stats = Arc::new(ProcessStats::default());
+    let reporter = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let rows = stats.rows.load(Ordering::Relaxed);
+                if rows != last {
+                    tracing::info!(rows, rate = (rows - last) / 5, "committed");
+                    last = rows;
+                }
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let result = process::run(&config, &broker, &store, RunOptions { drain }, stats.clone(), cancel).await;
+    reporter.abort();
+    result?;
+    let elapsed = started.elapsed();
+    let rows = stats.rows.load(Ordering::Relaxed);
+    println!(
+        "committed {rows} rows and {} rejected records in {} batches in {elapsed:.2?}: {:.0} rows/s",
+        stats.rejected.load(Ordering::Relaxed),
+        stats.batches.load(Ordering::Relaxed),
+        rows as f64 / elapsed.as_secs_f64().max(1e-9),
+    );
+    Ok(ExitCode::SUCCESS)
+}

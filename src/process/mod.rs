@@ -1,0 +1,291 @@
+//! Process: Kafka → checked ticks → MySQL, exactly once.
+//!
+//! One fetch loop per partition (of the ticks topic and of the dead-letter topic) decodes and
+//! validates records and hands them to a single writer through a bounded channel; the writer
+//! commits each batch's rows, refused records and reached offsets in one MySQL transaction.
+//! On start every loop resumes from the offsets stored in MySQL, so a crash at any point
+//! replays only what was not committed, and the upsert makes the replay harmless.
+//!
+//! Records refused here are also published to the dead-letter topic (before their batch
+//! commits: at-least-once there, exactly once in `rejected_ticks`, which keeps one row per
+//! source).
+
+mod fetch;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rskafka::client::partition::Compression;
+use rskafka::record::Record;
+use sqlx::Row;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{self, Broker};
+use crate::config::Config;
+use crate::store::Store;
+use crate::tick::{Reject, Tick};
+use fetch::{Fetched, TopicKind};
+
+/// How long the writer keeps retrying a batch against an unreachable MySQL before giving up.
+const WRITE_GIVE_UP: Duration = Duration::from_secs(300);
+
+/// Live counters of a running processor.
+#[derive(Debug, Default)]
+pub struct ProcessStats {
+    pub rows: AtomicU64,
+    pub rejected: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// Options of one processor run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Stop once everything that was in the topics at start is committed.
+    pub drain: bool,
+}
+
+/// Consumes until `cancel` fires (or, with `drain`, until caught up), committing what was
+/// fetched before returning.
+pub async fn run(
+    config: &Config,
+    broker: &Broker,
+    store: &Store,
+    options: RunOptions,
+    stats: Arc<ProcessStats>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let _lock = SingleConsumerLock::acquire(store, &config.topics.ticks).await?;
+    let topics = [
+        (config.topics.ticks.clone(), TopicKind::Ticks),
+        (config.topics.dlq.clone(), TopicKind::DeadLetters),
+    ];
+    let partitions: usize = {
+        let mut n = 0;
+        for (topic, _) in &topics {
+            n += broker.partition_count(topic).await? as usize;
+        }
+        n
+    };
+    let (tx, rx) = mpsc::channel::<Fetched>(2 * partitions);
+    let stop_fetching = cancel.child_token();
+    let mut fetchers = tokio::task::JoinSet::new();
+    let mut drain_targets = BTreeMap::new();
+    for (topic, kind) in &topics {
+        let stored = store.offsets(topic).await?;
+        for (partition, earliest, latest) in broker.watermarks(topic).await? {
+            let start = stored.get(&partition).copied().unwrap_or(earliest);
+            if options.drain && latest > start {
+                drain_targets.insert((topic.clone(), partition), latest);
+            }
+            let client = broker.partition(topic, partition).await?;
+            fetchers.spawn(fetch::run(
+                client,
+                *kind,
+                start,
+                config.process.fetch_bytes,
+                tx.clone(),
+                stop_fetching.clone(),
+            ));
+        }
+    }
+    drop(tx);
+    if options.drain && drain_targets.is_empty() {
+        stop_fetching.cancel();
+    }
+    let dead_letters = DeadLetters::open(broker, &config.topics.dlq).await?;
+    let writer = Writer {
+        store,
+        dead_letters,
+        batch_rows: config.process.batch_rows,
+        linger: config.process.batch_linger,
+        stats,
+        drain_targets,
+        stop_fetching: stop_fetching.clone(),
+    };
+    let result = writer.run(rx).await;
+    stop_fetching.cancel();
+    while fetchers.join_next().await.is_some() {}
+    result
+}
+
+/// What the writer has fetched but not committed.
+#[derive(Default)]
+struct Pending {
+    ticks: Vec<Tick>,
+    rejects: Vec<Reject>,
+    /// Rejects refused by this processor, still to be published to the dead-letter topic.
+    new_dead_letters: Vec<Reject>,
+    offsets: BTreeMap<(String, i32), i64>,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn records(&self) -> usize {
+        self.ticks.len() + self.rejects.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
+struct Writer<'a> {
+    store: &'a Store,
+    dead_letters: DeadLetters,
+    batch_rows: usize,
+    linger: Duration,
+    stats: Arc<ProcessStats>,
+    drain_targets: BTreeMap<(String, i32), i64>,
+    stop_fetching: CancellationToken,
+}
+
+impl Writer<'_> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Fetched>) -> Result<()> {
+        let mut pending = Pending::default();
+        loop {
+            let deadline = pending.since.map(|t| t + self.linger);
+            tokio::select! {
+                fetched = rx.recv() => match fetched {
+                    Some(fetched) => {
+                        let caught_up = fetched.caught_up;
+                        pending.since.get_or_insert_with(Instant::now);
+                        pending.ticks.extend(fetched.ticks);
+                        if fetched.kind == TopicKind::Ticks {
+                            pending.new_dead_letters.extend(fetched.rejects.iter().cloned());
+                        }
+                        pending.rejects.extend(fetched.rejects);
+                        pending.offsets.insert((fetched.topic, fetched.partition), fetched.next_offset);
+                        if pending.records() >= self.batch_rows || caught_up {
+                            self.commit(&mut pending).await?;
+                        }
+                    }
+                    // Every fetch loop stopped: commit what they handed over, and finish.
+                    None => {
+                        self.commit(&mut pending).await?;
+                        return Ok(());
+                    }
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.commit(&mut pending).await?;
+                }
+            }
+        }
+    }
+
+    /// Commits the pending batch, retrying while MySQL is unreachable (bounded backoff).
+    async fn commit(&mut self, pending: &mut Pending) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if !pending.new_dead_letters.is_empty() {
+            self.dead_letters.publish(&pending.new_dead_letters).await?;
+        }
+        let offsets: Vec<(String, i32, i64)> = pending
+            .offsets
+            .iter()
+            .map(|((topic, p), next)| (topic.clone(), *p, *next))
+            .collect();
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self
+                .store
+                .write_batch(&pending.ticks, &pending.rejects, &offsets)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < WRITE_GIVE_UP => {
+                    tracing::warn!("batch not committed, retrying in {backoff:?}: {e:#}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.context(format!("MySQL unreachable for {WRITE_GIVE_UP:?}"))),
+            }
+        }
+        self.stats.rows.fetch_add(pending.ticks.len() as u64, Ordering::Relaxed);
+        self.stats.rejected.fetch_add(pending.rejects.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        if !self.drain_targets.is_empty() {
+            for ((topic, p), next) in &pending.offsets {
+                if self.drain_targets.get(&(topic.clone(), *p)).is_some_and(|t| next >= t) {
+                    self.drain_targets.remove(&(topic.clone(), *p));
+                }
+            }
+            if self.drain_targets.is_empty() {
+                self.stop_fetching.cancel();
+            }
+        }
+        *pending = Pending::default();
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Publishes records refused by the processor to the dead-letter topic.
+struct DeadLetters {
+    partitions: Vec<Arc<rskafka::client::partition::PartitionClient>>,
+}
+
+impl DeadLetters {
+    async fn open(broker: &Broker, topic: &str) -> Result<Self> {
+        let count = broker.partition_count(topic).await?;
+        let mut partitions = Vec::new();
+        for p in 0..count {
+            partitions.push(broker.partition(topic, p).await?);
+        }
+        Ok(DeadLetters { partitions })
+    }
+
+    async fn publish(&self, rejects: &[Reject]) -> Result<()> {
+        let mut by_partition: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
+        for reject in rejects {
+            let p = broker::partition_for_key(reject.source.as_bytes(), self.partitions.len() as i32);
+            by_partition.entry(p as usize).or_default().push(Record {
+                key: Some(reject.source.as_bytes().to_vec()),
+                value: Some(reject.to_json()),
+                headers: Default::default(),
+                timestamp: chrono::Utc::now(),
+            });
+        }
+        for (p, records) in by_partition {
+            broker::send_with_retry(&self.partitions[p], records, Compression::NoCompression)
+                .await
+                .context("publishing to the dead-letter topic")?;
+        }
+        Ok(())
+    }
+}
+
+/// A MySQL named lock held while a processor consumes a topic into a database: without
+/// consumer groups, two processors would both read every partition.
+struct SingleConsumerLock {
+    _connection: sqlx::pool::PoolConnection<sqlx::MySql>,
+}
+
+impl SingleConsumerLock {
+    async fn acquire(store: &Store, topic: &str) -> Result<Self> {
+        let mut connection = store.pool.acquire().await.context("connecting to MySQL")?;
+        let name = format!("tickpipe.process.{topic}");
+        let row = sqlx::query("SELECT GET_LOCK(?, 0)")
+            .bind(&name)
+            .fetch_one(&mut *connection)
+            .await
+            .context("taking the processor lock")?;
+        if row.get::<Option<i64>, _>(0) != Some(1) {
+            bail!("another processor is already consuming {topic} into this database");
+        }
+        Ok(SingleConsumerLock {
+            _connection: connection,
+        })
+    }
+}

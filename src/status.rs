@@ -1,0 +1,166 @@
+//! `tickpipe status`: is the broker up, is MySQL up, and how far the processor is behind
+//! (per partition: the topic's high watermark against the offset committed with the rows).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::state::Endpoints;
+use crate::store::Store;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub broker: BrokerStatus,
+    pub mysql: MysqlStatus,
+    pub partitions: Vec<PartitionStatus>,
+    /// Records in the topics not yet committed to MySQL.
+    pub lag: Option<i64>,
+    /// Rows in `stock_data`.
+    pub rows: Option<i64>,
+    /// Rows in `rejected_ticks`.
+    pub rejected: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BrokerStatus {
+    pub bootstrap: String,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MysqlStatus {
+    pub host: String,
+    pub port: u16,
+    pub socket: Option<String>,
+    pub database: String,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    pub high_watermark: i64,
+    pub committed: i64,
+    pub lag: i64,
+}
+
+impl Status {
+    pub fn healthy(&self) -> bool {
+        self.broker.healthy && self.mysql.healthy
+    }
+}
+
+/// Collects the status; a service that does not answer within a few seconds is reported down.
+pub async fn collect(config: &Config) -> Result<Status> {
+    let endpoints = Endpoints::resolve(config)?;
+    let deadline = Duration::from_secs(5);
+    let broker = Broker::connect(&endpoints.bootstrap, deadline).await;
+    let store = Store::connect(&endpoints.mysql, deadline).await;
+    let target = &endpoints.mysql;
+    let mut status = Status {
+        broker: BrokerStatus {
+            bootstrap: endpoints.bootstrap.clone(),
+            healthy: false,
+            error: None,
+        },
+        mysql: MysqlStatus {
+            host: if target.host == "localhost" { "127.0.0.1".into() } else { target.host.clone() },
+            port: target.port,
+            socket: target.socket.as_ref().map(|s| s.display().to_string()),
+            database: target.database.clone(),
+            healthy: store.is_ok(),
+            error: store.as_ref().err().map(|e| format!("{e:#}")),
+        },
+        partitions: Vec::new(),
+        lag: None,
+        rows: None,
+        rejected: None,
+    };
+    if let Ok(store) = &store {
+        if let Ok((rows, rejected)) = store.counts().await {
+            status.rows = Some(rows);
+            status.rejected = Some(rejected);
+        }
+    }
+    let broker = match broker {
+        Ok(broker) => broker,
+        Err(e) => {
+            status.broker.error = Some(format!("{e:#}"));
+            return Ok(status);
+        }
+    };
+    let mut lag = 0;
+    for topic in [&config.topics.ticks, &config.topics.dlq] {
+        match broker.watermarks(topic).await {
+            Ok(marks) => {
+                status.broker.healthy = true;
+                let committed = match &store {
+                    Ok(store) => store.offsets(topic).await.unwrap_or_default(),
+                    Err(_) => Default::default(),
+                };
+                for (partition, earliest, high) in marks {
+                    let done = committed.get(&partition).copied().unwrap_or(earliest);
+                    lag += (high - done).max(0);
+                    status.partitions.push(PartitionStatus {
+                        topic: topic.clone(),
+                        partition,
+                        high_watermark: high,
+                        committed: done,
+                        lag: (high - done).max(0),
+                    });
+                }
+            }
+            Err(e) => status.broker.error = Some(format!("{e:#}")),
+        }
+    }
+    if status.broker.healthy && status.mysql.healthy {
+        status.lag = Some(lag);
+    }
+    Ok(status)
+}
+
+/// The human-readable form.
+pub fn render(status: &Status) -> String {
+    let up = |ok: bool| if ok { "up" } else { "DOWN" };
+    let mut out = vec![
+        format!(
+            "broker  {:4}  {}{}",
+            up(status.broker.healthy),
+            status.broker.bootstrap,
+            status.broker.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+        ),
+        format!(
+            "mysql   {:4}  {}:{} database {}{}",
+            up(status.mysql.healthy),
+            status.mysql.host,
+            status.mysql.port,
+            status.mysql.database,
+            status.mysql.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+        ),
+    ];
+    let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    out.push(format!(
+        "rows {}   rejected {}   lag {}",
+        show(status.rows),
+        show(status.rejected),
+        show(status.lag)
+    ));
+    if !status.partitions.is_empty() {
+        out.push(format!("{:<24} {:>9} {:>14} {:>12} {:>10}", "topic", "partition", "high_watermark", "committed", "lag"));
+        for p in &status.partitions {
+            out.push(format!(
+                "{:<24} {:>9} {:>14} {:>12} {:>10}",
+                p.topic, p.partition, p.high_watermark, p.committed, p.lag
+            ));
+        }
+    }
+    out.join("\n")
+}

@@ -1,0 +1,319 @@
+//! MySQL: connecting with a deadline, the schema (migrations in `sql/`), the database users,
+//! the exactly-once batch write, and the read queries `status` and the tests use.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder, Row};
+
+use crate::tick::{Reject, Tick};
+
+/// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
+const ROWS_PER_STATEMENT: usize = 4000;
+/// Refused records per insert statement (5 placeholders each).
+const REJECTS_PER_STATEMENT: usize = 2000;
+
+/// Where a MySQL server is and who connects.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MysqlTarget {
+    pub host: String,
+    pub port: u16,
+    /// Unix socket of a managed server (preferred over TCP when set).
+    pub socket: Option<PathBuf>,
+    pub database: String,
+    pub user: String,
+    #[serde(skip_serializing)]
+    #[serde(default)]
+    pub password: String,
+}
+
+impl MysqlTarget {
+    /// Reads `mysql://user:password@host:port/database` (`?socket=/path` for a local socket).
+    pub fn from_url(text: &str) -> Result<Self> {
+        let url = url::Url::parse(text).context("mysql.url is not a valid mysql:// URL")?;
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let database = url.path().trim_start_matches('/');
+        if database.is_empty() {
+            bail!("mysql.url names no database (mysql://user:password@host:3306/stock_market)");
+        }
+        let socket = url
+            .query_pairs()
+            .find(|(k, _)| k == "socket")
+            .map(|(_, v)| PathBuf::from(v.into_owned()));
+        Ok(MysqlTarget {
+            host: url.host_str().unwrap_or("localhost").to_string(),
+            port: url.port().unwrap_or(3306),
+            socket,
+            database: decode(database),
+            user: decode(url.username()),
+            password: decode(url.password().unwrap_or("")),
+        })
+    }
+
+    fn options(&self, with_database: bool) -> MySqlConnectOptions {
+        let mut options = MySqlConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .password(&self.password)
+            .charset("utf8mb4");
+        if let Some(socket) = &self.socket {
+            options = options.socket(socket);
+        }
+        if with_database {
+            options = options.database(&self.database);
+        }
+        options
+    }
+
+    /// The same server and database as another user.
+    pub fn as_user(&self, user: &str, password: &str) -> Self {
+        MysqlTarget {
+            user: user.into(),
+            password: password.into(),
+            ..self.clone()
+        }
+    }
+}
+
+/// A pool of connections to the pipeline's database.
+#[derive(Clone)]
+pub struct Store {
+    pub pool: MySqlPool,
+}
+
+impl Store {
+    /// Connects to the target's database, retrying until `deadline`.
+    pub async fn connect(target: &MysqlTarget, deadline: Duration) -> Result<Self> {
+        Ok(Store {
+            pool: connect_pool(target, true, deadline).await?,
+        })
+    }
+
+    /// Applies the migrations in `sql/` (embedded in the binary).
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./sql")
+            .run(&self.pool)
+            .await
+            .context("applying the schema migrations in sql/")
+    }
+
+    /// Stores a batch in one transaction: the good rows (upserted by symbol and time, so a
+    /// replay changes nothing), the refused records (once per source), and the offsets the
+    /// batch reached. Either all of it commits or none of it.
+    pub async fn write_batch(
+        &self,
+        ticks: &[Tick],
+        rejects: &[Reject],
+        offsets: &[(String, i32, i64)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        for chunk in ticks.chunks(ROWS_PER_STATEMENT) {
+            let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
+                "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) ",
+            );
+            insert.push_values(chunk, |mut row, t| {
+                row.push_bind(t.timestamp.naive_utc())
+                    .push_bind(&t.symbol)
+                    .push_bind(t.open)
+                    .push_bind(t.high)
+                    .push_bind(t.low)
+                    .push_bind(t.close)
+                    .push_bind(t.volume);
+            });
+            insert.push(
+                " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
+                 Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume)",
+            );
+            insert.build().execute(&mut *tx).await.context("upserting stock_data")?;
+        }
+        for chunk in rejects.chunks(REJECTS_PER_STATEMENT) {
+            let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
+                "INSERT IGNORE INTO rejected_ticks (source, stage, reason, raw, rejected_at) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                row.push_bind(&r.source)
+                    .push_bind(&r.stage)
+                    .push_bind(&r.reason)
+                    .push_bind(&r.raw)
+                    .push_bind(r.rejected_at.naive_utc());
+            });
+            insert.build().execute(&mut *tx).await.context("inserting rejected_ticks")?;
+        }
+        if !offsets.is_empty() {
+            let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
+                "INSERT INTO pipeline_offsets (topic, `partition`, next_offset, updated_at) ",
+            );
+            upsert.push_values(offsets, |mut row, (topic, partition, next)| {
+                row.push_bind(topic)
+                    .push_bind(partition)
+                    .push_bind(next)
+                    .push("UTC_TIMESTAMP(6)");
+            });
+            upsert.push(
+                " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
+                 updated_at = VALUES(updated_at)",
+            );
+            upsert.build().execute(&mut *tx).await.context("storing offsets")?;
+        }
+        tx.commit().await.context("committing the batch")?;
+        Ok(())
+    }
+
+    /// Next offset to read per partition of `topic`, as committed with the rows.
+    pub async fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>> {
+        let rows = sqlx::query(
+            "SELECT `partition`, next_offset FROM pipeline_offsets WHERE topic = ?",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading pipeline_offsets")?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<i32, _>(0), r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    /// Rows in `stock_data` and in `rejected_ticks`.
+    pub async fn counts(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM stock_data), (SELECT COUNT(*) FROM rejected_ticks)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("counting rows")?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
+/// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes.
+pub async fn connect_pool(
+    target: &MysqlTarget,
+    with_database: bool,
+    deadline: Duration,
+) -> Result<MySqlPool> {
+    let start = tokio::time::Instant::now();
+    let where_ = match &target.socket {
+        Some(socket) => format!("socket {}", socket.display()),
+        None => format!("{}:{}", target.host, target.port),
+    };
+    loop {
+        let attempt = MySqlPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            // Every session works in UTC, whatever the server's zone.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET time_zone = '+00:00'").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(target.options(with_database));
+        let error = match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            Ok(Ok(pool)) => match sqlx::query("SELECT 1").execute(&pool).await {
+                Ok(_) => return Ok(pool),
+                Err(e) => e.to_string(),
+            },
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 10s".to_string(),
+        };
+        // Wrong credentials will not fix themselves.
+        if error.contains("Access denied") {
+            bail!("MySQL at {where_} refused user {}: {error}", target.user);
+        }
+        if start.elapsed() >= deadline {
+            bail!(
+                "MySQL at {where_} did not answer SELECT 1 within {deadline:?}: {error}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// MySQL's `mysql_native_password` hash of a password (`*` + hex SHA1(SHA1(password))), so
+/// the plain password never appears in SQL text.
+pub fn native_password_hash(password: &str) -> String {
+    let once = Sha1::digest(password.as_bytes());
+    let twice = Sha1::digest(once);
+    format!("*{}", hex::encode_upper(twice))
+}
+
+/// The database users: an app user that reads and writes rows (no DDL, no user admin) and a
+/// read-only BI user. Their passwords are (re)set to the given ones.
+pub async fn ensure_database_and_users(
+    admin: &MySqlPool,
+    database: &str,
+    app: (&str, &str),
+    bi: (&str, &str),
+) -> Result<()> {
+    // Account names and hashes cannot be bound as parameters in CREATE USER / GRANT: they are
+    // checked identifiers and hex digests, never user text.
+    ensure_identifier(database)?;
+    execute_admin(
+        admin,
+        format!(
+            "CREATE DATABASE IF NOT EXISTS `{database}` \
+             CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        ),
+    )
+    .await
+    .with_context(|| format!("creating database {database}"))?;
+    for ((user, password), privileges) in [(app, "SELECT, INSERT, UPDATE, DELETE"), (bi, "SELECT")] {
+        ensure_identifier(user)?;
+        let hash = native_password_hash(password);
+        for statement in [
+            format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY PASSWORD '{hash}'"),
+            format!("ALTER USER '{user}'@'%' IDENTIFIED BY PASSWORD '{hash}'"),
+            format!("GRANT {privileges} ON `{database}`.* TO '{user}'@'%'"),
+        ] {
+            execute_admin(admin, statement)
+                .await
+                .with_context(|| format!("setting up MySQL user {user}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs an account or schema statement, which MySQL cannot prepare with parameters. Callers
+/// build it only from checked identifiers and hex digests, never from user text.
+pub async fn execute_admin(pool: &MySqlPool, statement: String) -> Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await?;
+    Ok(())
+}
+
+fn ensure_identifier(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("{name:?} is not a plain MySQL identifier ([a-zA-Z0-9_], at most 64)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_password_hash_matches_mysql() {
+        // SELECT PASSWORD('secret') on MariaDB 10.11.
+        assert_eq!(
+            native_password_hash("secret"),
+            "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
+        );
+    }
+
+    #[test]
+    fn url_is_read_with_its_parts() {
+        let t = MysqlTarget::from_url("mysql://app:p%40ss@db.example:3307/stock_market").unwrap();
+        assert_eq!(t.host, "db.example");
+        assert_eq!(t.port, 3307);
+        assert_eq!(t.user, "app");
+        assert_eq!(t.password, "p@ss");
+        assert_eq!(t.database, "stock_market");
+    }
+}

@@ -1,0 +1,172 @@
+//! The managed MySQL: the system's MariaDB (or MySQL) server binary run as a child with a
+//! private data directory, port and Unix socket under the state directory.
+//!
+//! First start: `mariadb-install-db` creates the data directory with a password-less root
+//! reachable only through our socket; the supervisor then gives root a generated password
+//! (plus Unix-socket login for the OS user running the server) and drops the other root
+//! accounts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sqlx::Row;
+
+use super::child::{ChildSpec, Supervised, stop_orphan};
+use crate::config::MysqlConfig;
+use crate::state::{Credentials, StateDir, check_socket_path};
+use crate::store::{self, MysqlTarget, native_password_hash};
+
+pub struct ManagedMysql {
+    pub child: Supervised,
+    /// The server as root (through the socket).
+    pub root: MysqlTarget,
+}
+
+pub async fn start(
+    config: &MysqlConfig,
+    state: &StateDir,
+    port: u16,
+    credentials: &Credentials,
+) -> Result<ManagedMysql> {
+    let dir = state.mysql_dir();
+    std::fs::create_dir_all(&dir)?;
+    let socket = state.mysql_socket();
+    check_socket_path(&socket)?;
+    let server = find_program(&["mariadbd", "mysqld"]).context(
+        "no MariaDB/MySQL server binary found (install it with scripts/install-mariadb.sh, \
+         or set mysql.mode = \"external\")",
+    )?;
+    let data = dir.join("data");
+    if !data.join("mysql").exists() {
+        initialize(&data).await?;
+    }
+    let pid_file = dir.join("mysqld.pid");
+    stop_orphan(&pid_file, &dir.display().to_string(), Duration::from_secs(60)).await;
+    let _ = std::fs::remove_file(&socket);
+
+    let mut args = vec![
+        "--no-defaults".to_string(),
+        format!("--datadir={}", data.display()),
+        format!("--socket={}", socket.display()),
+        format!("--port={port}"),
+        format!("--bind-address={}", config.bind),
+        format!("--pid-file={}", pid_file.display()),
+        format!("--log-error={}", dir.join("error.log").display()),
+        format!("--innodb-buffer-pool-size={}", config.buffer_pool),
+        "--skip-name-resolve".into(),
+        "--character-set-server=utf8mb4".into(),
+        "--collation-server=utf8mb4_unicode_ci".into(),
+        "--default-time-zone=+00:00".into(),
+        "--local-infile=0".into(),
+        "--max-connections=200".into(),
+    ];
+    if is_root() {
+        // mariadbd refuses to run as root unless told to.
+        args.push("--user=root".into());
+    }
+    let child = Supervised::start(ChildSpec {
+        name: "mysql",
+        program: server,
+        args,
+        log_file: dir.join("stdout.log"),
+        pid_file: dir.join("supervised.pid"),
+        stop_timeout: Duration::from_secs(60),
+    })?;
+
+    let root = MysqlTarget {
+        host: "localhost".into(),
+        port,
+        socket: Some(socket),
+        database: config.database.clone(),
+        user: "root".into(),
+        password: credentials.root_password.clone(),
+    };
+    // A fresh data directory has a password-less root (also when an earlier start stopped
+    // before securing it): the stored password is refused until root is secured.
+    match store::connect_pool(&root, false, config.startup_timeout).await {
+        Ok(pool) => pool.close().await,
+        Err(e) if format!("{e:#}").contains("Access denied") => {
+            secure_root(&root.as_user("root", ""), &credentials.root_password, config.startup_timeout)
+                .await
+                .context("securing the root account of a new data directory")?;
+        }
+        Err(e) => {
+            child.stop().await;
+            return Err(e.context(format!("see {}", dir.join("error.log").display())));
+        }
+    }
+    Ok(ManagedMysql { child, root })
+}
+
+/// Creates the data directory (atomically: a half-made one is never reused).
+async fn initialize(data: &Path) -> Result<()> {
+    let install = find_program(&["mariadb-install-db", "mysql_install_db"])
+        .context("mariadb-install-db not found (install MariaDB with scripts/install-mariadb.sh)")?;
+    let partial = data.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let user = if is_root() { "root".to_string() } else { current_user() };
+    let output = tokio::process::Command::new(&install)
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", partial.display()))
+        .arg(format!("--user={user}"))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db")
+        .output()
+        .await
+        .with_context(|| format!("running {}", install.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}{}",
+            install.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::rename(&partial, data)?;
+    Ok(())
+}
+
+/// Gives root the generated password and removes every other root account.
+async fn secure_root(root_without_password: &MysqlTarget, password: &str, deadline: Duration) -> Result<()> {
+    let pool = store::connect_pool(root_without_password, false, deadline).await?;
+    let hash = native_password_hash(password);
+    store::execute_admin(
+        &pool,
+        format!(
+            "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING '{hash}' \
+             OR unix_socket"
+        ),
+    )
+    .await
+    .context("setting the root password")?;
+    let others = sqlx::query("SELECT Host FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'")
+        .fetch_all(&pool)
+        .await?;
+    for row in others {
+        let host: String = row.try_get(0)?;
+        let host = host.replace('\\', "\\\\").replace('\'', "''");
+        store::execute_admin(&pool, format!("DROP USER 'root'@'{host}'")).await?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin"].map(PathBuf::from));
+    names
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn current_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "mysql".into())
+}

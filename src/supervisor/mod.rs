@@ -1,0 +1,378 @@
+//! The supervisor behind `tickpipe up`: starts (or connects to) the broker and MySQL, waits
+//! until both answer, creates the topics, the schema and the users, runs the processor and the
+//! producer, and on SIGINT/SIGTERM stops everything in order. The only module that knows about
+//! processes.
+
+mod child;
+mod kafka;
+mod mariadb;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::{Config, Mode};
+use crate::ingest::{self, csv_file};
+use crate::process::{self, ProcessStats, RunOptions};
+use crate::state::{APP_USER, ApplianceInfo, BI_USER, Ports, StateDir};
+use crate::store::{self, MysqlTarget, Store};
+
+/// What `up` runs besides the services.
+#[derive(Debug, Clone, Copy)]
+pub struct UpOptions {
+    /// Only the broker and MySQL (with topics, schema and users): stages run by hand.
+    pub services_only: bool,
+}
+
+/// Runs the appliance until SIGINT or SIGTERM.
+pub async fn up(config: Config, options: UpOptions) -> Result<()> {
+    let started = Instant::now();
+    let root = config.ensure_state_dir()?;
+    let state = StateDir::new(&root);
+    let _lock = lock_state_dir(&state)?;
+    // An earlier `up` that was killed leaves its endpoints behind: they are stale now.
+    let _ = std::fs::remove_file(state.appliance_file());
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_listener(shutdown.clone())?;
+
+    let ports = choose_ports(&config, &state)?;
+    let credentials = state.credentials()?;
+
+    // Both services start at once; each waits for its own health.
+    let (mysql, kafka) = tokio::join!(
+        start_mysql(&config, &state, ports, &credentials),
+        start_broker(&config, &state, &ports)
+    );
+    let mut services = Services::default();
+    let mysql = match mysql {
+        Ok((managed, target)) => {
+            services.mysql = managed;
+            target
+        }
+        Err(e) => {
+            if let Ok((Some(k), _)) = kafka {
+                k.child.stop().await;
+            }
+            return Err(e);
+        }
+    };
+    let broker = match kafka {
+        Ok((managed, broker)) => {
+            services.kafka = managed;
+            broker
+        }
+        Err(e) => {
+            services.stop().await;
+            return Err(e);
+        }
+    };
+
+    let result = run_pipeline(&config, &state, options, &broker, &mysql, started, shutdown).await;
+    let _ = std::fs::remove_file(state.appliance_file());
+    services.stop().await;
+    result
+}
+
+#[derive(Default)]
+struct Services {
+    kafka: Option<kafka::ManagedKafka>,
+    mysql: Option<mariadb::ManagedMysql>,
+}
+
+impl Services {
+    /// The broker stops first (nothing consumes any more), then MySQL.
+    async fn stop(self) {
+        if let Some(kafka) = self.kafka {
+            kafka.child.stop().await;
+        }
+        if let Some(mysql) = self.mysql {
+            mysql.child.stop().await;
+        }
+    }
+}
+
+async fn run_pipeline(
+    config: &Config,
+    state: &StateDir,
+    options: UpOptions,
+    broker: &Broker,
+    mysql: &MysqlTarget,
+    started: Instant,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let partitions = broker
+        .ensure_topic(&config.topics.ticks, config.topics.partitions)
+        .await?;
+    broker
+        .ensure_topic(&config.topics.dlq, config.topics.partitions)
+        .await?;
+    state.write_appliance(&ApplianceInfo {
+        pid: std::process::id(),
+        bootstrap: broker.bootstrap.clone(),
+        mysql: mysql.as_user(APP_USER, ""),
+        started_at: chrono::Utc::now(),
+    })?;
+
+    let store = Store::connect(mysql, config.mysql.startup_timeout).await?;
+    let files = if options.services_only {
+        Vec::new()
+    } else {
+        match csv_file::expand_patterns(&config.ingest.data) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("nothing to replay: {e:#}");
+                Vec::new()
+            }
+        }
+    };
+    print_banner(config, state, broker, mysql, partitions, &files, options, started);
+
+    if options.services_only {
+        shutdown.cancelled().await;
+        return Ok(());
+    }
+    let stats = Arc::new(ProcessStats::default());
+    let processor = spawn_processor(config.clone(), broker.clone(), store.clone(), stats, shutdown.clone());
+    let producer = spawn_producer(config.clone(), broker.clone(), files, shutdown.clone());
+
+    shutdown.cancelled().await;
+    tracing::info!("stopping: producer, then processor, then services");
+    let _ = producer.await;
+    let _ = processor.await;
+    store.pool.close().await;
+    Ok(())
+}
+
+/// Runs the processor until shutdown, restarting it with backoff when it fails.
+fn spawn_processor(
+    config: Config,
+    broker: Broker,
+    store: Store,
+    stats: Arc<ProcessStats>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        while !shutdown.is_cancelled() {
+            let run = process::run(&config, &broker, &store, RunOptions::default(), stats.clone(), shutdown.clone());
+            match run.await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!("processor failed; restarting in {backoff:?}: {e:#}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    })
+}
+
+/// Replays the data files once.
+fn spawn_producer(
+    config: Config,
+    broker: Broker,
+    files: Vec<std::path::PathBuf>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if files.is_empty() {
+            return;
+        }
+        match ingest::produce(&config, &broker, files, shutdown, false).await {
+            Ok(summary) => tracing::info!(
+                records = summary.records,
+                quarantined = summary.rejected,
+                failed_files = summary.failed_files.len(),
+                "replay finished in {:.1?} ({:.0} records/s)",
+                summary.elapsed,
+                summary.records_per_second()
+            ),
+            Err(e) => tracing::error!("producer failed: {e:#}"),
+        }
+    })
+}
+
+async fn start_mysql(
+    config: &Config,
+    state: &StateDir,
+    ports: Ports,
+    credentials: &crate::state::Credentials,
+) -> Result<(Option<mariadb::ManagedMysql>, MysqlTarget)> {
+    match config.mysql.mode {
+        Mode::External => {
+            let target = MysqlTarget::from_url(&config.mysql.url)?;
+            let store = Store::connect(&target, config.mysql.startup_timeout).await?;
+            store.migrate().await?;
+            store.pool.close().await;
+            Ok((None, target))
+        }
+        Mode::Managed => {
+            let managed = mariadb::start(&config.mysql, state, ports.mysql, credentials).await?;
+            let setup = async {
+                let admin = store::connect_pool(&managed.root, false, config.mysql.startup_timeout).await?;
+                store::ensure_database_and_users(
+                    &admin,
+                    &config.mysql.database,
+                    (APP_USER, &credentials.app_password),
+                    (BI_USER, &credentials.bi_password),
+                )
+                .await?;
+                admin.close().await;
+                let schema = Store::connect(&managed.root, config.mysql.startup_timeout).await?;
+                schema.migrate().await?;
+                schema.pool.close().await;
+                anyhow::Ok(())
+            };
+            if let Err(e) = setup.await {
+                managed.child.stop().await;
+                return Err(e);
+            }
+            let app = managed.root.as_user(APP_USER, &credentials.app_password);
+            Ok((Some(managed), app))
+        }
+    }
+}
+
+async fn start_broker(
+    config: &Config,
+    state: &StateDir,
+    ports: &Ports,
+) -> Result<(Option<kafka::ManagedKafka>, Broker)> {
+    match config.broker.mode {
+        Mode::External => {
+            let broker = Broker::wait_healthy(&config.broker.bootstrap, config.broker.startup_timeout).await?;
+            Ok((None, broker))
+        }
+        Mode::Managed => {
+            let managed = kafka::start(&config.broker, state, ports).await?;
+            match Broker::wait_healthy(&managed.bootstrap, config.broker.startup_timeout).await {
+                Ok(broker) => Ok((Some(managed), broker)),
+                Err(e) => {
+                    managed.child.stop().await;
+                    Err(e.context(format!(
+                        "see {}",
+                        state.kafka_dir().join("logs/server.log").display()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Ports for the managed services: configured ones, else those recorded last time if still
+/// free, else new free ones; recorded for the next run.
+fn choose_ports(config: &Config, state: &StateDir) -> Result<Ports> {
+    let recorded = state.read_ports();
+    let pick = |configured: u16, recorded: u16, bind: &str, taken: &[u16]| -> Result<u16> {
+        if configured != 0 {
+            return Ok(configured);
+        }
+        if recorded != 0 && !taken.contains(&recorded) && TcpListener::bind((bind, recorded)).is_ok() {
+            return Ok(recorded);
+        }
+        loop {
+            let port = TcpListener::bind((bind, 0))
+                .with_context(|| format!("finding a free port on {bind}"))?
+                .local_addr()?
+                .port();
+            if !taken.contains(&port) {
+                return Ok(port);
+            }
+        }
+    };
+    let kafka = pick(config.broker.port, recorded.kafka, &config.broker.bind, &[])?;
+    let kafka_controller = pick(0, recorded.kafka_controller, &config.broker.bind, &[kafka])?;
+    let mysql = pick(config.mysql.port, recorded.mysql, &config.mysql.bind, &[kafka, kafka_controller])?;
+    let ports = Ports {
+        kafka,
+        kafka_controller,
+        mysql,
+    };
+    state.write_ports(&ports)?;
+    Ok(ports)
+}
+
+/// Holds an exclusive lock on the state directory for as long as the file stays open; the
+/// kernel drops it when the process dies, however it dies.
+fn lock_state_dir(state: &StateDir) -> Result<File> {
+    let file = File::create(state.lock_file())
+        .with_context(|| format!("creating {}", state.lock_file().display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!(
+            "another `tickpipe up` is running on state directory {} (stop it first, or use \
+             another --state-dir)",
+            state.root.display()
+        );
+    }
+    Ok(file)
+}
+
+fn spawn_signal_listener(shutdown: CancellationToken) -> Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_banner(
+    config: &Config,
+    state: &StateDir,
+    broker: &Broker,
+    mysql: &MysqlTarget,
+    partitions: i32,
+    files: &[std::path::PathBuf],
+    options: UpOptions,
+    started: Instant,
+) {
+    let socket = mysql
+        .socket
+        .as_ref()
+        .map(|s| format!(", socket {}", s.display()))
+        .unwrap_or_default();
+    let tcp_host = if mysql.host == "localhost" { "127.0.0.1" } else { &mysql.host };
+    let mut lines = vec![
+        format!("tickpipe is up in {:.1?} (state: {})", started.elapsed(), state.root.display()),
+        format!(
+            "  Kafka      {}  topics {} ({partitions} partitions), {}",
+            broker.bootstrap, config.topics.ticks, config.topics.dlq
+        ),
+        format!("  MySQL      {tcp_host}:{}{socket}  database {}", mysql.port, mysql.database),
+    ];
+    if config.mysql.mode == Mode::Managed {
+        lines.push(format!(
+            "  BI / SQL   server {tcp_host}:{}, database {}, user {BI_USER} (read-only); \
+             password: bi_password in {}",
+            mysql.port,
+            mysql.database,
+            state.credentials_file().display()
+        ));
+    }
+    if options.services_only {
+        lines.push("  Stages     not started (--services-only): run `tickpipe produce` and `tickpipe process`".into());
+    } else {
+        lines.push(format!("  Processor  running;  producer replaying {} file(s)", files.len()));
+    }
+    lines.push("  Stop with Ctrl-C; `tickpipe status` shows progress.".into());
+    println!("{}", lines.join("\n"));
+}

@@ -1,0 +1,318 @@
+//! The domain record: one OHLCV bar for one symbol ([`Tick`]), its validation, and its Kafka
+//! message form. One definition, used by every stage.
+//!
+//! Message contract (topic `stock_ticks`): key = symbol, value = JSON
+//! `{"timestamp":"2024-01-02T09:15:00Z","symbol":"HDFC","open":"1520.5","high":"1522",
+//!   "low":"1519.25","close":"1521","volume":1200,"source":"HDFC.csv:2","produced_at":1700000000000000}`.
+//! Prices are decimal strings and never pass through a float.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Longest symbol the store accepts (`Bank_Name VARCHAR(64)`).
+pub const MAX_SYMBOL_CHARS: usize = 64;
+/// Prices are stored as DECIMAL(18,4).
+pub const PRICE_SCALE: u32 = 4;
+const PRICE_INTEGER_DIGITS: u32 = 14;
+
+/// One OHLCV bar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tick {
+    pub timestamp: DateTime<Utc>,
+    pub symbol: String,
+    #[serde(with = "exact_decimal")]
+    pub open: Decimal,
+    #[serde(with = "exact_decimal")]
+    pub high: Decimal,
+    #[serde(with = "exact_decimal")]
+    pub low: Decimal,
+    #[serde(with = "exact_decimal")]
+    pub close: Decimal,
+    pub volume: i64,
+    /// Where the record came from: `file:line` for CSV input.
+    #[serde(default)]
+    pub source: String,
+    /// Producer clock when it was sent, microseconds since the Unix epoch.
+    #[serde(default)]
+    pub produced_at: i64,
+}
+
+impl Tick {
+    /// Checks the record against the rules every stored row obeys; the error is the reason
+    /// recorded with a quarantined record.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.symbol.trim().is_empty() {
+            return Err("symbol is empty".into());
+        }
+        if self.symbol.chars().count() > MAX_SYMBOL_CHARS {
+            return Err(format!("symbol is longer than {MAX_SYMBOL_CHARS} characters"));
+        }
+        if self.symbol.chars().any(char::is_control) {
+            return Err("symbol contains control characters".into());
+        }
+        for (name, price) in self.prices() {
+            if price <= Decimal::ZERO {
+                return Err(format!("{name} {price} is not a positive price"));
+            }
+            if price.scale() > PRICE_SCALE && price.normalize().scale() > PRICE_SCALE {
+                return Err(format!(
+                    "{name} {price} has more than {PRICE_SCALE} decimal places"
+                ));
+            }
+            if price.trunc() >= Decimal::from(10i64.pow(PRICE_INTEGER_DIGITS)) {
+                return Err(format!(
+                    "{name} {price} has more than {PRICE_INTEGER_DIGITS} integer digits"
+                ));
+            }
+        }
+        if self.low > self.high {
+            return Err(format!("low {} is above high {}", self.low, self.high));
+        }
+        for (name, price) in [("open", self.open), ("close", self.close)] {
+            if price < self.low || price > self.high {
+                return Err(format!(
+                    "{name} {price} is outside low {} .. high {}",
+                    self.low, self.high
+                ));
+            }
+        }
+        if self.volume < 0 {
+            return Err(format!("volume {} is negative", self.volume));
+        }
+        Ok(())
+    }
+
+    fn prices(&self) -> [(&'static str, Decimal); 4] {
+        [
+            ("open", self.open),
+            ("high", self.high),
+            ("low", self.low),
+            ("close", self.close),
+        ]
+    }
+
+    /// The Kafka message value.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&WireTick::from(self)).expect("a tick always serializes")
+    }
+
+    /// Decodes and validates a Kafka message value written by any producer.
+    pub fn from_json(bytes: &[u8]) -> Result<Tick, String> {
+        let tick: Tick =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a tick message: {e}"))?;
+        tick.validate()?;
+        Ok(tick)
+    }
+}
+
+/// The serialized form: timestamps always in RFC 3339 UTC with the `Z` offset.
+#[derive(Serialize)]
+struct WireTick<'a> {
+    timestamp: String,
+    symbol: &'a str,
+    #[serde(with = "exact_decimal")]
+    open: Decimal,
+    #[serde(with = "exact_decimal")]
+    high: Decimal,
+    #[serde(with = "exact_decimal")]
+    low: Decimal,
+    #[serde(with = "exact_decimal")]
+    close: Decimal,
+    volume: i64,
+    source: &'a str,
+    produced_at: i64,
+}
+
+impl<'a> From<&'a Tick> for WireTick<'a> {
+    fn from(t: &'a Tick) -> Self {
+        WireTick {
+            timestamp: t.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            symbol: &t.symbol,
+            open: t.open,
+            high: t.high,
+            low: t.low,
+            close: t.close,
+            volume: t.volume,
+            source: &t.source,
+            produced_at: t.produced_at,
+        }
+    }
+}
+
+/// A record the pipeline refused, with why and where it came from. It goes to the dead-letter
+/// topic and to `rejected_ticks`; nothing refused disappears.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    /// Where the refused input came from (`file:line`, or `topic/partition/offset`), so a
+    /// replay quarantines it once.
+    pub source: String,
+    /// The stage that refused it: `ingest` or `process`.
+    pub stage: String,
+    pub reason: String,
+    /// The raw input, lossily decoded as UTF-8 and cut to [`Reject::MAX_RAW_BYTES`].
+    pub raw: String,
+    pub rejected_at: DateTime<Utc>,
+}
+
+impl Reject {
+    pub const MAX_RAW_BYTES: usize = 64 * 1024;
+
+    pub fn new(source: String, stage: &str, reason: String, raw: &[u8]) -> Self {
+        let cut = &raw[..raw.len().min(Self::MAX_RAW_BYTES)];
+        Reject {
+            source: truncate_chars(&source, 255),
+            stage: stage.to_string(),
+            reason: truncate_chars(&reason, 1000),
+            raw: String::from_utf8_lossy(cut).into_owned(),
+            rejected_at: Utc::now(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a reject always serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Reject, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a dead-letter record: {e}"))
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Parses a decimal exactly: `1520.50`, `1e3` and `+7` are accepted; `NaN`, `inf`, `0x10` and
+/// anything a float would round are not.
+pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty number".into());
+    }
+    let parsed = if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text)
+    } else {
+        Decimal::from_str_exact(text)
+    };
+    parsed.map_err(|_| format!("{text:?} is not a decimal number"))
+}
+
+/// Serde for prices: written as strings; read from strings, or from JSON numbers as written
+/// (non-Rust producers often send numbers).
+mod exact_decimal {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            String(String),
+            Number(serde_json::Number),
+        }
+        let text = match Text::deserialize(d)? {
+            Text::String(s) => s,
+            Text::Number(n) => n.to_string(),
+        };
+        parse_decimal(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn tick() -> Tick {
+        Tick {
+            timestamp: "2024-01-02T09:15:00Z".parse().unwrap(),
+            symbol: "HDFC".into(),
+            open: dec!(1520.50),
+            high: dec!(1522),
+            low: dec!(1519.25),
+            close: dec!(1521.0001),
+            volume: 1_500_000_000,
+            source: "HDFC.csv:2".into(),
+            produced_at: 1_700_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn json_round_trip_is_exact() {
+        let t = tick();
+        let json = t.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.contains(r#""open":"1520.50""#), "{text}");
+        assert!(text.contains(r#""timestamp":"2024-01-02T09:15:00Z""#), "{text}");
+        assert_eq!(Tick::from_json(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn numbers_and_offsets_from_other_producers_are_read() {
+        let json = br#"{"timestamp":"2024-01-02T14:45:00+05:30","symbol":"SBIN","open":600.1,
+            "high":601,"low":599.95,"close":600.5,"volume":10}"#;
+        let t = Tick::from_json(json).unwrap();
+        assert_eq!(t.open, dec!(600.1));
+        assert_eq!(t.timestamp, "2024-01-02T09:15:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(t.source, "");
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let cases: Vec<(fn(&mut Tick), &str)> = vec![
+            (|t| t.symbol = " ".into(), "symbol is empty"),
+            (|t| t.low = dec!(0), "low 0 is not a positive price"),
+            (|t| t.open = dec!(-1), "open -1 is not a positive price"),
+            (|t| t.low = dec!(1530), "low 1530 is above high"),
+            (|t| t.close = dec!(1523), "close 1523 is outside"),
+            (|t| t.volume = -5, "volume -5 is negative"),
+            (|t| t.high = dec!(1522.00001), "more than 4 decimal places"),
+            (|t| t.symbol = "X".repeat(65), "longer than 64"),
+        ];
+        for (mutate, expected) in cases {
+            let mut t = tick();
+            mutate(&mut t);
+            let reason = t.validate().unwrap_err();
+            assert!(reason.contains(expected), "{reason} should contain {expected}");
+        }
+        // Trailing zeros beyond the scale are exact, not extra digits.
+        let mut t = tick();
+        t.high = dec!(1522.000000);
+        assert!(t.validate().is_ok());
+    }
+
+    #[test]
+    fn malformed_messages_are_refused_with_a_reason() {
+        for (bytes, expected) in [
+            (&b"not json"[..], "not a tick message"),
+            (br#"{"symbol":"A"}"#, "missing field"),
+            (
+                br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":"NaN","high":"1","low":"1","close":"1","volume":1}"#,
+                "not a decimal",
+            ),
+            (
+                br#"{"timestamp":"yesterday","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":1}"#,
+                "not a tick message",
+            ),
+            (
+                br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":1.5}"#,
+                "not a tick message",
+            ),
+        ] {
+            let reason = Tick::from_json(bytes).unwrap_err();
+            assert!(reason.contains(expected), "{reason} should contain {expected}");
+        }
+    }
+
+    #[test]
+    fn decimals_parse_exactly() {
+        assert_eq!(parse_decimal("1e3").unwrap(), dec!(1000));
+        assert_eq!(parse_decimal(" 0.1 ").unwrap(), dec!(0.1));
+        for bad in ["", "NaN", "inf", "-Infinity", "1,5", "0x10", "1.2.3"] {
+            assert!(parse_decimal(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}
