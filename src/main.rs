@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rskafka=warn,sqlx=warn".into()),
+                .unwrap_or_else(|_| "info,rskafka=error,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -60,8 +60,11 @@ impl MysqlTarget {
             .host(&self.host)
             .port(self.port)
             .username(&self.user)
-            .password(&self.password)
             .charset("utf8mb4");
+        // An empty password must be sent as none at all (a fresh server's root).
+        if !self.password.is_empty() {
+            options = options.password(&self.password);
+        }
         if let Some(socket) = &self.socket {
             options = options.socket(socket);
         }
