@@ -329,7 +329,10 @@ impl Config {
 
     /// The zone naive CSV timestamps are read in (validated at load).
     pub fn source_timezone(&self) -> chrono_tz::Tz {
-        self.ingest.source_timezone.parse().unwrap_or(chrono_tz::UTC)
+        self.ingest
+            .source_timezone
+            .parse()
+            .unwrap_or(chrono_tz::UTC)
     }
 
     /// Creates the state directory if needed and returns its absolute path.
@@ -423,16 +426,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_the_fix() {
-        let error = load("[topics]\npartitions = 0\n[ingest]\ncompression = \"brotli\"\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("topics.partitions: must be between 1 and 1000"), "{error}");
+        let error = load(
+            "[topics]\npartitions = 0\n[ingest]\ncompression = \"brotli\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("topics.partitions: must be between 1 and 1000"),
+            "{error}"
+        );
         assert!(error.contains("ingest.compression"), "{error}");
 
-        let error = load("[mysql]\nmode = \"external\"\n", &[]).unwrap_err().to_string();
+        let error = load("[mysql]\nmode = \"external\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("mysql.url"), "{error}");
 
-        let error = load("[brokr]\nmode = \"managed\"\n", &[]).unwrap_err().to_string();
+        let error = load("[brokr]\nmode = \"managed\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("brokr"), "{error}");
     }
 

@@ -13,8 +13,18 @@ use rust_decimal::Decimal;
 
 /// Bank symbols used first; more symbols are named BANK<n>.
 const BANKS: [&str; 12] = [
-    "HDFCBANK", "ICICIBANK", "SBIN", "KOTAKBANK", "AXISBANK", "INDUSINDBK", "BANKBARODA", "PNB",
-    "FEDERALBNK", "IDFCFIRSTB", "AUBANK", "BANDHANBNK",
+    "HDFCBANK",
+    "ICICIBANK",
+    "SBIN",
+    "KOTAKBANK",
+    "AXISBANK",
+    "INDUSINDBK",
+    "BANKBARODA",
+    "PNB",
+    "FEDERALBNK",
+    "IDFCFIRSTB",
+    "AUBANK",
+    "BANDHANBNK",
 ];
 const SESSION_MINUTES: u32 = 375;
 
@@ -74,12 +84,30 @@ pub fn generate(spec: &GenerateSpec) -> Result<Generated> {
     Ok(generated)
 }
 
-fn write_symbol(path: &Path, symbol: &str, index: usize, sessions: &[NaiveDate], spec: &GenerateSpec) -> Result<u64> {
-    let mut rng = StdRng::seed_from_u64(spec.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut out = csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+fn write_symbol(
+    path: &Path,
+    symbol: &str,
+    index: usize,
+    sessions: &[NaiveDate],
+    spec: &GenerateSpec,
+) -> Result<u64> {
+    let mut rng =
+        StdRng::seed_from_u64(spec.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut out =
+        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
     match spec.layout {
-        Layout::Seed => out.write_record(["Timestamp", "Bank_Name", "Open", "High", "Low", "Close", "Volume"])?,
-        Layout::Minute => out.write_record(["timestamp", "open", "high", "low", "close", "volume"])?,
+        Layout::Seed => out.write_record([
+            "Timestamp",
+            "Bank_Name",
+            "Open",
+            "High",
+            "Low",
+            "Close",
+            "Volume",
+        ])?,
+        Layout::Minute => {
+            out.write_record(["timestamp", "open", "high", "low", "close", "volume"])?
+        }
     }
     // Price in cents; per-minute volatility about 0.08 %.
     let mut cents: i64 = rng.random_range(20_000..200_000);
@@ -109,10 +137,21 @@ fn write_symbol(path: &Path, symbol: &str, index: usize, sessions: &[NaiveDate],
             let volume = volume.to_string();
             match spec.layout {
                 Layout::Seed => out.write_record([
-                    stamp.as_str(), symbol, &prices[0], &prices[1], &prices[2], &prices[3], &volume,
+                    stamp.as_str(),
+                    symbol,
+                    &prices[0],
+                    &prices[1],
+                    &prices[2],
+                    &prices[3],
+                    &volume,
                 ])?,
                 Layout::Minute => out.write_record([
-                    stamp.as_str(), &prices[0], &prices[1], &prices[2], &prices[3], &volume,
+                    stamp.as_str(),
+                    &prices[0],
+                    &prices[1],
+                    &prices[2],
+                    &prices[3],
+                    &volume,
                 ])?,
             }
             rows += 1;
@@ -152,7 +191,10 @@ mod tests {
         assert_eq!(made.rows, 3 * 2 * 375);
         for file in &made.files {
             let name = file.file_name().unwrap();
-            assert_eq!(std::fs::read(file).unwrap(), std::fs::read(b.path().join(name)).unwrap());
+            assert_eq!(
+                std::fs::read(file).unwrap(),
+                std::fs::read(b.path().join(name)).unwrap()
+            );
             let mut reader = CsvFile::open(file, chrono_tz::UTC).unwrap();
             let mut days = std::collections::BTreeSet::new();
             while let Some(line) = reader.next_line() {
@@ -174,7 +216,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let made = generate(&spec(dir.path(), Layout::Minute)).unwrap();
         let mut reader = CsvFile::open(&made.files[1], chrono_tz::UTC).unwrap();
-        let Some(Line::Tick(t)) = reader.next_line() else { panic!() };
+        let Some(Line::Tick(t)) = reader.next_line() else {
+            panic!()
+        };
         assert_eq!(t.symbol, "ICICIBANK");
     }
 }

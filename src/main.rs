@@ -17,9 +17,9 @@ use tickpipe::generate::{self, GenerateSpec, Layout};
 use tickpipe::ingest::{self, csv_file};
 use tickpipe::process::{self, ProcessStats, RunOptions};
 use tickpipe::state::Endpoints;
+use tickpipe::status;
 use tickpipe::store::Store;
 use tickpipe::supervisor::{self, UpOptions};
-use tickpipe::status;
 
 /// A real-time stock market pipeline: CSV → Kafka → MySQL, in one binary.
 #[derive(Parser)]
@@ -119,9 +119,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         data,
     };
     match cli.command {
-        Command::Generate { out, symbols, days, start, seed, layout } => {
-            let made = generate::generate(&GenerateSpec { out_dir: out.clone(), symbols, days, start, seed, layout })?;
-            println!("wrote {} rows in {} files to {}", made.rows, made.files.len(), out.display());
+        Command::Generate {
+            out,
+            symbols,
+            days,
+            start,
+            seed,
+            layout,
+        } => {
+            let made = generate::generate(&GenerateSpec {
+                out_dir: out.clone(),
+                symbols,
+                days,
+                start,
+                seed,
+                layout,
+            })?;
+            println!(
+                "wrote {} rows in {} files to {}",
+                made.rows,
+                made.files.len(),
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Up { services_only, .. } => {
@@ -149,7 +168,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("{}", status::render(&status));
             }
-            Ok(if status.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if status.healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -176,7 +199,14 @@ async fn produce(config: Config) -> Result<ExitCode> {
     let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
     let files = csv_file::expand_patterns(&config.ingest.data)?;
     let cancel = shutdown_on_signal()?;
-    let summary = ingest::produce(&config, &broker, files, cancel, std::io::stderr().is_terminal()).await?;
+    let summary = ingest::produce(
+        &config,
+        &broker,
+        files,
+        cancel,
+        std::io::stderr().is_terminal(),
+    )
+    .await?;
     println!(
         "produced {} records ({} quarantined) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
         summary.records,
@@ -189,7 +219,11 @@ async fn produce(config: Config) -> Result<ExitCode> {
     for (file, error) in &summary.failed_files {
         eprintln!("tickpipe: skipped {}: {error}", file.display());
     }
-    Ok(if summary.failed_files.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if summary.failed_files.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn consume(config: Config, drain: bool) -> Result<ExitCode> {
@@ -213,7 +247,15 @@ async fn consume(config: Config, drain: bool) -> Result<ExitCode> {
         })
     };
     let started = std::time::Instant::now();
-    let result = process::run(&config, &broker, &store, RunOptions { drain }, stats.clone(), cancel).await;
+    let result = process::run(
+        &config,
+        &broker,
+        &store,
+        RunOptions { drain },
+        stats.clone(),
+        cancel,
+    )
+    .await;
     reporter.abort();
     result?;
     let elapsed = started.elapsed();

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Mode};
 use crate::store::MysqlTarget;
@@ -168,7 +168,8 @@ fn generate_password() -> String {
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
@@ -213,7 +214,10 @@ mod tests {
         assert_eq!(first.app_password, second.app_password);
         assert_eq!(first.app_password.len(), 24);
         assert_ne!(first.app_password, first.bi_password);
-        let mode = std::fs::metadata(state.credentials_file()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(state.credentials_file())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

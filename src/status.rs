@@ -72,7 +72,11 @@ pub async fn collect(config: &Config) -> Result<Status> {
             error: None,
         },
         mysql: MysqlStatus {
-            host: if target.host == "localhost" { "127.0.0.1".into() } else { target.host.clone() },
+            host: if target.host == "localhost" {
+                "127.0.0.1".into()
+            } else {
+                target.host.clone()
+            },
             port: target.port,
             socket: target.socket.as_ref().map(|s| s.display().to_string()),
             database: target.database.clone(),
@@ -84,11 +88,11 @@ pub async fn collect(config: &Config) -> Result<Status> {
         rows: None,
         rejected: None,
     };
-    if let Ok(store) = &store {
-        if let Ok((rows, rejected)) = store.counts().await {
-            status.rows = Some(rows);
-            status.rejected = Some(rejected);
-        }
+    if let Ok(store) = &store
+        && let Ok((rows, rejected)) = store.counts().await
+    {
+        status.rows = Some(rows);
+        status.rejected = Some(rejected);
     }
     let broker = match broker {
         Ok(broker) => broker,
@@ -135,7 +139,12 @@ pub fn render(status: &Status) -> String {
             "broker  {:4}  {}{}",
             up(status.broker.healthy),
             status.broker.bootstrap,
-            status.broker.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+            status
+                .broker
+                .error
+                .as_ref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
         ),
         format!(
             "mysql   {:4}  {}:{} database {}{}",
@@ -143,7 +152,12 @@ pub fn render(status: &Status) -> String {
             status.mysql.host,
             status.mysql.port,
             status.mysql.database,
-            status.mysql.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+            status
+                .mysql
+                .error
+                .as_ref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
         ),
     ];
     let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
@@ -154,7 +168,10 @@ pub fn render(status: &Status) -> String {
         show(status.lag)
     ));
     if !status.partitions.is_empty() {
-        out.push(format!("{:<24} {:>9} {:>14} {:>12} {:>10}", "topic", "partition", "high_watermark", "committed", "lag"));
+        out.push(format!(
+            "{:<24} {:>9} {:>14} {:>12} {:>10}",
+            "topic", "partition", "high_watermark", "committed", "lag"
+        ));
         for p in &status.partitions {
             out.push(format!(
                 "{:<24} {:>9} {:>14} {:>12} {:>10}",

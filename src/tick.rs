@@ -46,7 +46,9 @@ impl Tick {
             return Err("symbol is empty".into());
         }
         if self.symbol.chars().count() > MAX_SYMBOL_CHARS {
-            return Err(format!("symbol is longer than {MAX_SYMBOL_CHARS} characters"));
+            return Err(format!(
+                "symbol is longer than {MAX_SYMBOL_CHARS} characters"
+            ));
         }
         if self.symbol.chars().any(char::is_control) {
             return Err("symbol contains control characters".into());
@@ -246,7 +248,10 @@ mod tests {
         let json = t.to_json();
         let text = std::str::from_utf8(&json).unwrap();
         assert!(text.contains(r#""open":"1520.50""#), "{text}");
-        assert!(text.contains(r#""timestamp":"2024-01-02T09:15:00Z""#), "{text}");
+        assert!(
+            text.contains(r#""timestamp":"2024-01-02T09:15:00Z""#),
+            "{text}"
+        );
         assert_eq!(Tick::from_json(&json).unwrap(), t);
     }
 
@@ -256,13 +261,17 @@ mod tests {
             "high":601,"low":599.95,"close":600.5,"volume":10}"#;
         let t = Tick::from_json(json).unwrap();
         assert_eq!(t.open, dec!(600.1));
-        assert_eq!(t.timestamp, "2024-01-02T09:15:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            t.timestamp,
+            "2024-01-02T09:15:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!(t.source, "");
     }
 
     #[test]
     fn validation_names_the_problem() {
-        let cases: Vec<(fn(&mut Tick), &str)> = vec![
+        type Mutation = fn(&mut Tick);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|t| t.symbol = " ".into(), "symbol is empty"),
             (|t| t.low = dec!(0), "low 0 is not a positive price"),
             (|t| t.open = dec!(-1), "open -1 is not a positive price"),
@@ -276,7 +285,10 @@ mod tests {
             let mut t = tick();
             mutate(&mut t);
             let reason = t.validate().unwrap_err();
-            assert!(reason.contains(expected), "{reason} should contain {expected}");
+            assert!(
+                reason.contains(expected),
+                "{reason} should contain {expected}"
+            );
         }
         // Trailing zeros beyond the scale are exact, not extra digits.
         let mut t = tick();

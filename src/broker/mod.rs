@@ -62,7 +62,9 @@ impl Broker {
         let start = tokio::time::Instant::now();
         let mut last_error = None;
         while start.elapsed() < deadline {
-            let left = deadline.saturating_sub(start.elapsed()).min(Duration::from_secs(5));
+            let left = deadline
+                .saturating_sub(start.elapsed())
+                .min(Duration::from_secs(5));
             match Broker::connect(bootstrap, left).await {
                 Ok(broker) => match broker.topics().await {
                     Ok(_) => return Ok(broker),
@@ -90,7 +92,10 @@ impl Broker {
     /// Partition count of a topic, or an error naming the topic when it does not exist.
     pub async fn partition_count(&self, topic: &str) -> Result<i32> {
         self.topics().await?.get(topic).copied().ok_or_else(|| {
-            anyhow!("topic {topic} does not exist on {} (`tickpipe up` creates it)", self.bootstrap)
+            anyhow!(
+                "topic {topic} does not exist on {} (`tickpipe up` creates it)",
+                self.bootstrap
+            )
         })
     }
 
@@ -146,7 +151,8 @@ impl Broker {
         let mut marks = Vec::with_capacity(count as usize);
         for p in 0..count {
             let client = self.partition(topic, p).await?;
-            let earliest = timed("reading an offset", client.get_offset(OffsetAt::Earliest)).await?;
+            let earliest =
+                timed("reading an offset", client.get_offset(OffsetAt::Earliest)).await?;
             let latest = timed("reading an offset", client.get_offset(OffsetAt::Latest)).await?;
             marks.push((p, earliest, latest));
         }
@@ -155,10 +161,7 @@ impl Broker {
 }
 
 /// Runs a broker call under [`CALL_DEADLINE`] plus a margin, so nothing hangs on a dead broker.
-pub async fn timed<T>(
-    what: &str,
-    call: impl Future<Output = Result<T, KafkaError>>,
-) -> Result<T> {
+pub async fn timed<T>(what: &str, call: impl Future<Output = Result<T, KafkaError>>) -> Result<T> {
     match tokio::time::timeout(CALL_DEADLINE + Duration::from_secs(5), call).await {
         Ok(result) => result.map_err(|e| anyhow!("Kafka error while {what}: {e}")),
         Err(_) => bail!("Kafka did not answer while {what} within {CALL_DEADLINE:?}"),
@@ -166,14 +169,18 @@ pub async fn timed<T>(
 }
 
 fn is_protocol(error: &anyhow::Error, wanted: ProtocolError) -> bool {
-    error.to_string().contains(&format!("{wanted:?}")) || error.to_string().contains(&format!("{wanted}"))
+    error.to_string().contains(&format!("{wanted:?}"))
+        || error.to_string().contains(&format!("{wanted}"))
 }
 
 /// Whether a fetch failed because the offset is outside what the broker keeps.
 pub fn is_offset_out_of_range(error: &KafkaError) -> bool {
     matches!(
         error,
-        KafkaError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }
+        KafkaError::ServerError {
+            protocol_error: ProtocolError::OffsetOutOfRange,
+            ..
+        }
     )
 }
 
@@ -238,7 +245,10 @@ mod tests {
             ("foobar", -790332482),
             ("a-little-bit-long-string", -985981536),
             ("a-little-bit-longer-string", -1486304829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             ("abc", 479470107),
         ] {
             assert_eq!(murmur2(key.as_bytes()) as i32, expected, "{key}");

@@ -135,7 +135,10 @@ async fn send_batches(
 ) -> Result<u64> {
     let mut bytes = 0u64;
     while let Some(batch) = batches.recv().await {
-        bytes += batch.iter().map(|r| r.approximate_size() as u64).sum::<u64>();
+        bytes += batch
+            .iter()
+            .map(|r| r.approximate_size() as u64)
+            .sum::<u64>();
         send_with_retry(&client, batch, compression).await?;
     }
     Ok(bytes)

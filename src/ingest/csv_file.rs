@@ -8,12 +8,12 @@
 //! Timestamps with an offset are taken as written; without one they are read in the
 //! configured source zone.
 
-use std::fs::File;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{BufReader, Read};
-use std::rc::Rc;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -169,9 +169,12 @@ impl CsvFile {
                     let source = format!("{}:{line}", self.name);
                     return Some(match self.parse(&source) {
                         Ok(tick) => Line::Tick(tick),
-                        Err(reason) => {
-                            Line::Reject(Reject::new(source, "ingest", reason, &raw_line(&self.record)))
-                        }
+                        Err(reason) => Line::Reject(Reject::new(
+                            source,
+                            "ingest",
+                            reason,
+                            &raw_line(&self.record),
+                        )),
                     });
                 }
                 Err(e) => {
@@ -306,7 +309,9 @@ pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
                 .ok()
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
         })
-        .ok_or_else(|| format!("timestamp {text:?} is not a date and time (e.g. 2024-01-02 09:15:00)"))?;
+        .ok_or_else(|| {
+            format!("timestamp {text:?} is not a date and time (e.g. 2024-01-02 09:15:00)")
+        })?;
     match zone.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
         // A repeated hour (clocks going back) reads as its first occurrence.
@@ -358,7 +363,9 @@ mod tests {
             b"\xef\xbb\xbfTimestamp,Bank_Name,Open,High,Low,Close,Volume\r\n\
               2024-01-02 09:15:00,HDFC,1520.5,1522,1519.25,1521,1500000000\r\n",
         );
-        let Line::Tick(t) = &lines[0] else { panic!("{lines:?}") };
+        let Line::Tick(t) = &lines[0] else {
+            panic!("{lines:?}")
+        };
         assert_eq!(t.symbol, "HDFC");
         assert_eq!(t.timestamp.to_rfc3339(), "2024-01-02T03:45:00+00:00");
         assert_eq!(t.open, dec!(1520.5));
@@ -372,7 +379,9 @@ mod tests {
             "AAPL.csv",
             b"timestamp,open,high,low,close,volume\n\"2024-01-02T14:30:00Z\",187.15,188.44,187.0,188.0,1000.0\n",
         );
-        let Line::Tick(t) = &lines[0] else { panic!("{lines:?}") };
+        let Line::Tick(t) = &lines[0] else {
+            panic!("{lines:?}")
+        };
         assert_eq!(t.symbol, "AAPL");
         assert_eq!(t.volume, 1000);
     }
@@ -423,11 +432,17 @@ mod tests {
         let path = dir.path().join("bad.csv");
         std::fs::write(&path, "a,b,c\n1,2,3\n").unwrap();
         let e = format!("{:#}", CsvFile::open(&path, chrono_tz::UTC).err().unwrap());
-        assert!(e.contains("unknown CSV layout") && e.contains("no timestamp column"), "{e}");
+        assert!(
+            e.contains("unknown CSV layout") && e.contains("no timestamp column"),
+            "{e}"
+        );
         std::fs::write(&path, "").unwrap();
         let e = format!("{:#}", CsvFile::open(&path, chrono_tz::UTC).err().unwrap());
         assert!(e.contains("empty"), "{e}");
-        let e = format!("{:#}", CsvFile::open(dir.path(), chrono_tz::UTC).err().unwrap());
+        let e = format!(
+            "{:#}",
+            CsvFile::open(dir.path(), chrono_tz::UTC).err().unwrap()
+        );
         assert!(e.contains("is a directory"), "{e}");
     }
 }

@@ -48,10 +48,21 @@ pub async fn produce(
     progress: bool,
 ) -> Result<ProduceSummary> {
     let started = Instant::now();
-    let compression =
-        broker::compression(&config.ingest.compression).expect("validated at load");
-    let mut ticks = TopicWriter::open(broker, &config.topics.ticks, config.ingest.batch_records, compression).await?;
-    let mut dead = TopicWriter::open(broker, &config.topics.dlq, config.ingest.batch_records, compression).await?;
+    let compression = broker::compression(&config.ingest.compression).expect("validated at load");
+    let mut ticks = TopicWriter::open(
+        broker,
+        &config.topics.ticks,
+        config.ingest.batch_records,
+        compression,
+    )
+    .await?;
+    let mut dead = TopicWriter::open(
+        broker,
+        &config.topics.dlq,
+        config.ingest.batch_records,
+        compression,
+    )
+    .await?;
 
     let total_bytes: u64 = files
         .iter()

@@ -69,7 +69,11 @@ pub async fn run(
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no answer within {:?}", broker::CALL_DEADLINE),
                 };
-                tracing::warn!(topic, partition, "fetch failed, retrying in {backoff:?}: {error}");
+                tracing::warn!(
+                    topic,
+                    partition,
+                    "fetch failed, retrying in {backoff:?}: {error}"
+                );
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -96,13 +100,17 @@ pub async fn run(
                 TopicKind::Ticks => match Tick::from_json(&value) {
                     Ok(tick) => fetched.ticks.push(tick),
                     Err(reason) => {
-                        fetched.rejects.push(Reject::new(coordinates, "process", reason, &value))
+                        fetched
+                            .rejects
+                            .push(Reject::new(coordinates, "process", reason, &value))
                     }
                 },
                 TopicKind::DeadLetters => match Reject::from_json(&value) {
                     Ok(reject) => fetched.rejects.push(reject),
                     Err(reason) => {
-                        fetched.rejects.push(Reject::new(coordinates, "process", reason, &value))
+                        fetched
+                            .rejects
+                            .push(Reject::new(coordinates, "process", reason, &value))
                     }
                 },
             }

@@ -206,12 +206,20 @@ impl Writer<'_> {
                 Err(e) => return Err(e.context(format!("MySQL unreachable for {WRITE_GIVE_UP:?}"))),
             }
         }
-        self.stats.rows.fetch_add(pending.ticks.len() as u64, Ordering::Relaxed);
-        self.stats.rejected.fetch_add(pending.rejects.len() as u64, Ordering::Relaxed);
+        self.stats
+            .rows
+            .fetch_add(pending.ticks.len() as u64, Ordering::Relaxed);
+        self.stats
+            .rejected
+            .fetch_add(pending.rejects.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         if !self.drain_targets.is_empty() {
             for ((topic, p), next) in &pending.offsets {
-                if self.drain_targets.get(&(topic.clone(), *p)).is_some_and(|t| next >= t) {
+                if self
+                    .drain_targets
+                    .get(&(topic.clone(), *p))
+                    .is_some_and(|t| next >= t)
+                {
                     self.drain_targets.remove(&(topic.clone(), *p));
                 }
             }
@@ -249,7 +257,8 @@ impl DeadLetters {
     async fn publish(&self, rejects: &[Reject]) -> Result<()> {
         let mut by_partition: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
         for reject in rejects {
-            let p = broker::partition_for_key(reject.source.as_bytes(), self.partitions.len() as i32);
+            let p =
+                broker::partition_for_key(reject.source.as_bytes(), self.partitions.len() as i32);
             by_partition.entry(p as usize).or_default().push(Record {
                 key: Some(reject.source.as_bytes().to_vec()),
                 value: Some(reject.to_json()),

@@ -36,7 +36,11 @@ impl MysqlTarget {
     /// Reads `mysql://user:password@host:port/database` (`?socket=/path` for a local socket).
     pub fn from_url(text: &str) -> Result<Self> {
         let url = url::Url::parse(text).context("mysql.url is not a valid mysql:// URL")?;
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let database = url.path().trim_start_matches('/');
         if database.is_empty() {
             bail!("mysql.url names no database (mysql://user:password@host:3306/stock_market)");
@@ -133,7 +137,11 @@ impl Store {
                 " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
                  Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume)",
             );
-            insert.build().execute(&mut *tx).await.context("upserting stock_data")?;
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("upserting stock_data")?;
         }
         for chunk in rejects.chunks(REJECTS_PER_STATEMENT) {
             let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
@@ -146,7 +154,11 @@ impl Store {
                     .push_bind(&r.raw)
                     .push_bind(r.rejected_at.naive_utc());
             });
-            insert.build().execute(&mut *tx).await.context("inserting rejected_ticks")?;
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("inserting rejected_ticks")?;
         }
         if !offsets.is_empty() {
             let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
@@ -162,7 +174,11 @@ impl Store {
                 " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
                  updated_at = VALUES(updated_at)",
             );
-            upsert.build().execute(&mut *tx).await.context("storing offsets")?;
+            upsert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("storing offsets")?;
         }
         tx.commit().await.context("committing the batch")?;
         Ok(())
@@ -170,13 +186,12 @@ impl Store {
 
     /// Next offset to read per partition of `topic`, as committed with the rows.
     pub async fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>> {
-        let rows = sqlx::query(
-            "SELECT `partition`, next_offset FROM pipeline_offsets WHERE topic = ?",
-        )
-        .bind(topic)
-        .fetch_all(&self.pool)
-        .await
-        .context("reading pipeline_offsets")?;
+        let rows =
+            sqlx::query("SELECT `partition`, next_offset FROM pipeline_offsets WHERE topic = ?")
+                .bind(topic)
+                .fetch_all(&self.pool)
+                .await
+                .context("reading pipeline_offsets")?;
         Ok(rows
             .into_iter()
             .map(|r| (r.get::<i32, _>(0), r.get::<i64, _>(1)))
@@ -231,9 +246,7 @@ pub async fn connect_pool(
             bail!("MySQL at {where_} refused user {}: {error}", target.user);
         }
         if start.elapsed() >= deadline {
-            bail!(
-                "MySQL at {where_} did not answer SELECT 1 within {deadline:?}: {error}"
-            );
+            bail!("MySQL at {where_} did not answer SELECT 1 within {deadline:?}: {error}");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -267,7 +280,8 @@ pub async fn ensure_database_and_users(
     )
     .await
     .with_context(|| format!("creating database {database}"))?;
-    for ((user, password), privileges) in [(app, "SELECT, INSERT, UPDATE, DELETE"), (bi, "SELECT")] {
+    for ((user, password), privileges) in [(app, "SELECT, INSERT, UPDATE, DELETE"), (bi, "SELECT")]
+    {
         ensure_identifier(user)?;
         let hash = native_password_hash(password);
         for statement in [
@@ -286,12 +300,17 @@ pub async fn ensure_database_and_users(
 /// Runs an account or schema statement, which MySQL cannot prepare with parameters. Callers
 /// build it only from checked identifiers and hex digests, never from user text.
 pub async fn execute_admin(pool: &MySqlPool, statement: String) -> Result<()> {
-    sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await?;
+    sqlx::raw_sql(AssertSqlSafe(statement))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 fn ensure_identifier(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         bail!("{name:?} is not a plain MySQL identifier ([a-zA-Z0-9_], at most 64)");
     }
     Ok(())

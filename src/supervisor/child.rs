@@ -132,7 +132,10 @@ async fn terminate(child: &mut Child, name: &str, timeout: Duration) {
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(_) => tracing::info!(service = name, "stopped"),
         Err(_) => {
-            tracing::warn!(service = name, "did not stop within {timeout:?}; killing it");
+            tracing::warn!(
+                service = name,
+                "did not stop within {timeout:?}; killing it"
+            );
             let _ = child.kill().await;
         }
     }
@@ -141,14 +144,21 @@ async fn terminate(child: &mut Child, name: &str, timeout: Duration) {
 /// Stops a process left behind by an earlier supervisor that was killed: the pid in
 /// `pid_file`, if it still runs and its command line mentions `marker` (our state directory).
 pub async fn stop_orphan(pid_file: &Path, marker: &str, timeout: Duration) {
-    let Ok(text) = std::fs::read_to_string(pid_file) else { return };
-    let Ok(pid) = text.trim().parse::<i32>() else { return };
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     if !String::from_utf8_lossy(&cmdline).contains(marker) {
         let _ = std::fs::remove_file(pid_file);
         return;
     }
-    tracing::warn!(pid, "stopping a service left running by an earlier `tickpipe up`");
+    tracing::warn!(
+        pid,
+        "stopping a service left running by an earlier `tickpipe up`"
+    );
     // SAFETY: a pid whose command line names our state directory.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + timeout;

@@ -37,7 +37,12 @@ pub async fn start(config: &BrokerConfig, state: &StateDir, ports: &Ports) -> Re
     std::fs::write(&log4j, log4j_properties(&logs))?;
 
     let pid_file = dir.join("supervised.pid");
-    stop_orphan(&pid_file, &dir.display().to_string(), Duration::from_secs(60)).await;
+    stop_orphan(
+        &pid_file,
+        &dir.display().to_string(),
+        Duration::from_secs(60),
+    )
+    .await;
 
     let classpath = format!("{}/*", libs.display());
     if !data.join("meta.properties").exists() {
@@ -112,12 +117,25 @@ fn log4j_properties(logs: &Path) -> String {
 }
 
 /// Formats the KRaft metadata directory with a new cluster id (first start only).
-async fn format_storage(java: &Path, classpath: &str, properties: &Path, log4j: &Path) -> Result<()> {
+async fn format_storage(
+    java: &Path,
+    classpath: &str,
+    properties: &Path,
+    log4j: &Path,
+) -> Result<()> {
     let cluster_id =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
     let output = tokio::process::Command::new(java)
         .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
-        .args(["-cp", classpath, "kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
+        .args([
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            &cluster_id,
+            "-c",
+        ])
         .arg(properties)
         .output()
         .await

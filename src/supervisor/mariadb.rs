@@ -42,7 +42,12 @@ pub async fn start(
         initialize(&data).await?;
     }
     let pid_file = dir.join("mysqld.pid");
-    stop_orphan(&pid_file, &dir.display().to_string(), Duration::from_secs(60)).await;
+    stop_orphan(
+        &pid_file,
+        &dir.display().to_string(),
+        Duration::from_secs(60),
+    )
+    .await;
     let _ = std::fs::remove_file(&socket);
 
     let mut args = vec![
@@ -87,9 +92,13 @@ pub async fn start(
     match store::connect_pool(&root, false, config.startup_timeout).await {
         Ok(pool) => pool.close().await,
         Err(e) if format!("{e:#}").contains("Access denied") => {
-            secure_root(&root.as_user("root", ""), &credentials.root_password, config.startup_timeout)
-                .await
-                .context("securing the root account of a new data directory")?;
+            secure_root(
+                &root.as_user("root", ""),
+                &credentials.root_password,
+                config.startup_timeout,
+            )
+            .await
+            .context("securing the root account of a new data directory")?;
         }
         Err(e) => {
             child.stop().await;
@@ -101,11 +110,16 @@ pub async fn start(
 
 /// Creates the data directory (atomically: a half-made one is never reused).
 async fn initialize(data: &Path) -> Result<()> {
-    let install = find_program(&["mariadb-install-db", "mysql_install_db"])
-        .context("mariadb-install-db not found (install MariaDB with scripts/install-mariadb.sh)")?;
+    let install = find_program(&["mariadb-install-db", "mysql_install_db"]).context(
+        "mariadb-install-db not found (install MariaDB with scripts/install-mariadb.sh)",
+    )?;
     let partial = data.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
-    let user = if is_root() { "root".to_string() } else { current_user() };
+    let user = if is_root() {
+        "root".to_string()
+    } else {
+        current_user()
+    };
     let output = tokio::process::Command::new(&install)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", partial.display()))
@@ -128,7 +142,11 @@ async fn initialize(data: &Path) -> Result<()> {
 }
 
 /// Gives root the generated password and removes every other root account.
-async fn secure_root(root_without_password: &MysqlTarget, password: &str, deadline: Duration) -> Result<()> {
+async fn secure_root(
+    root_without_password: &MysqlTarget,
+    password: &str,
+    deadline: Duration,
+) -> Result<()> {
     let pool = store::connect_pool(root_without_password, false, deadline).await?;
     let hash = native_password_hash(password);
     store::execute_admin(
@@ -140,9 +158,10 @@ async fn secure_root(root_without_password: &MysqlTarget, password: &str, deadli
     )
     .await
     .context("setting the root password")?;
-    let others = sqlx::query("SELECT Host FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'")
-        .fetch_all(&pool)
-        .await?;
+    let others =
+        sqlx::query("SELECT Host FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'")
+            .fetch_all(&pool)
+            .await?;
     for row in others {
         let host: String = row.try_get(0)?;
         let host = host.replace('\\', "\\\\").replace('\'', "''");

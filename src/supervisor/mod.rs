@@ -7,6 +7,9 @@ mod child;
 mod kafka;
 mod mariadb;
 
+/// Where Kafka's jars and Java are: also used to run Kafka's own tools beside the appliance.
+pub use kafka::{find_java, kafka_libs};
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
@@ -135,14 +138,22 @@ async fn run_pipeline(
             }
         }
     };
-    print_banner(config, state, broker, mysql, partitions, &files, options, started);
+    print_banner(
+        config, state, broker, mysql, partitions, &files, options, started,
+    );
 
     if options.services_only {
         shutdown.cancelled().await;
         return Ok(());
     }
     let stats = Arc::new(ProcessStats::default());
-    let processor = spawn_processor(config.clone(), broker.clone(), store.clone(), stats, shutdown.clone());
+    let processor = spawn_processor(
+        config.clone(),
+        broker.clone(),
+        store.clone(),
+        stats,
+        shutdown.clone(),
+    );
     let producer = spawn_producer(config.clone(), broker.clone(), files, shutdown.clone());
 
     shutdown.cancelled().await;
@@ -164,7 +175,14 @@ fn spawn_processor(
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         while !shutdown.is_cancelled() {
-            let run = process::run(&config, &broker, &store, RunOptions::default(), stats.clone(), shutdown.clone());
+            let run = process::run(
+                &config,
+                &broker,
+                &store,
+                RunOptions::default(),
+                stats.clone(),
+                shutdown.clone(),
+            );
             match run.await {
                 Ok(()) => break,
                 Err(e) => {
@@ -222,7 +240,8 @@ async fn start_mysql(
         Mode::Managed => {
             let managed = mariadb::start(&config.mysql, state, ports.mysql, credentials).await?;
             let setup = async {
-                let admin = store::connect_pool(&managed.root, false, config.mysql.startup_timeout).await?;
+                let admin =
+                    store::connect_pool(&managed.root, false, config.mysql.startup_timeout).await?;
                 store::ensure_database_and_users(
                     &admin,
                     &config.mysql.database,
@@ -253,7 +272,9 @@ async fn start_broker(
 ) -> Result<(Option<kafka::ManagedKafka>, Broker)> {
     match config.broker.mode {
         Mode::External => {
-            let broker = Broker::wait_healthy(&config.broker.bootstrap, config.broker.startup_timeout).await?;
+            let broker =
+                Broker::wait_healthy(&config.broker.bootstrap, config.broker.startup_timeout)
+                    .await?;
             Ok((None, broker))
         }
         Mode::Managed => {
@@ -280,7 +301,10 @@ fn choose_ports(config: &Config, state: &StateDir) -> Result<Ports> {
         if configured != 0 {
             return Ok(configured);
         }
-        if recorded != 0 && !taken.contains(&recorded) && TcpListener::bind((bind, recorded)).is_ok() {
+        if recorded != 0
+            && !taken.contains(&recorded)
+            && TcpListener::bind((bind, recorded)).is_ok()
+        {
             return Ok(recorded);
         }
         loop {
@@ -295,7 +319,12 @@ fn choose_ports(config: &Config, state: &StateDir) -> Result<Ports> {
     };
     let kafka = pick(config.broker.port, recorded.kafka, &config.broker.bind, &[])?;
     let kafka_controller = pick(0, recorded.kafka_controller, &config.broker.bind, &[kafka])?;
-    let mysql = pick(config.mysql.port, recorded.mysql, &config.mysql.bind, &[kafka, kafka_controller])?;
+    let mysql = pick(
+        config.mysql.port,
+        recorded.mysql,
+        &config.mysql.bind,
+        &[kafka, kafka_controller],
+    )?;
     let ports = Ports {
         kafka,
         kafka_controller,
@@ -350,14 +379,25 @@ fn print_banner(
         .as_ref()
         .map(|s| format!(", socket {}", s.display()))
         .unwrap_or_default();
-    let tcp_host = if mysql.host == "localhost" { "127.0.0.1" } else { &mysql.host };
+    let tcp_host = if mysql.host == "localhost" {
+        "127.0.0.1"
+    } else {
+        &mysql.host
+    };
     let mut lines = vec![
-        format!("tickpipe is up in {:.1?} (state: {})", started.elapsed(), state.root.display()),
+        format!(
+            "tickpipe is up in {:.1?} (state: {})",
+            started.elapsed(),
+            state.root.display()
+        ),
         format!(
             "  Kafka      {}  topics {} ({partitions} partitions), {}",
             broker.bootstrap, config.topics.ticks, config.topics.dlq
         ),
-        format!("  MySQL      {tcp_host}:{}{socket}  database {}", mysql.port, mysql.database),
+        format!(
+            "  MySQL      {tcp_host}:{}{socket}  database {}",
+            mysql.port, mysql.database
+        ),
     ];
     if config.mysql.mode == Mode::Managed {
         lines.push(format!(
@@ -371,7 +411,10 @@ fn print_banner(
     if options.services_only {
         lines.push("  Stages     not started (--services-only): run `tickpipe produce` and `tickpipe process`".into());
     } else {
-        lines.push(format!("  Processor  running;  producer replaying {} file(s)", files.len()));
+        lines.push(format!(
+            "  Processor  running;  producer replaying {} file(s)",
+            files.len()
+        ));
     }
     lines.push("  Stop with Ctrl-C; `tickpipe status` shows progress.".into());
     println!("{}", lines.join("\n"));

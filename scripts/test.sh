@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test against real services. Installs what the tests need first (idempotent):
+# Debian's MariaDB server and Apache Kafka's jars (from Maven Central).
+#   scripts/test.sh                 all tests
+#   scripts/test.sh <cargo args>    e.g. scripts/test.sh --test pipeline
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-mariadb.sh
+scripts/fetch-kafka.sh >/dev/null
+
+cargo test --locked "$@"

@@ -1,0 +1,319 @@
+//! Test harness: runs the real `tickpipe` binary against real services (Apache Kafka in KRaft
+//! mode from Kafka's jars, MariaDB from Debian) in a private state directory, and compares
+//! what MySQL holds with what the input files say, computed independently of tickpipe's parser.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tickpipe");
+
+/// Per symbol: rows, sum of Volume, sum of Close.
+pub type Totals = BTreeMap<String, (i64, i64, Decimal)>;
+
+/// A running `tickpipe up` on its own state directory.
+pub struct Appliance {
+    pub state_dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Appliance {
+    /// Starts `tickpipe up` with extra arguments and environment, and waits for its banner.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Appliance {
+        let state_dir = tempfile::Builder::new()
+            .prefix("tp")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let log = state_dir.path().join("up.log");
+        let mut command = Command::new(BIN);
+        command
+            .arg("--state-dir")
+            .arg(state_dir.path())
+            .arg("up")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
+        // The appliance dies with the test process, however that ends.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("starting tickpipe up");
+        let appliance = Appliance {
+            state_dir,
+            child: Some(child),
+            log,
+        };
+        appliance.wait_for("tickpipe is up", Duration::from_secs(120));
+        appliance
+    }
+
+    /// Starts the shared services-only appliance of a test binary from a thread that lives as
+    /// long as the process (the parent-death signal follows the spawning thread).
+    pub fn shared() -> &'static Appliance {
+        static SHARED: std::sync::OnceLock<Appliance> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                tx.send(Appliance::start(&["--services-only"], &[]))
+                    .unwrap();
+                loop {
+                    std::thread::park();
+                }
+            });
+            rx.recv().expect("the shared appliance started")
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.state_dir.path()
+    }
+
+    fn wait_for(&self, text: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let out = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if out.contains(text) {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "`tickpipe up` did not print {text:?} within {timeout:?}:\n{out}\n{}",
+                    std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A `tickpipe` command aimed at this appliance.
+    pub fn tickpipe(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command.arg("--state-dir").arg(self.dir()).args(args);
+        command
+    }
+
+    /// Runs a `tickpipe` command to completion and returns its output; panics on failure.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let output = self
+            .tickpipe(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tickpipe {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    pub fn status(&self, env: &[(&str, &str)]) -> Value {
+        let output = self.run(&["status", "--json"], env);
+        serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+    }
+
+    /// Polls `status` until `done` holds or `timeout` passes; returns the last status.
+    pub fn wait_status(
+        &self,
+        env: &[(&str, &str)],
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let status = self.status(env);
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "status never reached the goal: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The managed database as root, through the appliance's socket.
+    pub async fn root_pool(&self) -> MySqlPool {
+        let credentials: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir().join("credentials.json")).unwrap(),
+        )
+        .unwrap();
+        self.pool("root", credentials["root_password"].as_str().unwrap())
+            .await
+    }
+
+    pub async fn pool(&self, user: &str, password: &str) -> MySqlPool {
+        let options = MySqlConnectOptions::new()
+            .socket(self.dir().join("mysql/mysql.sock"))
+            .username(user)
+            .password(password)
+            .database("stock_market");
+        MySqlPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap()
+    }
+
+    pub fn bootstrap(&self) -> String {
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir().join("appliance.json")).unwrap(),
+        )
+        .unwrap();
+        info["bootstrap"].as_str().unwrap().to_string()
+    }
+
+    /// Sends SIGINT and waits for `up` to exit; returns whether it exited with 0.
+    pub fn interrupt(&mut self) -> bool {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "`up` did not stop after SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.interrupt();
+        }
+    }
+}
+
+/// Processes whose command line mentions `marker` (other than this test process).
+pub fn processes_mentioning(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) {
+            found.push(format!("{name}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Writes synthetic CSVs with `tickpipe generate`.
+pub fn generate(dir: &Path, symbols: usize, days: u32, seed: u64) {
+    let output = Command::new(BIN)
+        .args(["generate", "--out"])
+        .arg(dir)
+        .args([
+            "--symbols",
+            &symbols.to_string(),
+            "--days",
+            &days.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Totals of seed-layout CSV files, read with a plain split (not tickpipe's parser). Lines
+/// that do not have 7 fields with a numeric volume are skipped, as they must be refused.
+pub fn input_totals(files: &[PathBuf]) -> Totals {
+    let mut totals = Totals::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let (Some(close), Ok(volume)) =
+                (fields.get(5), fields.get(6).unwrap_or(&"x").parse::<i64>())
+            else {
+                continue;
+            };
+            let entry = totals
+                .entry(fields[1].to_string())
+                .or_insert((0, 0, Decimal::ZERO));
+            entry.0 += 1;
+            entry.1 += volume;
+            entry.2 += close.parse::<Decimal>().unwrap();
+        }
+    }
+    totals
+}
+
+/// The same totals, from `stock_data`.
+pub async fn stored_totals(pool: &MySqlPool) -> Totals {
+    sqlx::query(
+        "SELECT Bank_Name, COUNT(*), CAST(SUM(Volume) AS SIGNED), SUM(Close) FROM stock_data GROUP BY Bank_Name",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.get::<String, _>(0), (r.get::<i64, _>(1), r.get::<i64, _>(2), r.get::<Decimal, _>(3))))
+    .collect()
+}
+
+pub fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs one of Kafka's own command-line tools (from the same jars as the broker).
+pub fn kafka_tool(class: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let config = tickpipe::config::Config::default();
+    let libs = tickpipe::supervisor::kafka_libs(&config.broker).unwrap();
+    let java = tickpipe::supervisor::find_java().unwrap();
+    let mut child = Command::new(java)
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg(class)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}

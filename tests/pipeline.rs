@@ -1,0 +1,336 @@
+//! The appliance end to end against real Apache Kafka (KRaft) and MariaDB: every CSV row in
+//! MySQL exactly once, bad lines quarantined, replays and processor crashes harmless, and
+//! Kafka's own Java clients reading and writing our topic.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+/// Tests on the shared appliance clear its tables: they take turns.
+static SHARED_TABLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const GOOD_MIXED: [&str; 2] = [
+    "2024-02-01 09:15:00,MIXBANK,100,101,99,100.5,1000",
+    "2024-02-01 09:20:00,MIXBANK,100,101,99,100.25,2000",
+];
+/// Bad lines, each with the line number it gets in the mixed file and a piece of its reason.
+const BAD_MIXED: [(&str, u32, &str); 4] = [
+    (
+        "2024-02-01 09:16:00,MIXBANK,100,101,99",
+        3,
+        "expected 7 fields, found 5",
+    ),
+    (
+        "2024-02-01 09:17:00,MIXBANK,abc,101,99,100,1000",
+        4,
+        "open: \"abc\" is not a decimal number",
+    ),
+    (
+        "2024-02-01 09:18:00,MIXBANK,100,99,101,100,1000",
+        5,
+        "low 101 is above high 99",
+    ),
+    (
+        "2024-02-01 09:19:00,,100,101,99,100,1000",
+        6,
+        "symbol is empty",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_stores_every_row_once_quarantines_bad_lines_and_stops_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 4, 3, 11);
+    let mut expected = input_totals(&csv_files(data.path()));
+    // A file with bad lines between good ones; the good ones alone give the expected figures.
+    let header = "Timestamp,Bank_Name,Open,High,Low,Close,Volume";
+    let mixed = [
+        header,
+        GOOD_MIXED[0],
+        BAD_MIXED[0].0,
+        BAD_MIXED[1].0,
+        BAD_MIXED[2].0,
+        BAD_MIXED[3].0,
+        GOOD_MIXED[1],
+    ];
+    std::fs::write(data.path().join("MIXED.csv"), mixed.join("\n") + "\n").unwrap();
+    let good_only = tempfile::tempdir().unwrap();
+    std::fs::write(
+        good_only.path().join("good.csv"),
+        [header, GOOD_MIXED[0], GOOD_MIXED[1]].join("\n"),
+    )
+    .unwrap();
+    expected.extend(input_totals(&csv_files(good_only.path())));
+    let expected_rows: i64 = expected.values().map(|t| t.0).sum();
+    assert_eq!(expected_rows, 4 * 3 * 375 + 2);
+
+    let pattern = format!("{}/*.csv", data.path().display());
+    let started = Instant::now();
+    let mut up = Appliance::start(&["--data", &pattern], &[]);
+    let done = |s: &serde_json::Value| {
+        s["rows"] == expected_rows && s["rejected"] == BAD_MIXED.len() && s["lag"] == 0
+    };
+    up.wait_status(&[], Duration::from_secs(60), done);
+    eprintln!(
+        "all rows stored {:.1?} after `up` started",
+        started.elapsed()
+    );
+
+    let pool = up.root_pool().await;
+    assert_eq!(
+        stored_totals(&pool).await,
+        expected,
+        "stored figures differ from the input"
+    );
+    let rejected: Vec<(String, String, String)> =
+        sqlx::query("SELECT source, reason, raw FROM rejected_ticks ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+    assert_eq!(rejected.len(), BAD_MIXED.len());
+    for (line, number, reason) in BAD_MIXED {
+        let found = rejected
+            .iter()
+            .find(|r| r.0 == format!("MIXED.csv:{number}"));
+        let (_, stored_reason, raw) =
+            found.unwrap_or_else(|| panic!("line {number} not quarantined: {rejected:?}"));
+        assert!(
+            stored_reason.contains(reason),
+            "line {number}: {stored_reason:?} should say {reason:?}"
+        );
+        assert_eq!(raw, line);
+    }
+
+    // Replaying the same files changes no stored figure.
+    let replay = up.run(&["produce", "--data", &pattern], &[]);
+    assert!(
+        String::from_utf8_lossy(&replay.stdout)
+            .contains(&format!("produced {} records", expected_rows))
+    );
+    up.wait_status(&[], Duration::from_secs(60), |s| s["lag"] == 0);
+    assert_eq!(
+        stored_totals(&pool).await,
+        expected,
+        "a replay changed stored figures"
+    );
+    let status = up.status(&[]);
+    assert_eq!(status["rows"], expected_rows);
+    assert_eq!(status["rejected"], BAD_MIXED.len());
+    pool.close().await;
+
+    // Ctrl-C: exit code 0, nothing left running.
+    let marker = up.dir().display().to_string();
+    assert!(up.interrupt(), "`up` exited with an error after SIGINT");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        processes_mentioning(&marker),
+        Vec::<String>::new(),
+        "processes left behind"
+    );
+    assert!(!up.dir().join("appliance.json").exists());
+}
+
+/// Environment that points the stages at private topics of the shared appliance.
+fn topics_env(prefix: &str) -> Vec<(String, String)> {
+    vec![
+        ("TICKPIPE_TOPICS__TICKS".into(), format!("{prefix}_ticks")),
+        ("TICKPIPE_TOPICS__DLQ".into(), format!("{prefix}_ticks.dlq")),
+    ]
+}
+
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Creates the private topics and empties the tables of the shared appliance.
+async fn fresh_pipeline(appliance: &Appliance, prefix: &str) -> sqlx::MySqlPool {
+    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    broker
+        .ensure_topic(&format!("{prefix}_ticks"), 6)
+        .await
+        .unwrap();
+    broker
+        .ensure_topic(&format!("{prefix}_ticks.dlq"), 2)
+        .await
+        .unwrap();
+    let pool = appliance.root_pool().await;
+    for table in ["stock_data", "rejected_ticks", "pipeline_offsets"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool
+}
+
+async fn stored_rows(pool: &sqlx::MySqlPool) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM stock_data")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_killed_mid_stream_resumes_exactly() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let pool = fresh_pipeline(appliance, "kill").await;
+    let mut env = topics_env("kill");
+    env.push(("TICKPIPE_PROCESS__BATCH_ROWS".into(), "500".into()));
+    let env = as_refs(&env);
+
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 10, 16, 5);
+    let files = csv_files(data.path());
+    let expected = input_totals(&files);
+    let total: i64 = expected.values().map(|t| t.0).sum();
+    let pattern = format!("{}/*.csv", data.path().display());
+    appliance.run(&["produce", "--data", &pattern], &env);
+
+    // Kill the processor twice while it is mid-stream.
+    let mut kills = 0;
+    for _ in 0..2 {
+        let mut process = appliance
+            .tickpipe(&["process"])
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap();
+        let before = stored_rows(&pool).await;
+        let start = Instant::now();
+        while stored_rows(&pool).await <= before && start.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        process.kill().unwrap(); // SIGKILL
+        process.wait().unwrap();
+        let after = stored_rows(&pool).await;
+        if after > before && after < total {
+            kills += 1;
+        }
+        eprintln!("killed the processor at {after} of {total} rows");
+    }
+    assert!(kills >= 1, "the processor was never killed mid-stream");
+
+    appliance.run(&["process", "--drain"], &env);
+    assert_eq!(
+        stored_totals(&pool).await,
+        expected,
+        "figures differ after crashes"
+    );
+    let offsets: i64 = sqlx::query(
+        "SELECT CAST(SUM(next_offset) AS SIGNED) FROM pipeline_offsets WHERE topic = 'kill_ticks'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(
+        offsets, total,
+        "committed offsets should cover every record once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_console_clients_and_tickpipe_read_each_other() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let pool = fresh_pipeline(appliance, "interop").await;
+    let env = topics_env("interop");
+    let env = as_refs(&env);
+    let bootstrap = appliance.bootstrap();
+
+    // Kafka's console producer: one tick with numeric prices, one record that is not JSON.
+    let java_tick = r#"{"timestamp":"2024-03-01T10:00:00+05:30","symbol":"JAVABANK","open":10,"high":11.5,"low":9.75,"close":10.5,"volume":42}"#;
+    let produced = kafka_tool(
+        "org.apache.kafka.tools.ConsoleProducer",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            "interop_ticks",
+            "--reader-property",
+            "parse.key=true",
+            "--reader-property",
+            "key.separator=|",
+        ],
+        Some(&format!("JAVABANK|{java_tick}\nJUNK|this is not json\n")),
+    );
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+
+    // tickpipe's producer: one CSV row.
+    let data = tempfile::tempdir().unwrap();
+    let csv = data.path().join("RUSTBANK.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,open,high,low,close,volume\n2024-03-01 04:31:00,20.1,20.2,20.0,20.15,7\n",
+    )
+    .unwrap();
+    appliance.run(&["produce", "--data", &csv.display().to_string()], &env);
+    appliance.run(&["process", "--drain"], &env);
+
+    let row = sqlx::query("SELECT `Timestamp`, Open, High, Low, Close, Volume FROM stock_data WHERE Bank_Name = 'JAVABANK'")
+        .fetch_one(&pool)
+        .await
+        .expect("the console producer's tick is stored");
+    assert_eq!(
+        row.get::<chrono::NaiveDateTime, _>(0).to_string(),
+        "2024-03-01 04:30:00"
+    );
+    assert_eq!(row.get::<Decimal, _>(2), Decimal::new(115, 1));
+    assert_eq!(row.get::<Decimal, _>(4), Decimal::new(105, 1));
+    assert_eq!(row.get::<i64, _>(5), 42);
+    let reason: String =
+        sqlx::query("SELECT reason FROM rejected_ticks WHERE raw = 'this is not json'")
+            .fetch_one(&pool)
+            .await
+            .expect("the malformed message is quarantined")
+            .get(0);
+    assert!(reason.starts_with("not a tick message"), "{reason}");
+    assert_eq!(stored_rows(&pool).await, 2);
+
+    // Kafka's console consumer reads what tickpipe produced.
+    let consumed = kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            "interop_ticks",
+            "--from-beginning",
+            "--max-messages",
+            "3",
+            "--timeout-ms",
+            "30000",
+            "--formatter-property",
+            "print.key=true",
+            "--formatter-property",
+            "key.separator=|",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&consumed.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RUSTBANK|"))
+        .unwrap_or_else(|| panic!("no RUSTBANK record in {out}"));
+    let message: serde_json::Value =
+        serde_json::from_str(line.trim_start_matches("RUSTBANK|")).unwrap();
+    assert_eq!(message["symbol"], "RUSTBANK");
+    assert_eq!(message["close"], "20.15");
+    assert_eq!(message["volume"], 7);
+    assert_eq!(message["timestamp"], "2024-03-01T04:31:00Z");
+    assert_eq!(message["source"], "RUSTBANK.csv:2");
+}
