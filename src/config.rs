@@ -186,7 +186,7 @@ impl Default for ProcessConfig {
         Self {
             batch_rows: 5000,
             batch_linger: Duration::from_millis(100),
-            fetch_bytes: 4 * 1024 * 1024,
+            fetch_bytes: 1024 * 1024,
         }
     }
 }
@@ -447,6 +447,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("brokr"), "{error}");
+    }
+
+    #[test]
+    fn the_committed_appliance_toml_documents_the_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/appliance.toml"))
+            .unwrap();
+        let config = load(&text, &[]).unwrap();
+        assert_eq!(
+            serde_json::to_value(&config).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
     }
 
     #[test]

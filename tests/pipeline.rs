@@ -108,6 +108,24 @@ async fn up_stores_every_row_once_quarantines_bad_lines_and_stops_cleanly() {
         assert_eq!(raw, line);
     }
 
+    // A broker that dies is restarted by the supervisor, and the pipeline rides it out.
+    let kafka_pid: i32 = std::fs::read_to_string(up.dir().join("kafka/supervised.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(kafka_pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_secs(1));
+    up.wait_status(&[], Duration::from_secs(90), |s| {
+        s["broker"]["healthy"] == true
+    });
+    let restarted: i32 = std::fs::read_to_string(up.dir().join("kafka/supervised.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(restarted, kafka_pid, "the broker was not restarted");
+
     // Replaying the same files changes no stored figure.
     let replay = up.run(&["produce", "--data", &pattern], &[]);
     assert!(
@@ -333,4 +351,43 @@ async fn kafka_console_clients_and_tickpipe_read_each_other() {
     assert_eq!(message["volume"], 7);
     assert_eq!(message["timestamp"], "2024-03-01T04:31:00Z");
     assert_eq!(message["source"], "RUSTBANK.csv:2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_external_services_uses_them_and_leaves_them_running() {
+    let _turn = SHARED_TABLES.lock().await;
+    let services = Appliance::shared();
+    let pool = fresh_pipeline(services, "external").await;
+    let credentials: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(services.dir().join("credentials.json")).unwrap(),
+    )
+    .unwrap();
+    let url = format!(
+        "mysql://root:{}@localhost/stock_market?socket={}",
+        credentials["root_password"].as_str().unwrap(),
+        services.dir().join("mysql/mysql.sock").display()
+    );
+    let bootstrap = services.bootstrap();
+    let mut env = topics_env("external");
+    env.extend([
+        ("TICKPIPE_BROKER__MODE".to_string(), "external".to_string()),
+        ("TICKPIPE_BROKER__BOOTSTRAP".to_string(), bootstrap),
+        ("TICKPIPE_MYSQL__MODE".to_string(), "external".to_string()),
+        ("TICKPIPE_MYSQL__URL".to_string(), url),
+    ]);
+    let env = as_refs(&env);
+
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 2, 1, 9);
+    let expected = input_totals(&csv_files(data.path()));
+    let pattern = format!("{}/*.csv", data.path().display());
+    let mut up = Appliance::start(&["--data", &pattern], &env);
+    up.wait_status(&env, Duration::from_secs(60), |s| {
+        s["rows"] == 750 && s["lag"] == 0
+    });
+    assert_eq!(stored_totals(&pool).await, expected);
+    assert!(up.interrupt());
+    // The external services are not ours to stop.
+    assert_eq!(services.status(&[])["broker"]["healthy"], true);
+    assert_eq!(services.status(&[])["mysql"]["healthy"], true);
 }

@@ -71,7 +71,7 @@ pub async fn run(
         }
         n
     };
-    let (tx, rx) = mpsc::channel::<Fetched>(2 * partitions);
+    let (tx, rx) = mpsc::channel::<Fetched>(partitions);
     let stop_fetching = cancel.child_token();
     let mut fetchers = tokio::task::JoinSet::new();
     let mut drain_targets = BTreeMap::new();

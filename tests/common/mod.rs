@@ -123,9 +123,19 @@ impl Appliance {
         output
     }
 
+    /// `status --json` (which exits with 1 while a service is down, still printing JSON).
     pub fn status(&self, env: &[(&str, &str)]) -> Value {
-        let output = self.run(&["status", "--json"], env);
-        serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+        let output = self
+            .tickpipe(&["status", "--json"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
     }
 
     /// Polls `status` until `done` holds or `timeout` passes; returns the last status.
