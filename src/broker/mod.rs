@@ -113,15 +113,15 @@ impl Broker {
             return Ok(existing);
         }
         let controller = self.client.controller_client()?;
-        match timed(
-            "creating a topic",
-            controller.create_topic(topic, partitions, 1, 10_000),
-        )
-        .await
-        {
-            Ok(()) => {}
-            Err(e) if is_protocol(&e, ProtocolError::TopicAlreadyExists) => {}
-            Err(e) => return Err(e).with_context(|| format!("creating topic {topic}")),
+        let create = controller.create_topic(topic, partitions, 1, 10_000);
+        match tokio::time::timeout(CALL_DEADLINE, create).await {
+            Ok(Ok(())) => {}
+            Ok(Err(KafkaError::ServerError {
+                protocol_error: ProtocolError::TopicAlreadyExists,
+                ..
+            })) => {}
+            Ok(Err(e)) => bail!("creating topic {topic}: {e}"),
+            Err(_) => bail!("creating topic {topic}: no answer within {CALL_DEADLINE:?}"),
         }
         // Metadata takes a moment to show a new topic everywhere.
         for _ in 0..100 {
@@ -166,11 +166,6 @@ pub async fn timed<T>(what: &str, call: impl Future<Output = Result<T, KafkaErro
         Ok(result) => result.map_err(|e| anyhow!("Kafka error while {what}: {e}")),
         Err(_) => bail!("Kafka did not answer while {what} within {CALL_DEADLINE:?}"),
     }
-}
-
-fn is_protocol(error: &anyhow::Error, wanted: ProtocolError) -> bool {
-    error.to_string().contains(&format!("{wanted:?}"))
-        || error.to_string().contains(&format!("{wanted}"))
 }
 
 /// Whether a fetch failed because the offset is outside what the broker keeps.

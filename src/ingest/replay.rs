@@ -149,3 +149,46 @@ fn read_merged(
     }
     failed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_merged_by_time_and_paced_by_the_data_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "Timestamp,Bank_Name,Open,High,Low,Close,Volume\n";
+        std::fs::write(
+            dir.path().join("a.csv"),
+            format!("{header}2024-01-02 09:15:00,A,1,1,1,1,1\n2024-01-02 09:16:00,A,1,1,1,1,2\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.csv"),
+            format!("{header}2024-01-02 09:15:30,B,1,1,1,1,3\nnot,a,tick\n"),
+        )
+        .unwrap();
+        let files = vec![dir.path().join("a.csv"), dir.path().join("b.csv")];
+        // 60 s of data at 120x: the last tick is due 0.5 s after the first.
+        let mut replay = start(
+            files,
+            chrono_tz::UTC,
+            120.0,
+            Arc::new(AtomicU64::new(0)),
+            CancellationToken::new(),
+        );
+        let started = Instant::now();
+        let mut order = Vec::new();
+        while let Some(line) = replay.lines.blocking_recv() {
+            order.push(match line {
+                Line::Tick(t) => format!("{}{}", t.symbol, t.volume),
+                Line::Reject(r) => r.source,
+            });
+        }
+        let elapsed = started.elapsed();
+        assert!(replay.finish().is_empty());
+        assert_eq!(order, ["A1", "B3", "b.csv:3", "A2"]);
+        assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
+}
