@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 use tickpipe::broker::Broker;
 use tickpipe::config::{Config, Sources};
@@ -177,28 +176,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Cancelled on the first SIGINT or SIGTERM.
-fn shutdown_on_signal() -> Result<CancellationToken> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let token = CancellationToken::new();
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        cancel.cancel();
-    });
-    Ok(token)
-}
-
 async fn produce(config: Config) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
     let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
     let files = csv_file::expand_patterns(&config.ingest.data)?;
-    let cancel = shutdown_on_signal()?;
+    let cancel = supervisor::shutdown_on_signal()?;
     let summary = ingest::produce(
         &config,
         &broker,
@@ -230,7 +212,7 @@ async fn consume(config: Config, drain: bool) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
     let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
     let store = Store::connect(&endpoints.mysql, config.mysql.startup_timeout).await?;
-    let cancel = shutdown_on_signal()?;
+    let cancel = supervisor::shutdown_on_signal()?;
     let stats = Arc::new(ProcessStats::default());
     let reporter = {
         let stats = stats.clone();

@@ -391,3 +391,124 @@ async fn up_with_external_services_uses_them_and_leaves_them_running() {
     assert_eq!(services.status(&[])["broker"]["healthy"], true);
     assert_eq!(services.status(&[])["mysql"]["healthy"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_killed_with_sigkill_recovers_on_the_next_up() {
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 3, 2, 21);
+    let expected = input_totals(&csv_files(data.path()));
+    let total: i64 = expected.values().map(|t| t.0).sum();
+    let pattern = format!("{}/*.csv", data.path().display());
+
+    let first = Appliance::start(&["--data", &pattern], &[]);
+    let state_dir = first.kill();
+    // The children were told to stop when `up` died; the next `up` copes with whatever is left
+    // (lock file, endpoints file, pid files, a server still shutting down).
+    let mut second = Appliance::start_in(state_dir, &["--data", &pattern], &[]);
+    second.wait_status(&[], Duration::from_secs(90), |s| {
+        s["rows"] == total && s["lag"] == 0
+    });
+    let pool = second.root_pool().await;
+    assert_eq!(stored_totals(&pool).await, expected);
+    pool.close().await;
+    let marker = second.dir().display().to_string();
+    assert!(second.interrupt());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(processes_mentioning(&marker), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_users_have_least_privilege_and_services_listen_on_loopback() {
+    let services = Appliance::shared();
+    let [root, app_password, bi_password] = services.passwords();
+
+    let app = services.pool("tickpipe_app", &app_password).await;
+    let mut tx = app.begin().await.unwrap();
+    sqlx::query("INSERT INTO stock_data VALUES (?, ?, 1, 1, 1, 1, 1)")
+        .bind(
+            chrono::NaiveDate::from_ymd_opt(2020, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap(),
+        )
+        .bind("PRIVTEST")
+        .execute(&mut *tx)
+        .await
+        .expect("the app user writes rows");
+    tx.rollback().await.unwrap();
+    for statement in [
+        "DROP TABLE stock_data",
+        "CREATE TABLE sneaky (i INT)",
+        "CREATE USER 'sneaky'@'%' IDENTIFIED BY 'x'",
+        "GRANT ALL ON *.* TO 'tickpipe_app'@'%'",
+        "SELECT COUNT(*) FROM mysql.user",
+    ] {
+        let error = sqlx::raw_sql(statement)
+            .execute(&app)
+            .await
+            .expect_err(statement)
+            .to_string();
+        assert!(error.contains("denied"), "app user: {statement}: {error}");
+    }
+
+    let bi = services.pool("tickpipe_bi", &bi_password).await;
+    sqlx::query("SELECT COUNT(*) FROM stock_data")
+        .fetch_one(&bi)
+        .await
+        .expect("the BI user reads");
+    let error = sqlx::query("INSERT INTO stock_data VALUES ('2020-01-01', 'X', 1, 1, 1, 1, 1)")
+        .execute(&bi)
+        .await
+        .expect_err("the BI user must not write")
+        .to_string();
+    assert!(error.contains("INSERT command denied"), "{error}");
+
+    // Every port of the appliance listens on 127.0.0.1 only.
+    let ports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(services.dir().join("ports.json")).unwrap())
+            .unwrap();
+    let listening = std::fs::read_to_string("/proc/net/tcp").unwrap()
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap();
+    for name in ["kafka", "kafka_controller", "mysql"] {
+        let port = format!(":{:04X} ", ports[name].as_u64().unwrap());
+        let local: Vec<&str> = listening
+            .lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some("0A")) // LISTEN
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|addr| format!("{addr} ").contains(&port))
+            .collect();
+        assert!(!local.is_empty(), "nothing listens on {name}'s port");
+        for addr in local {
+            assert!(
+                addr.starts_with("0100007F:")
+                    || addr.starts_with("0000000000000000FFFF00000100007F:"),
+                "{name} listens on {addr}, not loopback"
+            );
+        }
+    }
+
+    // No password appears in any log.
+    for log in walk_logs(services.dir()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+        for password in [&root, &app_password, &bi_password] {
+            assert!(
+                !text.contains(password.as_str()),
+                "a password is written in {}",
+                log.display()
+            );
+        }
+    }
+}
+
+fn walk_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            logs.extend(walk_logs(&path));
+        } else if path.extension().is_some_and(|e| e == "log" || e == "err") {
+            logs.push(path);
+        }
+    }
+    logs
+}

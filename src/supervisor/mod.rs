@@ -45,8 +45,7 @@ pub async fn up(config: Config, options: UpOptions) -> Result<()> {
     // An earlier `up` that was killed leaves its endpoints behind: they are stale now.
     let _ = std::fs::remove_file(state.appliance_file());
 
-    let shutdown = CancellationToken::new();
-    spawn_signal_listener(shutdown.clone())?;
+    let shutdown = shutdown_on_signal()?;
 
     let ports = choose_ports(&config, &state)?;
     let credentials = state.credentials()?;
@@ -350,17 +349,20 @@ fn lock_state_dir(state: &StateDir) -> Result<File> {
     Ok(file)
 }
 
-fn spawn_signal_listener(shutdown: CancellationToken) -> Result<()> {
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> Result<CancellationToken> {
+    let token = CancellationToken::new();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let cancel = token.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        shutdown.cancel();
+        cancel.cancel();
     });
-    Ok(())
+    Ok(token)
 }
 
 #[allow(clippy::too_many_arguments)]

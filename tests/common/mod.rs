@@ -34,6 +34,15 @@ impl Appliance {
             .prefix("tp")
             .tempdir_in("/tmp")
             .unwrap();
+        Appliance::start_in(state_dir, args, env)
+    }
+
+    /// Starts `tickpipe up` on an existing state directory.
+    pub fn start_in(
+        state_dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Appliance {
         let log = state_dir.path().join("up.log");
         let mut command = Command::new(BIN);
         command
@@ -188,6 +197,25 @@ impl Appliance {
         )
         .unwrap();
         info["bootstrap"].as_str().unwrap().to_string()
+    }
+
+    /// SIGKILLs `up` itself and returns its state directory.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.state_dir, placeholder)
+    }
+
+    /// The generated passwords: root, app, BI.
+    pub fn passwords(&self) -> [String; 3] {
+        let credentials: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir().join("credentials.json")).unwrap(),
+        )
+        .unwrap();
+        ["root_password", "app_password", "bi_password"]
+            .map(|k| credentials[k].as_str().unwrap().to_string())
     }
 
     /// Sends SIGINT and waits for `up` to exit; returns whether it exited with 0.
