@@ -2,7 +2,7 @@
 # Puts Apache Kafka's jars in a cache directory and prints that directory's lib/ path.
 # Idempotent: a complete cache is reused. With KAFKA_HOME set (an unpacked Kafka
 # distribution), prints $KAFKA_HOME/libs and fetches nothing.
-#   TICKPIPE_KAFKA_CACHE  where the jars go (default ~/.cache/tickpipe/kafka-<version>)
+# The jars go to ${XDG_CACHE_HOME:-~/.cache}/tickpipe/kafka-<version>/lib, where tickpipe looks.
 set -euo pipefail
 
 if [ -n "${KAFKA_HOME:-}" ]; then
@@ -13,7 +13,7 @@ fi
 
 here="$(cd "$(dirname "$0")" && pwd)"
 version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")"
-cache="${TICKPIPE_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tickpipe/kafka-$version}"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/tickpipe/kafka-$version"
 
 if [ ! -f "$cache/.complete" ]; then
   command -v mvn >/dev/null || { echo "fetch-kafka: Maven (mvn) is needed to fetch Kafka's jars" >&2; exit 1; }

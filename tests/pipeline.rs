@@ -419,6 +419,7 @@ async fn up_killed_with_sigkill_recovers_on_the_next_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_users_have_least_privilege_and_services_listen_on_loopback() {
+    let _turn = SHARED_TABLES.lock().await;
     let services = Appliance::shared();
     let [root, app_password, bi_password] = services.passwords();
 
@@ -511,4 +512,104 @@ fn walk_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     logs
+}
+
+fn supervised_pid(appliance: &Appliance, service: &str) -> i32 {
+    std::fs::read_to_string(appliance.dir().join(service).join("supervised.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `pid` is gone and the supervisor has started the service again.
+fn wait_restarted(appliance: &Appliance, service: &str, old_pid: i32) {
+    let start = Instant::now();
+    while supervised_pid(appliance, service) == old_pid {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{service} was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let healthy =
+        |s: &serde_json::Value| s["broker"]["healthy"] == true && s["mysql"]["healthy"] == true;
+    appliance.wait_status(&[], Duration::from_secs(90), healthy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let pool = fresh_pipeline(appliance, "faults").await;
+    let mut env = topics_env("faults");
+    env.push(("TICKPIPE_PROCESS__BATCH_ROWS".into(), "500".into()));
+    env.push(("TICKPIPE_INGEST__BATCH_RECORDS".into(), "200".into()));
+    let env = as_refs(&env);
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 10, 16, 77);
+    let expected = input_totals(&csv_files(data.path()));
+    let total: i64 = expected.values().map(|t| t.0).sum();
+    let pattern = format!("{}/*.csv", data.path().display());
+
+    // The broker dies while the producer sends; the producer rides out the restart.
+    let producer = appliance
+        .tickpipe(&["produce", "--data", &pattern])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let in_topic = |s: &serde_json::Value| -> i64 {
+        let partitions = s["partitions"].as_array().cloned().unwrap_or_default();
+        partitions
+            .iter()
+            .filter(|p| p["topic"] == "faults_ticks")
+            .map(|p| p["high_watermark"].as_i64().unwrap())
+            .sum()
+    };
+    appliance.wait_status(&env, Duration::from_secs(30), |s| in_topic(s) > 0);
+    let kafka = supervised_pid(appliance, "kafka");
+    unsafe { libc::kill(kafka, libc::SIGKILL) };
+    let produced = producer.wait_with_output().unwrap();
+    assert!(
+        produced.status.success(),
+        "the producer failed across a broker restart"
+    );
+    eprintln!("{}", String::from_utf8_lossy(&produced.stdout));
+    wait_restarted(appliance, "kafka", kafka);
+
+    // MySQL dies while the processor commits; the processor waits and goes on.
+    let mut processor = appliance
+        .tickpipe(&["process"])
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while stored_rows(&pool).await == 0 && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_kill = stored_rows(&pool).await;
+    assert!(
+        at_kill < total,
+        "the processor finished before MySQL was killed"
+    );
+    pool.close().await;
+    let mysql = supervised_pid(appliance, "mysql");
+    unsafe { libc::kill(mysql, libc::SIGKILL) };
+    wait_restarted(appliance, "mysql", mysql);
+    appliance.wait_status(&env, Duration::from_secs(120), |s| s["lag"] == 0);
+    assert!(
+        processor.try_wait().unwrap().is_none(),
+        "the processor gave up"
+    );
+    unsafe { libc::kill(processor.id() as i32, libc::SIGTERM) };
+    assert!(processor.wait().unwrap().success());
+
+    let pool = appliance.root_pool().await;
+    assert_eq!(
+        stored_totals(&pool).await,
+        expected,
+        "figures differ after broker and MySQL restarts"
+    );
+    assert_eq!(stored_rows(&pool).await, total);
 }

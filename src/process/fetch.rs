@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,7 @@ pub async fn run(
     kind: TopicKind,
     mut offset: i64,
     fetch_bytes: i32,
+    max_records: usize,
     tx: mpsc::Sender<Fetched>,
     cancel: CancellationToken,
 ) {
@@ -82,44 +84,70 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(last) = records.last() else { continue };
-        let next_offset = last.offset + 1;
-        let mut fetched = Fetched {
-            kind,
-            topic: topic.clone(),
-            partition,
-            next_offset,
-            caught_up: next_offset >= high_watermark,
-            ticks: Vec::with_capacity(records.len()),
-            rejects: Vec::new(),
-        };
-        for record in records {
-            let coordinates = format!("{topic}/{partition}/{}", record.offset);
-            let value = record.record.value.unwrap_or_default();
-            match kind {
-                TopicKind::Ticks => match Tick::from_json(&value) {
-                    Ok(tick) => fetched.ticks.push(tick),
-                    Err(reason) => {
-                        fetched
-                            .rejects
-                            .push(Reject::new(coordinates, "process", reason, &value))
-                    }
-                },
-                TopicKind::DeadLetters => match Reject::from_json(&value) {
-                    Ok(reject) => fetched.rejects.push(reject),
-                    Err(reason) => {
-                        fetched
-                            .rejects
-                            .push(Reject::new(coordinates, "process", reason, &value))
-                    }
-                },
+        if records.is_empty() {
+            continue;
+        }
+        // Hand over at most `max_records` at a time, so a batch never outgrows batch_rows.
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<_> = records.by_ref().take(max_records).collect();
+            let next_offset = chunk.last().map(|r| r.offset + 1).unwrap_or(offset);
+            let fetched = decode(
+                kind,
+                &topic,
+                partition,
+                chunk,
+                next_offset,
+                next_offset >= high_watermark,
+            );
+            if tx.send(fetched).await.is_err() {
+                return;
             }
+            offset = next_offset;
         }
-        if tx.send(fetched).await.is_err() {
-            return;
-        }
-        offset = next_offset;
     }
+}
+
+fn decode(
+    kind: TopicKind,
+    topic: &str,
+    partition: i32,
+    records: Vec<RecordAndOffset>,
+    next_offset: i64,
+    caught_up: bool,
+) -> Fetched {
+    let mut fetched = Fetched {
+        kind,
+        topic: topic.to_string(),
+        partition,
+        next_offset,
+        caught_up,
+        ticks: Vec::with_capacity(records.len()),
+        rejects: Vec::new(),
+    };
+    for record in records {
+        let coordinates = format!("{topic}/{partition}/{}", record.offset);
+        let value = record.record.value.unwrap_or_default();
+        match kind {
+            TopicKind::Ticks => match Tick::from_json(&value) {
+                Ok(tick) => fetched.ticks.push(tick),
+                Err(reason) => {
+                    fetched
+                        .rejects
+                        .push(Reject::new(coordinates, "process", reason, &value))
+                }
+            },
+            TopicKind::DeadLetters => match Reject::from_json(&value) {
+                Ok(reject) => fetched.rejects.push(reject),
+                Err(reason) => {
+                    fetched
+                        .rejects
+                        .push(Reject::new(coordinates, "process", reason, &value))
+                }
+            },
+        }
+    }
+    fetched
 }
 
 /// Where to go on when `offset` is outside the partition: records the broker deleted

@@ -88,6 +88,7 @@ pub async fn run(
                 *kind,
                 start,
                 config.process.fetch_bytes,
+                config.process.batch_rows,
                 tx.clone(),
                 stop_fetching.clone(),
             ));

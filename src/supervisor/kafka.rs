@@ -159,16 +159,11 @@ pub fn kafka_libs(config: &BrokerConfig) -> Result<PathBuf> {
     if let Some(home) = std::env::var_os("KAFKA_HOME") {
         candidates.push(PathBuf::from(home).join("libs"));
     }
-    let cache = std::env::var_os("TICKPIPE_KAFKA_CACHE")
+    let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(base.join("tickpipe").join(format!("kafka-{KAFKA_VERSION}")))
-        });
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
     if let Some(cache) = cache {
-        candidates.push(cache.join("lib"));
+        candidates.push(cache.join(format!("tickpipe/kafka-{KAFKA_VERSION}/lib")));
     }
     candidates
         .into_iter()
