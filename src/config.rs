@@ -356,7 +356,10 @@ fn describe_figment_error(error: figment::Error) -> String {
     let from = error
         .metadata
         .as_ref()
-        .map(|m| format!(" (from {})", m.name))
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {} {source})", m.name),
+            None => format!(" (from {})", m.name),
+        })
         .unwrap_or_default();
     if key.is_empty() {
         format!("{}{from}", error.kind)

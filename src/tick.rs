@@ -196,7 +196,28 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
     } else {
         Decimal::from_str_exact(text)
     };
-    parsed.map_err(|_| format!("{text:?} is not a decimal number"))
+    parsed.map_err(|_| {
+        let shown = shorten(text);
+        let numeric = text
+            .trim_start_matches(['+', '-'])
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.');
+        if numeric && text.matches('.').count() <= 1 {
+            format!("{shown:?} has too many digits")
+        } else {
+            format!("{shown:?} is not a decimal number")
+        }
+    })
+}
+
+/// A value as shown in a reason: long ones are cut (a reason must stay readable).
+pub fn shorten(text: &str) -> String {
+    const SHOWN: usize = 40;
+    if text.chars().count() <= SHOWN {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(SHOWN).collect::<String>())
+    }
 }
 
 /// Serde for prices: written as strings; read from strings, or from JSON numbers as written

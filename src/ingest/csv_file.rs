@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 use csv::ByteRecord;
 use rust_decimal::Decimal;
 
-use crate::tick::{Reject, Tick, parse_decimal};
+use crate::tick::{Reject, Tick, parse_decimal, shorten};
 
 /// What one data line became.
 #[derive(Debug)]
@@ -310,7 +310,8 @@ pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
         })
         .ok_or_else(|| {
-            format!("timestamp {text:?} is not a date and time (e.g. 2024-01-02 09:15:00)")
+            let shown = shorten(text);
+            format!("timestamp {shown:?} is not a date and time (e.g. 2024-01-02 09:15:00)")
         })?;
     match zone.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
