@@ -199,7 +199,7 @@ async fn stored_rows(pool: &sqlx::MySqlPool) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processor_killed_mid_stream_resumes_exactly() {
+async fn producer_and_processor_killed_mid_stream_lose_and_duplicate_nothing() {
     let _turn = SHARED_TABLES.lock().await;
     let appliance = Appliance::shared();
     let pool = fresh_pipeline(appliance, "kill").await;
@@ -213,6 +213,22 @@ async fn processor_killed_mid_stream_resumes_exactly() {
     let expected = input_totals(&files);
     let total: i64 = expected.values().map(|t| t.0).sum();
     let pattern = format!("{}/*.csv", data.path().display());
+    // The producer is killed mid-file and run again over the same files.
+    let mut producer = appliance
+        .tickpipe(&["produce", "--data", &pattern])
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
+    let sent = appliance.wait_status(&env, Duration::from_secs(30), |s| {
+        records_in(s, "kill_ticks") > 0
+    });
+    producer.kill().unwrap();
+    producer.wait().unwrap();
+    assert!(records_in(&sent, "kill_ticks") < total, "the producer finished before it was killed");
+    eprintln!(
+        "killed the producer after {} of {total} records",
+        records_in(&sent, "kill_ticks")
+    );
     appliance.run(&["produce", "--data", &pattern], &env);
 
     // Kill the processor twice while it is mid-stream.
@@ -251,8 +267,10 @@ async fn processor_killed_mid_stream_resumes_exactly() {
     .await
     .unwrap()
     .get(0);
+    let in_topic = records_in(&appliance.status(&env), "kill_ticks");
+    assert!(in_topic > total, "the first producer run sent nothing");
     assert_eq!(
-        offsets, total,
+        offsets, in_topic,
         "committed offsets should cover every record once"
     );
 }
@@ -559,15 +577,9 @@ async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let in_topic = |s: &serde_json::Value| -> i64 {
-        let partitions = s["partitions"].as_array().cloned().unwrap_or_default();
-        partitions
-            .iter()
-            .filter(|p| p["topic"] == "faults_ticks")
-            .map(|p| p["high_watermark"].as_i64().unwrap())
-            .sum()
-    };
-    appliance.wait_status(&env, Duration::from_secs(30), |s| in_topic(s) > 0);
+    appliance.wait_status(&env, Duration::from_secs(30), |s| {
+        records_in(s, "faults_ticks") > 0
+    });
     let kafka = supervised_pid(appliance, "kafka");
     unsafe { libc::kill(kafka, libc::SIGKILL) };
     let produced = producer.wait_with_output().unwrap();
@@ -612,4 +624,14 @@ async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
         "figures differ after broker and MySQL restarts"
     );
     assert_eq!(stored_rows(&pool).await, total);
+}
+
+/// Records in a topic (sum of high watermarks), from `status --json`.
+fn records_in(status: &serde_json::Value, topic: &str) -> i64 {
+    let partitions = status["partitions"].as_array().cloned().unwrap_or_default();
+    partitions
+        .iter()
+        .filter(|p| p["topic"] == topic)
+        .map(|p| p["high_watermark"].as_i64().unwrap())
+        .sum()
 }
