@@ -224,7 +224,10 @@ async fn producer_and_processor_killed_mid_stream_lose_and_duplicate_nothing() {
     });
     producer.kill().unwrap();
     producer.wait().unwrap();
-    assert!(records_in(&sent, "kill_ticks") < total, "the producer finished before it was killed");
+    assert!(
+        records_in(&sent, "kill_ticks") < total,
+        "the producer finished before it was killed"
+    );
     eprintln!(
         "killed the producer after {} of {total} records",
         records_in(&sent, "kill_ticks")

@@ -84,7 +84,7 @@ impl<R: Read> Read for LineCounter<R> {
 
 /// A CSV file being read, line by line.
 pub struct CsvFile {
-    reader: csv::Reader<LineCounter<BufReader<File>>>,
+    reader: csv::Reader<LineCounter<Box<dyn Read>>>,
     newlines: Rc<RefCell<Newlines>>,
     columns: Columns,
     /// The symbol of files whose rows carry none.
@@ -104,9 +104,29 @@ impl CsvFile {
             bail!("{} is a directory, not a CSV file", path.display());
         }
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let symbol = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let input = Box::new(BufReader::with_capacity(256 * 1024, file));
+        Self::from_reader(&name, &symbol, input, zone).with_context(|| path.display().to_string())
+    }
+
+    /// Reads CSV from any source; `name` goes into `name:line` sources, `file_symbol` is the
+    /// symbol of layouts whose rows carry none.
+    pub fn from_reader(
+        name: &str,
+        file_symbol: &str,
+        input: Box<dyn Read>,
+        zone: Tz,
+    ) -> Result<Self> {
         let newlines = Rc::new(RefCell::new(Newlines::default()));
         let counted = LineCounter {
-            inner: BufReader::with_capacity(256 * 1024, file),
+            inner: input,
             offset: 0,
             newlines: newlines.clone(),
         };
@@ -114,29 +134,17 @@ impl CsvFile {
             .has_headers(true)
             .flexible(true)
             .from_reader(counted);
-        let header = reader
-            .byte_headers()
-            .with_context(|| format!("reading the header of {}", path.display()))?
-            .clone();
+        let header = reader.byte_headers().context("reading the header")?.clone();
         if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-            bail!("{} is empty (no header line)", path.display());
+            bail!("empty file (no header line)");
         }
-        let columns = Columns::from_header(&header)
-            .with_context(|| format!("{}: unknown CSV layout", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        let file_symbol = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let columns = Columns::from_header(&header).context("unknown CSV layout")?;
         Ok(CsvFile {
             reader,
             newlines,
             columns,
-            file_symbol,
-            name,
+            file_symbol: file_symbol.to_string(),
+            name: name.to_string(),
             zone,
             record: ByteRecord::new(),
             done: false,

@@ -233,13 +233,16 @@ pub async fn connect_pool(
                 })
             })
             .connect_with(target.options(with_database));
-        let error = match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        let left = deadline
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(500));
+        let error = match tokio::time::timeout(left.min(Duration::from_secs(10)), attempt).await {
             Ok(Ok(pool)) => match sqlx::query("SELECT 1").execute(&pool).await {
                 Ok(_) => return Ok(pool),
                 Err(e) => e.to_string(),
             },
             Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer within 10s".to_string(),
+            Err(_) => "no answer".to_string(),
         };
         // Wrong credentials will not fix themselves.
         if error.contains("Access denied") {
