@@ -203,7 +203,7 @@ fn bad_files_are_clear_errors() {
         path
     };
     let cases = [
-        (write("empty.csv", b""), "is empty"),
+        (write("empty.csv", b""), "empty file (no header line)"),
         (
             write("unknown.csv", b"when,what,price\n1,2,3\n"),
             "no timestamp column",
