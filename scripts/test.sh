@@ -2,6 +2,7 @@
 # Runs every test against real services. Installs what the tests need first (idempotent):
 # Debian's MariaDB server and Apache Kafka's jars (from Maven Central).
 #   scripts/test.sh                 all tests
+#   scripts/test.sh --soak          also the long variants (minutes)
 #   scripts/test.sh <cargo args>    e.g. scripts/test.sh --test pipeline
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +10,9 @@ cd "$(dirname "$0")/.."
 scripts/install-mariadb.sh
 scripts/fetch-kafka.sh >/dev/null
 
-cargo test --locked "$@"
+if [ "${1:-}" = "--soak" ]; then
+  shift
+  cargo test --locked "$@" -- --include-ignored --nocapture
+else
+  cargo test --locked "$@"
+fi

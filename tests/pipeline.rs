@@ -638,3 +638,55 @@ fn records_in(status: &serde_json::Value, topic: &str) -> i64 {
         .map(|p| p["high_watermark"].as_i64().unwrap())
         .sum()
 }
+
+/// The long variant (`scripts/test.sh --soak`): 1,005,000 rows stream in while the processor
+/// is SIGKILLed five times at random points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: minutes long; run with scripts/test.sh --soak"]
+async fn soak_processor_killed_five_times_while_a_million_rows_stream() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let pool = fresh_pipeline(appliance, "soak").await;
+    let env = topics_env("soak");
+    let env = as_refs(&env);
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 20, 134, 3);
+    let expected = input_totals(&csv_files(data.path()));
+    let total: i64 = expected.values().map(|t| t.0).sum();
+    assert!(total >= 1_000_000);
+    let pattern = format!("{}/*.csv", data.path().display());
+
+    let producer = appliance
+        .tickpipe(&["produce", "--data", &pattern])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for kill in 1..=5 {
+        let mut processor = appliance
+            .tickpipe(&["process"])
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap();
+        let wait = Duration::from_millis(1000 + rand::random::<u64>() % 4000);
+        tokio::time::sleep(wait).await;
+        processor.kill().unwrap();
+        processor.wait().unwrap();
+        eprintln!(
+            "kill {kill}: processor SIGKILLed after {wait:?} at {} of {total} rows",
+            stored_rows(&pool).await
+        );
+    }
+    let produced = producer.wait_with_output().unwrap();
+    assert!(produced.status.success());
+    eprint!("{}", String::from_utf8_lossy(&produced.stdout));
+    let drained = appliance.run(&["process", "--drain"], &env);
+    eprint!("{}", String::from_utf8_lossy(&drained.stdout));
+    let stored = stored_totals(&pool).await;
+    let rows: i64 = stored.values().map(|t| t.0).sum();
+    eprintln!(
+        "stored {rows} rows for {} symbols; input {total}",
+        stored.len()
+    );
+    assert_eq!(stored, expected, "figures differ after five crashes");
+}
