@@ -690,3 +690,96 @@ async fn soak_processor_killed_five_times_while_a_million_rows_stream() {
     );
     assert_eq!(stored, expected, "figures differ after five crashes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use tickpipe::process::{self, ProcessStats, RunOptions};
+
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "slow").await;
+    let env = topics_env("slow");
+    let env = as_refs(&env);
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 8, 30, 13);
+    let total = 8 * 30 * 375;
+    let pattern = format!("{}/*.csv", data.path().display());
+    appliance.run(&["produce", "--data", &pattern], &env);
+
+    // MySQL accepts no write while a global read lock is held.
+    let mut lock = root.acquire().await.unwrap();
+    sqlx::query("FLUSH TABLES WITH READ LOCK")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let mut config = tickpipe::config::Config::default();
+    config.topics.ticks = "slow_ticks".into();
+    config.topics.dlq = "slow_ticks.dlq".into();
+    config.process.batch_rows = 1000;
+    let [_, app_password, _] = appliance.passwords();
+    let target = tickpipe::store::MysqlTarget {
+        host: "localhost".into(),
+        port: 0,
+        socket: Some(appliance.dir().join("mysql/mysql.sock")),
+        database: "stock_market".into(),
+        user: "tickpipe_app".into(),
+        password: app_password,
+    };
+    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let store = tickpipe::store::Store::connect(&target, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let stats = Arc::new(ProcessStats::default());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let processor = {
+        let (stats, cancel) = (stats.clone(), cancel.clone());
+        tokio::spawn(async move {
+            process::run(
+                &config,
+                &broker,
+                &store,
+                RunOptions::default(),
+                stats,
+                cancel,
+            )
+            .await
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held = stats.fetched.load(Ordering::Relaxed);
+    assert_eq!(
+        stats.rows.load(Ordering::Relaxed),
+        0,
+        "nothing commits while MySQL is locked"
+    );
+    // The channel holds one chunk per partition (6 + 6 dead-letter), the writer one batch.
+    let bound = (12 + 2) * 1000;
+    eprintln!("MySQL blocked: {held} of {total} records fetched and held (bound {bound})");
+    assert!(
+        held > 0 && held <= bound,
+        "{held} records held in memory while MySQL was blocked"
+    );
+
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    drop(lock);
+    let start = Instant::now();
+    while stats.rows.load(Ordering::Relaxed) < total as u64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the processor did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    processor.await.unwrap().unwrap();
+    assert_eq!(stored_rows(&root).await, total);
+}

@@ -2,6 +2,7 @@
 //! record, and hands the result to the writer (waiting when the writer is behind).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rskafka::client::partition::{OffsetAt, PartitionClient};
@@ -9,7 +10,9 @@ use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::ProcessStats;
 use crate::broker;
+use crate::config::ProcessConfig;
 use crate::tick::{Reject, Tick};
 
 /// Longest the broker holds a fetch open waiting for new records.
@@ -40,8 +43,8 @@ pub async fn run(
     client: Arc<PartitionClient>,
     kind: TopicKind,
     mut offset: i64,
-    fetch_bytes: i32,
-    max_records: usize,
+    limits: ProcessConfig,
+    stats: Arc<ProcessStats>,
     tx: mpsc::Sender<Fetched>,
     cancel: CancellationToken,
 ) {
@@ -51,7 +54,7 @@ pub async fn run(
     loop {
         let fetch = tokio::time::timeout(
             broker::CALL_DEADLINE,
-            client.fetch_records(offset, 1..fetch_bytes, FETCH_WAIT_MS),
+            client.fetch_records(offset, 1..limits.fetch_bytes, FETCH_WAIT_MS),
         );
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -90,7 +93,7 @@ pub async fn run(
         // Hand over at most `max_records` at a time, so a batch never outgrows batch_rows.
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
-            let chunk: Vec<_> = records.by_ref().take(max_records).collect();
+            let chunk: Vec<_> = records.by_ref().take(limits.batch_rows).collect();
             let next_offset = chunk.last().map(|r| r.offset + 1).unwrap_or(offset);
             let fetched = decode(
                 kind,
@@ -100,9 +103,11 @@ pub async fn run(
                 next_offset,
                 next_offset >= high_watermark,
             );
+            let count = (fetched.ticks.len() + fetched.rejects.len()) as u64;
             if tx.send(fetched).await.is_err() {
                 return;
             }
+            stats.fetched.fetch_add(count, Ordering::Relaxed);
             offset = next_offset;
         }
     }

@@ -37,6 +37,9 @@ const WRITE_GIVE_UP: Duration = Duration::from_secs(300);
 /// Live counters of a running processor.
 #[derive(Debug, Default)]
 pub struct ProcessStats {
+    /// Records handed from the fetch loops to the writer; minus `rows + rejected`, what is
+    /// held in memory (bounded: the channel and one batch).
+    pub fetched: AtomicU64,
     pub rows: AtomicU64,
     pub rejected: AtomicU64,
     pub batches: AtomicU64,
@@ -87,8 +90,8 @@ pub async fn run(
                 client,
                 *kind,
                 start,
-                config.process.fetch_bytes,
-                config.process.batch_rows,
+                config.process.clone(),
+                stats.clone(),
                 tx.clone(),
                 stop_fetching.clone(),
             ));
