@@ -41,30 +41,48 @@ const BAD_MIXED: [(&str, u32, &str); 4] = [
     ),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_stores_every_row_once_quarantines_bad_lines_and_stops_cleanly() {
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 4, 3, 11);
-    let mut expected = input_totals(&csv_files(data.path()));
-    // A file with bad lines between good ones; the good ones alone give the expected figures.
+/// Writes MIXED.csv (bad lines between good ones) into `dir`; returns the good lines' totals.
+fn add_mixed_file(dir: &std::path::Path) -> Totals {
     let header = "Timestamp,Bank_Name,Open,High,Low,Close,Volume";
-    let mixed = [
-        header,
-        GOOD_MIXED[0],
-        BAD_MIXED[0].0,
-        BAD_MIXED[1].0,
-        BAD_MIXED[2].0,
-        BAD_MIXED[3].0,
-        GOOD_MIXED[1],
-    ];
-    std::fs::write(data.path().join("MIXED.csv"), mixed.join("\n") + "\n").unwrap();
+    let mut mixed = vec![header, GOOD_MIXED[0]];
+    mixed.extend(BAD_MIXED.iter().map(|b| b.0));
+    mixed.push(GOOD_MIXED[1]);
+    std::fs::write(dir.join("MIXED.csv"), mixed.join("\n") + "\n").unwrap();
     let good_only = tempfile::tempdir().unwrap();
     std::fs::write(
         good_only.path().join("good.csv"),
         [header, GOOD_MIXED[0], GOOD_MIXED[1]].join("\n"),
     )
     .unwrap();
-    expected.extend(input_totals(&csv_files(good_only.path())));
+    input_totals(&csv_files(good_only.path()))
+}
+
+/// `rejected_ticks` holds exactly the bad lines of MIXED.csv, once each.
+async fn assert_bad_lines_quarantined_once(pool: &sqlx::MySqlPool) {
+    let mut sources: Vec<String> = sqlx::query("SELECT source FROM rejected_ticks")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    sources.sort();
+    let expected: Vec<String> = BAD_MIXED
+        .iter()
+        .map(|b| format!("MIXED.csv:{}", b.1))
+        .collect();
+    assert_eq!(
+        sources, expected,
+        "rejected_ticks should hold each bad line once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_stores_every_row_once_quarantines_bad_lines_and_stops_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 4, 3, 11);
+    let mut expected = input_totals(&csv_files(data.path()));
+    expected.extend(add_mixed_file(data.path()));
     let expected_rows: i64 = expected.values().map(|t| t.0).sum();
     assert_eq!(expected_rows, 4 * 3 * 375 + 2);
 
@@ -209,9 +227,9 @@ async fn producer_and_processor_killed_mid_stream_lose_and_duplicate_nothing() {
 
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 10, 16, 5);
-    let files = csv_files(data.path());
-    let expected = input_totals(&files);
+    let mut expected = input_totals(&csv_files(data.path()));
     let total: i64 = expected.values().map(|t| t.0).sum();
+    expected.extend(add_mixed_file(data.path()));
     let pattern = format!("{}/*.csv", data.path().display());
     // The producer is killed mid-file and run again over the same files.
     let mut producer = appliance
@@ -270,6 +288,7 @@ async fn producer_and_processor_killed_mid_stream_lose_and_duplicate_nothing() {
     .await
     .unwrap()
     .get(0);
+    assert_bad_lines_quarantined_once(&pool).await;
     let in_topic = records_in(&appliance.status(&env), "kill_ticks");
     assert!(in_topic > total, "the first producer run sent nothing");
     assert_eq!(
@@ -569,7 +588,8 @@ async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
     let env = as_refs(&env);
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 10, 16, 77);
-    let expected = input_totals(&csv_files(data.path()));
+    let mut expected = input_totals(&csv_files(data.path()));
+    expected.extend(add_mixed_file(data.path()));
     let total: i64 = expected.values().map(|t| t.0).sum();
     let pattern = format!("{}/*.csv", data.path().display());
 
@@ -626,6 +646,7 @@ async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
         expected,
         "figures differ after broker and MySQL restarts"
     );
+    assert_bad_lines_quarantined_once(&pool).await;
     assert_eq!(stored_rows(&pool).await, total);
 }
 
@@ -651,8 +672,9 @@ async fn soak_processor_killed_five_times_while_a_million_rows_stream() {
     let env = as_refs(&env);
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 20, 134, 3);
-    let expected = input_totals(&csv_files(data.path()));
+    let mut expected = input_totals(&csv_files(data.path()));
     let total: i64 = expected.values().map(|t| t.0).sum();
+    expected.extend(add_mixed_file(data.path()));
     assert!(total >= 1_000_000);
     let pattern = format!("{}/*.csv", data.path().display());
 
@@ -689,6 +711,7 @@ async fn soak_processor_killed_five_times_while_a_million_rows_stream() {
         stored.len()
     );
     assert_eq!(stored, expected, "figures differ after five crashes");
+    assert_bad_lines_quarantined_once(&pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
