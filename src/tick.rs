@@ -6,7 +6,7 @@
 //!   "low":"1519.25","close":"1521","volume":1200,"source":"HDFC.csv:2","produced_at":1700000000000000}`.
 //! Prices are decimal strings and never pass through a float.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -42,6 +42,14 @@ impl Tick {
     /// Checks the record against the rules every stored row obeys; the error is the reason
     /// recorded with a quarantined record.
     pub fn validate(&self) -> Result<(), String> {
+        // What DATETIME stores; outside it MySQL would refuse the whole batch.
+        let year = self.timestamp.year();
+        if !(1000..=9999).contains(&year) {
+            return Err(format!(
+                "timestamp {} is outside the years 1000-9999",
+                self.timestamp
+            ));
+        }
         if self.symbol.trim().is_empty() {
             return Err("symbol is empty".into());
         }
@@ -301,6 +309,10 @@ mod tests {
             (|t| t.volume = -5, "volume -5 is negative"),
             (|t| t.high = dec!(1522.00001), "more than 4 decimal places"),
             (|t| t.symbol = "X".repeat(65), "longer than 64"),
+            (
+                |t| t.timestamp = "0999-12-31T23:59:59Z".parse().unwrap(),
+                "outside the years 1000-9999",
+            ),
         ];
         for (mutate, expected) in cases {
             let mut t = tick();
