@@ -41,6 +41,33 @@ const BAD_MIXED: [(&str, u32, &str); 4] = [
     ),
 ];
 
+/// Generated CSV files (plus MIXED.csv with bad lines, if asked) and what MySQL must hold.
+struct Input {
+    _dir: tempfile::TempDir,
+    /// Glob naming the files.
+    pattern: String,
+    /// Per-symbol figures of every good line.
+    expected: Totals,
+    /// Rows in the generated files (MIXED.csv not counted).
+    generated: i64,
+}
+
+fn input(symbols: usize, days: u32, seed: u64, bad_lines: bool) -> Input {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), symbols, days, seed);
+    let mut expected = input_totals(&csv_files(dir.path()));
+    let generated = expected.values().map(|t| t.0).sum();
+    if bad_lines {
+        expected.extend(add_mixed_file(dir.path()));
+    }
+    Input {
+        pattern: format!("{}/*.csv", dir.path().display()),
+        _dir: dir,
+        expected,
+        generated,
+    }
+}
+
 /// Writes MIXED.csv (bad lines between good ones) into `dir`; returns the good lines' totals.
 fn add_mixed_file(dir: &std::path::Path) -> Totals {
     let header = "Timestamp,Bank_Name,Open,High,Low,Close,Volume";
@@ -79,14 +106,11 @@ async fn assert_bad_lines_quarantined_once(pool: &sqlx::MySqlPool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_stores_every_row_once_quarantines_bad_lines_and_stops_cleanly() {
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 4, 3, 11);
-    let mut expected = input_totals(&csv_files(data.path()));
-    expected.extend(add_mixed_file(data.path()));
+    let data = input(4, 3, 11, true);
+    let (expected, pattern) = (data.expected.clone(), data.pattern.clone());
     let expected_rows: i64 = expected.values().map(|t| t.0).sum();
     assert_eq!(expected_rows, 4 * 3 * 375 + 2);
 
-    let pattern = format!("{}/*.csv", data.path().display());
     let started = Instant::now();
     let mut up = Appliance::start(&["--data", &pattern], &[]);
     let done = |s: &serde_json::Value| {
@@ -225,12 +249,8 @@ async fn producer_and_processor_killed_mid_stream_lose_and_duplicate_nothing() {
     env.push(("TICKPIPE_PROCESS__BATCH_ROWS".into(), "500".into()));
     let env = as_refs(&env);
 
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 10, 16, 5);
-    let mut expected = input_totals(&csv_files(data.path()));
-    let total: i64 = expected.values().map(|t| t.0).sum();
-    expected.extend(add_mixed_file(data.path()));
-    let pattern = format!("{}/*.csv", data.path().display());
+    let data = input(10, 16, 5, true);
+    let (expected, pattern, total) = (data.expected.clone(), data.pattern.clone(), data.generated);
     // The producer is killed mid-file and run again over the same files.
     let mut producer = appliance
         .tickpipe(&["produce", "--data", &pattern])
@@ -417,10 +437,8 @@ async fn up_with_external_services_uses_them_and_leaves_them_running() {
     ]);
     let env = as_refs(&env);
 
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 2, 1, 9);
-    let expected = input_totals(&csv_files(data.path()));
-    let pattern = format!("{}/*.csv", data.path().display());
+    let data = input(2, 1, 9, false);
+    let (expected, pattern) = (data.expected.clone(), data.pattern.clone());
     let mut up = Appliance::start(&["--data", &pattern], &env);
     up.wait_status(&env, Duration::from_secs(60), |s| {
         s["rows"] == 750 && s["lag"] == 0
@@ -434,11 +452,9 @@ async fn up_with_external_services_uses_them_and_leaves_them_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_killed_with_sigkill_recovers_on_the_next_up() {
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 3, 2, 21);
-    let expected = input_totals(&csv_files(data.path()));
+    let data = input(3, 2, 21, true);
+    let (expected, pattern) = (data.expected.clone(), data.pattern.clone());
     let total: i64 = expected.values().map(|t| t.0).sum();
-    let pattern = format!("{}/*.csv", data.path().display());
 
     let first = Appliance::start(&["--data", &pattern], &[]);
     let state_dir = first.kill();
@@ -450,6 +466,7 @@ async fn up_killed_with_sigkill_recovers_on_the_next_up() {
     });
     let pool = second.root_pool().await;
     assert_eq!(stored_totals(&pool).await, expected);
+    assert_bad_lines_quarantined_once(&pool).await;
     pool.close().await;
     let marker = second.dir().display().to_string();
     assert!(second.interrupt());
@@ -586,12 +603,9 @@ async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
     env.push(("TICKPIPE_PROCESS__BATCH_ROWS".into(), "500".into()));
     env.push(("TICKPIPE_INGEST__BATCH_RECORDS".into(), "200".into()));
     let env = as_refs(&env);
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 10, 16, 77);
-    let mut expected = input_totals(&csv_files(data.path()));
-    expected.extend(add_mixed_file(data.path()));
+    let data = input(10, 16, 77, true);
+    let (expected, pattern) = (data.expected.clone(), data.pattern.clone());
     let total: i64 = expected.values().map(|t| t.0).sum();
-    let pattern = format!("{}/*.csv", data.path().display());
 
     // The broker dies while the producer sends; the producer rides out the restart.
     let producer = appliance
@@ -670,13 +684,9 @@ async fn soak_processor_killed_five_times_while_a_million_rows_stream() {
     let pool = fresh_pipeline(appliance, "soak").await;
     let env = topics_env("soak");
     let env = as_refs(&env);
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 20, 134, 3);
-    let mut expected = input_totals(&csv_files(data.path()));
-    let total: i64 = expected.values().map(|t| t.0).sum();
-    expected.extend(add_mixed_file(data.path()));
+    let data = input(20, 134, 3, true);
+    let (expected, pattern, total) = (data.expected.clone(), data.pattern.clone(), data.generated);
     assert!(total >= 1_000_000);
-    let pattern = format!("{}/*.csv", data.path().display());
 
     let producer = appliance
         .tickpipe(&["produce", "--data", &pattern])
@@ -725,10 +735,8 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
     let root = fresh_pipeline(appliance, "slow").await;
     let env = topics_env("slow");
     let env = as_refs(&env);
-    let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 8, 30, 13);
-    let total = 8 * 30 * 375;
-    let pattern = format!("{}/*.csv", data.path().display());
+    let data = input(8, 30, 13, false);
+    let (pattern, total) = (data.pattern.clone(), data.generated);
     appliance.run(&["produce", "--data", &pattern], &env);
 
     // MySQL accepts no write while a global read lock is held.
