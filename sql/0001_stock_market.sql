@@ -1,8 +1,10 @@
 -- The seed's table, widened for real data: prices DECIMAL(18,4), volumes BIGINT (daily
 -- volumes pass 1e9). `Timestamp` is UTC. utf8mb4 throughout (BI connectors break on utf8mb3).
+-- Keys compare byte for byte (utf8mb4_bin): `HDFC` and `hdfc` are different symbols, as they
+-- are different Kafka keys, so a replay can never merge two of them.
 CREATE TABLE IF NOT EXISTS stock_data (
     `Timestamp` DATETIME(6)    NOT NULL COMMENT 'UTC',
-    Bank_Name   VARCHAR(64)    NOT NULL,
+    Bank_Name   VARCHAR(64)    CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     Open        DECIMAL(18, 4) NOT NULL,
     High        DECIMAL(18, 4) NOT NULL,
     Low         DECIMAL(18, 4) NOT NULL,
@@ -14,7 +16,7 @@ CREATE TABLE IF NOT EXISTS stock_data (
 -- Everything the pipeline refused, once per source (`file:line` or `topic/partition/offset`).
 CREATE TABLE IF NOT EXISTS rejected_ticks (
     id          BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
-    source      VARCHAR(255)  NOT NULL,
+    source      VARCHAR(255)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     stage       VARCHAR(16)   NOT NULL COMMENT 'ingest or process',
     reason      VARCHAR(1000) NOT NULL,
     raw         MEDIUMTEXT    NOT NULL,

@@ -288,9 +288,9 @@ impl Config {
             "1-64 characters of [a-zA-Z0-9_]",
         );
         check(
-            self.ingest.speed.is_finite() && self.ingest.speed >= 0.0,
+            self.ingest.speed == 0.0 || (0.001..=1e9).contains(&self.ingest.speed),
             "ingest.speed",
-            "0 (as fast as possible) or a positive factor of the data's own clock",
+            "0 (as fast as possible) or a factor of the data's own clock from 0.001 to 1e9",
         );
         check(
             self.ingest.source_timezone.parse::<chrono_tz::Tz>().is_ok(),

@@ -6,7 +6,7 @@
 //!   "low":"1519.25","close":"1521","volume":1200,"source":"HDFC.csv:2","produced_at":1700000000000000}`.
 //! Prices are decimal strings and never pass through a float.
 
-use chrono::{DateTime, Datelike, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -49,6 +49,9 @@ impl Tick {
                 "timestamp {} is outside the years 1000-9999",
                 self.timestamp
             ));
+        }
+        if self.timestamp.nanosecond() >= 1_000_000_000 {
+            return Err("timestamp is a leap second, which MySQL cannot store".into());
         }
         if self.symbol.trim().is_empty() {
             return Err("symbol is empty".into());
@@ -246,7 +249,22 @@ mod exact_decimal {
         }
         let text = match Text::deserialize(d)? {
             Text::String(s) => s,
-            Text::Number(n) => n.to_string(),
+            // A JSON number is read as an f64, which keeps about 15 significant digits: more
+            // would be silently rounded.
+            Text::Number(n) => {
+                let text = n.to_string();
+                let digits = text
+                    .chars()
+                    .take_while(|c| *c != 'e' && *c != 'E')
+                    .filter(char::is_ascii_digit)
+                    .count();
+                if n.is_f64() && digits > 15 {
+                    return Err(serde::de::Error::custom(format!(
+                        "number {text} has more digits than a JSON number keeps exactly; send prices as strings"
+                    )));
+                }
+                text
+            }
         };
         parse_decimal(&text).map_err(serde::de::Error::custom)
     }

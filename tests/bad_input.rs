@@ -269,6 +269,16 @@ fn foreign_kafka_messages_are_refused_with_their_reason() {
             "open 5 is outside",
         ),
         ("huge", huge_symbol.into_bytes(), "longer than 64"),
+        (
+            "price as a JSON number a float would round",
+            br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":12345678901234.5678,"high":"1","low":"1","close":"1","volume":1}"#.to_vec(),
+            "send prices as strings",
+        ),
+        (
+            "leap second",
+            br#"{"timestamp":"2016-12-31T23:59:60Z","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":1}"#.to_vec(),
+            "leap second",
+        ),
         ("invalid UTF-8", b"{\"symbol\":\"\xff\"}".to_vec(), "not a tick message"),
     ];
     for (kind, bytes, expected) in cases {
@@ -305,6 +315,7 @@ fn bad_configuration_names_the_key() {
             "ingest.source_timezone",
         ),
         ("[ingest]\nspeed = -1.0\n", "ingest.speed"),
+        ("[ingest]\nspeed = 1e-300\n", "ingest.speed"),
         ("[ingest]\nlinger = \"soon\"\n", "linger"),
         ("[broker]\nmode = \"external\"\n", "broker.bootstrap"),
         ("[broker]\nmode = \"docker\"\n", "mode"),

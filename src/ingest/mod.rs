@@ -59,7 +59,9 @@ pub async fn produce(
     let mut dead = TopicWriter::open(
         broker,
         &config.topics.dlq,
-        config.ingest.batch_records,
+        // Dead letters carry up to 64 KiB of raw input each: small batches stay under the
+        // broker's message size limit.
+        config.ingest.batch_records.min(100),
         compression,
     )
     .await?;
@@ -111,7 +113,7 @@ pub async fn produce(
         }
     }
     summary.bytes = ticks.finish().await? + dead.finish().await?;
-    summary.failed_files = replay.finish();
+    summary.failed_files = replay.finish()?;
     for (file, error) in &summary.failed_files {
         tracing::error!(file = %file.display(), "file skipped: {error}");
     }

@@ -27,9 +27,11 @@ pub struct Replay {
 
 impl Replay {
     /// Waits for the reader thread; returns the files it could not read, with why.
-    pub fn finish(self) -> Vec<(PathBuf, String)> {
+    pub fn finish(self) -> anyhow::Result<Vec<(PathBuf, String)>> {
         drop(self.lines);
-        self.thread.join().unwrap_or_default()
+        self.thread.join().map_err(|_| {
+            anyhow::anyhow!("the CSV reader thread panicked; the replay is incomplete")
+        })
     }
 }
 
@@ -186,7 +188,7 @@ mod tests {
             });
         }
         let elapsed = started.elapsed();
-        assert!(replay.finish().is_empty());
+        assert!(replay.finish().unwrap().is_empty());
         assert_eq!(order, ["A1", "B3", "b.csv:3", "A2"]);
         assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");

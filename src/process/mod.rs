@@ -271,9 +271,16 @@ impl DeadLetters {
             });
         }
         for (p, records) in by_partition {
-            broker::send_with_retry(&self.partitions[p], records, Compression::NoCompression)
+            // Up to 64 KiB each: 100 per request stays under the broker's message size limit.
+            for chunk in records.chunks(100) {
+                broker::send_with_retry(
+                    &self.partitions[p],
+                    chunk.to_vec(),
+                    Compression::NoCompression,
+                )
                 .await
                 .context("publishing to the dead-letter topic")?;
+            }
         }
         Ok(())
     }
@@ -282,18 +289,25 @@ impl DeadLetters {
 /// A MySQL named lock held while a processor consumes a topic into a database: without
 /// consumer groups, two processors would both read every partition.
 struct SingleConsumerLock {
-    _connection: sqlx::pool::PoolConnection<sqlx::MySql>,
+    /// Out of the pool: closing it (when the processor stops, however it stops) frees the lock,
+    /// and no pooled connection keeps it after a failed run.
+    _connection: sqlx::MySqlConnection,
 }
 
 impl SingleConsumerLock {
     async fn acquire(store: &Store, topic: &str) -> Result<Self> {
-        let mut connection = store.pool.acquire().await.context("connecting to MySQL")?;
-        let name = format!("tickpipe.process.{topic}");
-        let row = sqlx::query("SELECT GET_LOCK(?, 0)")
-            .bind(&name)
-            .fetch_one(&mut *connection)
+        let mut connection = store
+            .pool
+            .acquire()
             .await
-            .context("taking the processor lock")?;
+            .context("connecting to MySQL")?
+            .detach();
+        let row =
+            sqlx::query("SELECT GET_LOCK(CONCAT('tickpipe.process.', DATABASE(), '.', ?), 0)")
+                .bind(topic)
+                .fetch_one(&mut connection)
+                .await
+                .context("taking the processor lock")?;
         if row.get::<Option<i64>, _>(0) != Some(1) {
             bail!("another processor is already consuming {topic} into this database");
         }

@@ -15,8 +15,9 @@ use crate::tick::{Reject, Tick};
 
 /// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
 const ROWS_PER_STATEMENT: usize = 4000;
-/// Refused records per insert statement (5 placeholders each).
-const REJECTS_PER_STATEMENT: usize = 2000;
+/// Refused records per insert statement: each carries up to 64 KiB of raw input, and a
+/// statement must stay under MariaDB's 16 MiB max_allowed_packet.
+const REJECTS_PER_STATEMENT: usize = 100;
 
 /// Where a MySQL server is and who connects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

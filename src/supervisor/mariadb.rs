@@ -90,7 +90,16 @@ pub async fn start(
     // A fresh data directory has a password-less root (also when an earlier start stopped
     // before securing it): the stored password is refused until root is secured.
     match store::connect_pool(&root, false, config.startup_timeout).await {
-        Ok(pool) => pool.close().await,
+        // An earlier first start may have stopped between securing root and dropping the
+        // other root accounts: drop them at every start.
+        Ok(pool) => {
+            let dropped = drop_other_roots(&pool).await;
+            pool.close().await;
+            if let Err(e) = dropped {
+                child.stop().await;
+                return Err(e);
+            }
+        }
         Err(e) if format!("{e:#}").contains("Access denied") => {
             secure_root(
                 &root.as_user("root", ""),
@@ -158,16 +167,22 @@ async fn secure_root(
     )
     .await
     .context("setting the root password")?;
+    drop_other_roots(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Removes every root account but root@localhost (which logs in by password or socket).
+async fn drop_other_roots(pool: &sqlx::MySqlPool) -> Result<()> {
     let others =
         sqlx::query("SELECT Host FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'")
-            .fetch_all(&pool)
+            .fetch_all(pool)
             .await?;
     for row in others {
         let host: String = row.try_get(0)?;
         let host = host.replace('\\', "\\\\").replace('\'', "''");
-        store::execute_admin(&pool, format!("DROP USER 'root'@'{host}'")).await?;
+        store::execute_admin(pool, format!("DROP USER 'root'@'{host}'")).await?;
     }
-    pool.close().await;
     Ok(())
 }
 

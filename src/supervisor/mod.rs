@@ -356,11 +356,20 @@ pub fn shutdown_on_signal() -> Result<CancellationToken> {
     let mut terminate = signal(SignalKind::terminate())?;
     let cancel = token.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+        for signals in 1.. {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if signals == 1 {
+                tracing::info!("stopping (signal again to exit at once)");
+                cancel.cancel();
+            } else {
+                // Children are told to stop by their parent-death signal.
+                eprintln!("tickpipe: exiting at once on a second signal");
+                std::process::exit(130);
+            }
         }
-        cancel.cancel();
     });
     Ok(token)
 }
