@@ -6,7 +6,7 @@
 
 mod writer;
 
-pub use writer::{TopicWriter, send_with_retry};
+pub use writer::{TopicWriter, byte_bounded, send_with_retry};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -17,8 +17,13 @@ use super::Broker;
 /// Attempts per batch before the producer gives up (the broker had minutes to come back).
 const SEND_ATTEMPTS: u32 = 12;
 
+/// Uncompressed bytes per produce request: well under the broker's message size limit
+/// (10 MiB here, 1 MiB by default on other brokers), whatever the records carry.
+pub const MAX_BATCH_BYTES: usize = 900 * 1024;
+
 struct Buffer {
     records: Vec<Record>,
+    bytes: usize,
     since: Option<Instant>,
 }
 
@@ -52,6 +57,7 @@ impl TopicWriter {
             buffers: (0..partitions)
                 .map(|_| Buffer {
                     records: Vec::new(),
+                    bytes: 0,
                     since: None,
                 })
                 .collect(),
@@ -66,13 +72,14 @@ impl TopicWriter {
         let p = super::partition_for_key(key, self.buffers.len() as i32) as usize;
         let buffer = &mut self.buffers[p];
         buffer.since.get_or_insert_with(Instant::now);
+        buffer.bytes += key.len() + value.len();
         buffer.records.push(Record {
             key: Some(key.to_vec()),
             value: Some(value),
             headers: Default::default(),
             timestamp: Utc::now(),
         });
-        if buffer.records.len() >= self.batch_records {
+        if buffer.records.len() >= self.batch_records || buffer.bytes >= MAX_BATCH_BYTES {
             self.flush(p).await?;
         }
         Ok(())
@@ -91,6 +98,7 @@ impl TopicWriter {
     async fn flush(&mut self, p: usize) -> Result<()> {
         let buffer = &mut self.buffers[p];
         buffer.since = None;
+        buffer.bytes = 0;
         if buffer.records.is_empty() {
             return Ok(());
         }
@@ -176,5 +184,52 @@ pub async fn send_with_retry(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Splits records into produce requests of at most [`MAX_BATCH_BYTES`] (one record each at
+/// least), in order.
+pub fn byte_bounded(records: Vec<Record>) -> Vec<Vec<Record>> {
+    let mut batches = vec![Vec::new()];
+    let mut bytes = 0;
+    for record in records {
+        let size = record.approximate_size();
+        if bytes + size > MAX_BATCH_BYTES && !batches.last().is_some_and(Vec::is_empty) {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        batches.last_mut().expect("never empty").push(record);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_under_the_byte_limit_and_keep_order() {
+        let record = |i: u8, size: usize| Record {
+            key: Some(vec![i]),
+            value: Some(vec![0; size]),
+            headers: Default::default(),
+            timestamp: Utc::now(),
+        };
+        let records: Vec<Record> = (0..40).map(|i| record(i, 64 * 1024)).collect();
+        let batches = byte_bounded(records);
+        assert!(batches.len() >= 3);
+        for batch in &batches {
+            let bytes: usize = batch.iter().map(Record::approximate_size).sum();
+            assert!(bytes <= MAX_BATCH_BYTES, "{bytes}");
+        }
+        let keys: Vec<u8> = batches
+            .iter()
+            .flatten()
+            .map(|r| r.key.as_ref().unwrap()[0])
+            .collect();
+        assert_eq!(keys, (0..40).collect::<Vec<u8>>());
+        // A record larger than the limit still goes, alone.
+        assert_eq!(byte_bounded(vec![record(1, 2 * MAX_BATCH_BYTES)]).len(), 1);
     }
 }

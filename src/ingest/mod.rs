@@ -59,9 +59,7 @@ pub async fn produce(
     let mut dead = TopicWriter::open(
         broker,
         &config.topics.dlq,
-        // Dead letters carry up to 64 KiB of raw input each: small batches stay under the
-        // broker's message size limit.
-        config.ingest.batch_records.min(100),
+        config.ingest.batch_records,
         compression,
     )
     .await?;

@@ -271,15 +271,10 @@ impl DeadLetters {
             });
         }
         for (p, records) in by_partition {
-            // Up to 64 KiB each: 100 per request stays under the broker's message size limit.
-            for chunk in records.chunks(100) {
-                broker::send_with_retry(
-                    &self.partitions[p],
-                    chunk.to_vec(),
-                    Compression::NoCompression,
-                )
-                .await
-                .context("publishing to the dead-letter topic")?;
+            for batch in broker::byte_bounded(records) {
+                broker::send_with_retry(&self.partitions[p], batch, Compression::NoCompression)
+                    .await
+                    .context("publishing to the dead-letter topic")?;
             }
         }
         Ok(())
