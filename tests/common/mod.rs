@@ -61,7 +61,7 @@ impl Appliance {
             });
         }
         let child = command.spawn().expect("starting tickpipe up");
-        let appliance = Appliance {
+        let mut appliance = Appliance {
             state_dir,
             child: Some(child),
             log,
@@ -91,16 +91,18 @@ impl Appliance {
         self.state_dir.path()
     }
 
-    fn wait_for(&self, text: &str, timeout: Duration) {
+    fn wait_for(&mut self, text: &str, timeout: Duration) {
         let start = Instant::now();
         loop {
             let out = std::fs::read_to_string(&self.log).unwrap_or_default();
             if out.contains(text) {
                 return;
             }
-            if start.elapsed() > timeout {
+            // An `up` that already exited will never print it: say why now.
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().unwrap());
+            if start.elapsed() > timeout || exited.is_some() {
                 panic!(
-                    "`tickpipe up` did not print {text:?} within {timeout:?}:\n{out}\n{}",
+                    "`tickpipe up` did not print {text:?} within {timeout:?} (exit: {exited:?}):\n{out}\n{}",
                     std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default()
                 );
             }
