@@ -23,6 +23,7 @@ pub struct Config {
     pub mysql: MysqlConfig,
     pub ingest: IngestConfig,
     pub process: ProcessConfig,
+    pub serve: ServeConfig,
 }
 
 /// Who runs a service: the appliance itself, or someone else at a known address.
@@ -117,6 +118,25 @@ pub struct ProcessConfig {
     pub fetch_bytes: i32,
 }
 
+/// The dashboard and API server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address the HTTP server listens on.
+    pub bind: String,
+    /// Port; 0 takes a free one (printed at start).
+    pub port: u16,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: 8080,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -126,6 +146,7 @@ impl Default for Config {
             mysql: MysqlConfig::default(),
             ingest: IngestConfig::default(),
             process: ProcessConfig::default(),
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -286,6 +307,11 @@ impl Config {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "mysql.database",
             "1-64 characters of [a-zA-Z0-9_]",
+        );
+        check(
+            self.serve.bind.parse::<std::net::IpAddr>().is_ok(),
+            "serve.bind",
+            "an IP address such as 127.0.0.1 (or 0.0.0.0 to serve other machines)",
         );
         check(
             self.ingest.speed == 0.0 || (0.001..=1e9).contains(&self.ingest.speed),

@@ -1,17 +1,19 @@
 //! tickpipe: a real-time stock market pipeline in one binary.
 //!
 //! ```text
-//! CSV files ─▶ ingest ─▶ Kafka (stock_ticks, stock_ticks.dlq) ─▶ process ─▶ MySQL (stock_market)
+//! CSV files ─▶ ingest ─▶ Kafka (stock_ticks, stock_ticks.dlq) ─▶ process ─▶ MySQL ─▶ serve
 //!          └──────────── supervisor: starts, health-checks, restarts, stops ─────────────┘
 //! ```
-//! Data flows one way through the modules; every stage depends only on [`tick`], [`config`],
-//! [`broker`] and [`store`].
+//! Data flows one way through the modules; every stage depends only on [`tick`], [`rollup`],
+//! [`config`], [`broker`] and [`store`] (and `serve` on the processor's live counters).
 
 pub mod broker;
 pub mod config;
 pub mod generate;
 pub mod ingest;
 pub mod process;
+pub mod rollup;
+pub mod serve;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -15,6 +15,7 @@ use tickpipe::config::{Config, Sources};
 use tickpipe::generate::{self, GenerateSpec, Layout};
 use tickpipe::ingest::{self, csv_file};
 use tickpipe::process::{self, ProcessStats, RunOptions};
+use tickpipe::serve;
 use tickpipe::state::Endpoints;
 use tickpipe::status;
 use tickpipe::store::Store;
@@ -60,6 +61,8 @@ enum Command {
         #[arg(long)]
         drain: bool,
     },
+    /// Serve the dashboard, JSON API, live events, /metrics and /healthz
+    Serve,
     /// Health of the services, lag per partition, row counts
     Status {
         /// Print JSON
@@ -159,6 +162,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(&sources)?;
             consume(config, drain).await
         }
+        Command::Serve => {
+            let config = Config::load(&sources)?;
+            serve(config).await
+        }
         Command::Status { json } => {
             let config = Config::load(&sources)?;
             let status = status::collect(&config).await?;
@@ -206,6 +213,24 @@ async fn produce(config: Config) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn serve(config: Config) -> Result<ExitCode> {
+    let endpoints = Endpoints::resolve(&config)?;
+    let store = Store::connect(&endpoints.reader, config.mysql.startup_timeout).await?;
+    // Lag figures need the broker; the dashboard does not.
+    let broker = match Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await {
+        Ok(broker) => Some(broker),
+        Err(e) => {
+            tracing::warn!("serving without lag metrics: {e:#}");
+            None
+        }
+    };
+    let listener = serve::bind(&config).await?;
+    println!("tickpipe dashboard on {}", serve::url(&listener));
+    let cancel = supervisor::shutdown_on_signal()?;
+    serve::run(listener, config, store, broker, None, cancel).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn consume(config: Config, drain: bool) -> Result<ExitCode> {

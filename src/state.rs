@@ -130,6 +130,9 @@ pub struct Endpoints {
     pub bootstrap: String,
     /// The database as the app user.
     pub mysql: MysqlTarget,
+    /// The database as the read-only BI user (the dashboard needs no more); in external mode,
+    /// the URL's user.
+    pub reader: MysqlTarget,
 }
 
 impl Endpoints {
@@ -147,15 +150,25 @@ impl Endpoints {
             Mode::External => config.broker.bootstrap.clone(),
             Mode::Managed => running.as_ref().ok_or_else(missing)?.bootstrap.clone(),
         };
-        let mysql = match config.mysql.mode {
-            Mode::External => MysqlTarget::from_url(&config.mysql.url)?,
+        let (mysql, reader) = match config.mysql.mode {
+            Mode::External => {
+                let target = MysqlTarget::from_url(&config.mysql.url)?;
+                (target.clone(), target)
+            }
             Mode::Managed => {
                 let target = running.as_ref().ok_or_else(missing)?.mysql.clone();
                 let credentials = state.credentials()?;
-                target.as_user(APP_USER, &credentials.app_password)
+                (
+                    target.as_user(APP_USER, &credentials.app_password),
+                    target.as_user(BI_USER, &credentials.bi_password),
+                )
             }
         };
-        Ok(Endpoints { bootstrap, mysql })
+        Ok(Endpoints {
+            bootstrap,
+            mysql,
+            reader,
+        })
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rskafka::client::partition::Compression;
 use rskafka::record::Record;
 use sqlx::Row;
@@ -35,7 +36,7 @@ use fetch::{Fetched, TopicKind};
 const WRITE_GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Live counters of a running processor.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProcessStats {
     /// Records handed from the fetch loops to the writer; minus `rows + rejected`, what is
     /// held in memory (bounded: the channel and one batch).
@@ -43,6 +44,21 @@ pub struct ProcessStats {
     pub rows: AtomicU64,
     pub rejected: AtomicU64,
     pub batches: AtomicU64,
+    /// Seconds each batch took to commit (rows, rollups and offsets), retries included.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for ProcessStats {
+    fn default() -> Self {
+        ProcessStats {
+            fetched: AtomicU64::default(),
+            rows: AtomicU64::default(),
+            rejected: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            // 1 ms to ~33 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        }
+    }
 }
 
 /// Options of one processor run.
@@ -217,6 +233,9 @@ impl Writer<'_> {
             .rejected
             .fetch_add(pending.rejects.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         if !self.drain_targets.is_empty() {
             for ((topic, p), next) in &pending.offsets {
                 if self

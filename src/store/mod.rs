@@ -1,5 +1,10 @@
 //! MySQL: connecting with a deadline, the schema (migrations in `sql/`), the database users,
-//! the exactly-once batch write, and the read queries `status` and the tests use.
+//! the exactly-once batch write with its rollups, and the read queries.
+
+mod read;
+mod rollups;
+
+pub use read::Quote;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -111,9 +116,10 @@ impl Store {
             .context("applying the schema migrations in sql/")
     }
 
-    /// Stores a batch in one transaction: the good rows (upserted by symbol and time, so a
-    /// replay changes nothing), the refused records (once per source), and the offsets the
-    /// batch reached. Either all of it commits or none of it.
+    /// Stores a batch in one transaction: the good rows that are new or changed (upserted by
+    /// symbol and time, so a replay changes nothing), the rollups of the symbols they touch,
+    /// the refused records (once per source), and the offsets the batch reached. Either all of
+    /// it commits or none of it.
     pub async fn write_batch(
         &self,
         ticks: &[Tick],
@@ -121,7 +127,8 @@ impl Store {
         offsets: &[(String, i32, i64)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        for chunk in ticks.chunks(ROWS_PER_STATEMENT) {
+        let changed = rollups::changed_rows(&mut tx, ticks).await?;
+        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
             let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
                 "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) ",
             );
@@ -143,6 +150,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .context("upserting stock_data")?;
+        }
+        // Rows come in key order: the first of each symbol is its earliest change.
+        let mut earliest: Vec<&Tick> = changed.clone();
+        earliest.dedup_by(|later, first| later.symbol == first.symbol);
+        for tick in earliest {
+            rollups::refresh(&mut tx, &tick.symbol, tick.timestamp).await?;
         }
         for chunk in rejects.chunks(REJECTS_PER_STATEMENT) {
             let mut insert: QueryBuilder<MySql> = QueryBuilder::new(

@@ -26,6 +26,7 @@ use crate::broker::Broker;
 use crate::config::{Config, Mode};
 use crate::ingest::{self, csv_file};
 use crate::process::{self, ProcessStats, RunOptions};
+use crate::serve;
 use crate::state::{APP_USER, ApplianceInfo, BI_USER, Ports, StateDir};
 use crate::store::{self, MysqlTarget, Store};
 
@@ -126,6 +127,11 @@ async fn run_pipeline(
     })?;
 
     let store = Store::connect(mysql, config.mysql.startup_timeout).await?;
+    let dashboard = if options.services_only {
+        None
+    } else {
+        Some(serve::bind(config).await?)
+    };
     let files = if options.services_only {
         Vec::new()
     } else {
@@ -138,27 +144,53 @@ async fn run_pipeline(
         }
     };
     print_banner(
-        config, state, broker, mysql, partitions, &files, options, started,
+        config,
+        state,
+        broker,
+        mysql,
+        partitions,
+        &files,
+        dashboard.as_ref().map(serve::url),
+        started,
     );
 
-    if options.services_only {
+    let Some(dashboard) = dashboard else {
         shutdown.cancelled().await;
         return Ok(());
-    }
+    };
     let stats = Arc::new(ProcessStats::default());
     let processor = spawn_processor(
         config.clone(),
         broker.clone(),
         store.clone(),
-        stats,
+        stats.clone(),
         shutdown.clone(),
     );
+    // The dashboard reads as the read-only BI user where the appliance made one.
+    let reader = match config.mysql.mode {
+        Mode::Managed => {
+            let bi = mysql.as_user(BI_USER, &state.credentials()?.bi_password);
+            Store::connect(&bi, config.mysql.startup_timeout).await?
+        }
+        Mode::External => store.clone(),
+    };
+    let server = tokio::spawn(serve::run(
+        dashboard,
+        config.clone(),
+        reader,
+        Some(broker.clone()),
+        Some(stats),
+        shutdown.clone(),
+    ));
     let producer = spawn_producer(config.clone(), broker.clone(), files, shutdown.clone());
 
     shutdown.cancelled().await;
-    tracing::info!("stopping: producer, then processor, then services");
+    tracing::info!("stopping: producer, then processor, dashboard, then services");
     let _ = producer.await;
     let _ = processor.await;
+    if let Ok(Err(e)) = server.await {
+        tracing::error!("dashboard failed: {e:#}");
+    }
     store.pool.close().await;
     Ok(())
 }
@@ -382,7 +414,7 @@ fn print_banner(
     mysql: &MysqlTarget,
     partitions: i32,
     files: &[std::path::PathBuf],
-    options: UpOptions,
+    dashboard: Option<String>,
     started: Instant,
 ) {
     let socket = mysql
@@ -419,13 +451,20 @@ fn print_banner(
             state.credentials_file().display()
         ));
     }
-    if options.services_only {
-        lines.push("  Stages     not started (--services-only): run `tickpipe produce` and `tickpipe process`".into());
-    } else {
-        lines.push(format!(
-            "  Processor  running;  producer replaying {} file(s)",
-            files.len()
-        ));
+    match dashboard {
+        None => lines.push(
+            "  Stages     not started (--services-only): run `tickpipe produce`, `process`, `serve`"
+                .into(),
+        ),
+        Some(url) => {
+            lines.push(format!(
+                "  Processor  running;  producer replaying {} file(s)",
+                files.len()
+            ));
+            lines.push(format!(
+                "  Dashboard  {url}  (API /api, live /api/events, /metrics, /healthz)"
+            ));
+        }
     }
     lines.push("  Stop with Ctrl-C; `tickpipe status` shows progress.".into());
     println!("{}", lines.join("\n"));

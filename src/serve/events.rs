@@ -1,0 +1,122 @@
+//! Server-Sent Events: one poller reads `latest_quotes` (one row per symbol) every
+//! [`POLL`], and for each symbol whose quote changed publishes the quote and the one-minute bars
+//! since its previous quote to every connected page. Diffing a snapshot of committed rows, not
+//! a timestamp watermark, means a transaction that commits late is never missed.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+use tokio_util::sync::CancellationToken;
+
+use super::AppState;
+use super::api::BarJson;
+use crate::rollup;
+use crate::store::{Quote, Store};
+
+const POLL: Duration = Duration::from_millis(200);
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Bars sent for one symbol in one update at most.
+const MAX_BARS_PER_UPDATE: usize = 100;
+
+/// The poller's output, shared by all connected pages.
+pub struct Feed {
+    tx: broadcast::Sender<Event>,
+    /// Ends the poller and every open stream (else they would hold the server open).
+    cancel: CancellationToken,
+}
+
+impl Feed {
+    /// Starts the poller; it stops with `cancel`.
+    pub fn start(store: Store, cancel: CancellationToken) -> Feed {
+        let (tx, _) = broadcast::channel(1024);
+        let sender = tx.clone();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let mut seen: Option<BTreeMap<String, Quote>> = None;
+            let mut tick = tokio::time::interval(POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                match poll(&store, &sender, seen.as_ref()).await {
+                    Ok(now) => seen = Some(now),
+                    Err(e) => tracing::debug!("event poll failed: {e:#}"),
+                }
+            }
+        });
+        Feed { tx, cancel }
+    }
+}
+
+/// Publishes what changed since `seen` and returns the new snapshot.
+async fn poll(
+    store: &Store,
+    tx: &broadcast::Sender<Event>,
+    seen: Option<&BTreeMap<String, Quote>>,
+) -> anyhow::Result<BTreeMap<String, Quote>> {
+    let now: BTreeMap<String, Quote> = store
+        .quotes()
+        .await?
+        .into_iter()
+        .map(|q| (q.symbol.clone(), q))
+        .collect();
+    let Some(seen) = seen else {
+        return Ok(now);
+    };
+    if tx.receiver_count() == 0 {
+        return Ok(now);
+    }
+    for (symbol, quote) in &now {
+        let before = seen.get(symbol);
+        if before == Some(quote) {
+            continue;
+        }
+        tx.send(event("quote", &quote))?;
+        // The bars from the previous quote's minute on (late rows may also change older
+        // bars; the page re-reads those when it reloads).
+        let from = before.map_or(quote.timestamp, |b| b.timestamp.min(quote.timestamp));
+        let bars = store
+            .bars_1m(symbol, Some(rollup::minute(from)), MAX_BARS_PER_UPDATE)
+            .await?;
+        for (bar, indicators) in &bars {
+            let data = json!({ "symbol": symbol, "bar": BarJson::new(bar, indicators) });
+            tx.send(event("bar", &data))?;
+        }
+    }
+    Ok(now)
+}
+
+fn event(name: &str, data: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().comment("unencodable"))
+}
+
+/// `GET /api/events`: quote and bar events as they commit, and a heartbeat with the server's
+/// clock (the page measures freshness against it).
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let updates = BroadcastStream::new(state.feed.tx.subscribe())
+        // A page too slow to keep up skips what it missed; it still gets the next updates.
+        .filter_map(|event| event.ok());
+    let heartbeats = IntervalStream::new(tokio::time::interval(HEARTBEAT))
+        .map(|_| event("heartbeat", &json!({ "now": chrono::Utc::now() })));
+    let events = futures::StreamExt::take_until(
+        heartbeats.merge(updates),
+        state.feed.cancel.clone().cancelled_owned(),
+    );
+    Sse::new(events.map(Ok)).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,85 @@
+//! Serve: the HTTP face of the appliance — the dashboard page, a JSON API, Server-Sent Events
+//! that push bars and quotes as they commit, `/healthz` and `/metrics`. It reads only what is
+//! committed in MySQL, so it works the same beside any processor (this one, another process,
+//! or the Spark job).
+
+mod api;
+mod assets;
+mod events;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::process::ProcessStats;
+use crate::store::Store;
+
+pub use metrics::Sources as MetricSources;
+
+/// What the handlers share.
+struct AppState {
+    store: Store,
+    feed: events::Feed,
+    metrics: MetricSources,
+}
+
+/// Binds the configured address (so callers can print it before serving).
+pub async fn bind(config: &Config) -> Result<TcpListener> {
+    let address = format!("{}:{}", config.serve.bind, config.serve.port);
+    TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("serving on {address} (change serve.port or serve.bind)"))
+}
+
+/// The dashboard's address for people: `localhost` for loopback.
+pub fn url(listener: &TcpListener) -> String {
+    match listener.local_addr() {
+        Ok(SocketAddr::V4(a)) if a.ip().is_loopback() => format!("http://localhost:{}/", a.port()),
+        Ok(a) => format!("http://{a}/"),
+        Err(_) => "(unknown address)".into(),
+    }
+}
+
+/// Serves until `cancel` fires. `broker` and `stats` add lag and processor figures to
+/// `/metrics` when available.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    store: Store,
+    broker: Option<Broker>,
+    stats: Option<Arc<ProcessStats>>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let feed = events::Feed::start(store.clone(), cancel.clone());
+    let state = Arc::new(AppState {
+        store,
+        feed,
+        metrics: MetricSources {
+            broker,
+            topics: vec![config.topics.ticks.clone(), config.topics.dlq.clone()],
+            stats,
+        },
+    });
+    let app = Router::new()
+        .merge(assets::routes())
+        .route("/api/symbols", get(api::symbols))
+        .route("/api/quotes", get(api::quotes))
+        .route("/api/bars", get(api::bars))
+        .route("/api/events", get(events::stream))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(api::not_found)
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+        .context("serving HTTP")
+}

@@ -1,0 +1,140 @@
+//! Read queries of the dashboard and API: symbols, latest quotes, bars with their indicators.
+//! Everything read here is committed, whoever wrote it (this processor, another process, or a
+//! Spark job on the same tables): the store is the source of truth.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::mysql::MySqlRow;
+
+use super::Store;
+use crate::rollup::{Bar, Indicators};
+
+/// A row of `latest_quotes`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Quote {
+    pub symbol: String,
+    /// Time of the symbol's newest row.
+    pub timestamp: DateTime<Utc>,
+    pub price: Decimal,
+    pub prev_close: Option<Decimal>,
+    pub change: Option<Decimal>,
+    pub change_pct: Option<f64>,
+    pub day_volume: i64,
+    /// When the processor committed it.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Every symbol's latest quote, by symbol.
+    pub async fn quotes(&self) -> Result<Vec<Quote>> {
+        let rows = sqlx::query(
+            "SELECT Bank_Name, `Timestamp`, Price, Prev_Close, Price_Change, Change_Pct, \
+             Day_Volume, Updated_At FROM latest_quotes ORDER BY Bank_Name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("reading latest_quotes")?;
+        Ok(rows
+            .iter()
+            .map(|r| Quote {
+                symbol: r.get(0),
+                timestamp: r.get::<NaiveDateTime, _>(1).and_utc(),
+                price: r.get(2),
+                prev_close: r.get(3),
+                change: r.get(4),
+                change_pct: r.get(5),
+                day_volume: r.get(6),
+                updated_at: r.get::<NaiveDateTime, _>(7).and_utc(),
+            })
+            .collect())
+    }
+
+    /// Whether `symbol` has any stored bar.
+    pub async fn has_symbol(&self, symbol: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM latest_quotes WHERE Bank_Name = ?")
+            .bind(symbol)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading latest_quotes")?;
+        Ok(row.is_some())
+    }
+
+    /// The newest `limit` one-minute bars of `symbol` starting at or after `from`, oldest first,
+    /// with their indicators.
+    pub async fn bars_1m(
+        &self,
+        symbol: &str,
+        from: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<(Bar, Indicators)>> {
+        // DATETIME's first day stands for "from the start".
+        let from = from.map_or(NaiveDate::from_ymd_opt(1000, 1, 1).unwrap().into(), |t| {
+            t.naive_utc()
+        });
+        let rows = sqlx::query(
+            "SELECT o.`Timestamp`, o.Open, o.High, o.Low, o.Close, o.Volume, o.Turnover, o.Ticks, \
+                    i.SMA_20, i.SMA_50, i.EMA_20, i.VWAP, i.Volatility_20, i.Session_Volume, \
+                    i.Session_Turnover \
+             FROM ohlcv_1m o \
+             JOIN indicators_1m i ON i.Bank_Name = o.Bank_Name AND i.`Timestamp` = o.`Timestamp` \
+             WHERE o.Bank_Name = ? AND o.`Timestamp` >= ? \
+             ORDER BY o.`Timestamp` DESC LIMIT ?",
+        )
+        .bind(symbol)
+        .bind(from)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading ohlcv_1m")?;
+        Ok(rows.iter().rev().map(bar_with_indicators).collect())
+    }
+
+    /// Closes of the newest `n` one-minute bars of `symbol`, oldest first.
+    pub async fn recent_closes(&self, symbol: &str, n: usize) -> Result<Vec<Decimal>> {
+        let rows = sqlx::query(
+            "SELECT Close FROM ohlcv_1m WHERE Bank_Name = ? ORDER BY `Timestamp` DESC LIMIT ?",
+        )
+        .bind(symbol)
+        .bind(n as i64)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading ohlcv_1m")?;
+        Ok(rows.iter().rev().map(|r| r.get(0)).collect())
+    }
+
+    /// Rows in `rejected_ticks`.
+    pub async fn rejected_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM rejected_ticks")
+            .fetch_one(&self.pool)
+            .await
+            .context("counting rejected_ticks")?;
+        Ok(row.get(0))
+    }
+}
+
+fn bar_with_indicators(r: &MySqlRow) -> (Bar, Indicators) {
+    (
+        Bar {
+            start: r.get::<NaiveDateTime, _>(0).and_utc(),
+            open: r.get(1),
+            high: r.get(2),
+            low: r.get(3),
+            close: r.get(4),
+            volume: r.get(5),
+            turnover: r.get(6),
+            ticks: r.get::<i32, _>(7).into(),
+        },
+        Indicators {
+            sma_20: r.get(8),
+            sma_50: r.get(9),
+            ema_20: r.get(10),
+            vwap: r.get(11),
+            volatility_20: r.get(12),
+            session_volume: r.get(13),
+            session_turnover: r.get(14),
+        },
+    )
+}
