@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test against real services. Installs what the tests need first (idempotent):
-# Debian's MariaDB server and Apache Kafka's jars (from Maven Central).
+# Debian's MariaDB server, unixODBC with the MariaDB ODBC driver, Debian's Chromium with
+# Playwright (npm), and Apache Kafka's jars (from Maven Central).
 #   scripts/test.sh                 all tests
 #   scripts/test.sh --soak          also the long variants (minutes)
 #   scripts/test.sh <cargo args>    e.g. scripts/test.sh --test pipeline
@@ -8,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-mariadb.sh
+scripts/install-odbc.sh
+scripts/install-browser.sh
 scripts/fetch-kafka.sh >/dev/null
 
 if [ "${1:-}" = "--soak" ]; then

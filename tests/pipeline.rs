@@ -197,49 +197,6 @@ async fn up_stores_every_row_once_quarantines_bad_lines_and_stops_cleanly() {
     assert!(!up.dir().join("appliance.json").exists());
 }
 
-/// Environment that points the stages at private topics of the shared appliance.
-fn topics_env(prefix: &str) -> Vec<(String, String)> {
-    vec![
-        ("TICKPIPE_TOPICS__TICKS".into(), format!("{prefix}_ticks")),
-        ("TICKPIPE_TOPICS__DLQ".into(), format!("{prefix}_ticks.dlq")),
-    ]
-}
-
-fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-/// Creates the private topics and empties the tables of the shared appliance.
-async fn fresh_pipeline(appliance: &Appliance, prefix: &str) -> sqlx::MySqlPool {
-    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
-        .await
-        .unwrap();
-    broker
-        .ensure_topic(&format!("{prefix}_ticks"), 6)
-        .await
-        .unwrap();
-    broker
-        .ensure_topic(&format!("{prefix}_ticks.dlq"), 2)
-        .await
-        .unwrap();
-    let pool = appliance.root_pool().await;
-    for table in ["stock_data", "rejected_ticks", "pipeline_offsets"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool
-}
-
-async fn stored_rows(pool: &sqlx::MySqlPool) -> i64 {
-    sqlx::query("SELECT COUNT(*) FROM stock_data")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_and_processor_killed_mid_stream_lose_and_duplicate_nothing() {
     let _turn = SHARED_TABLES.lock().await;

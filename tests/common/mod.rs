@@ -50,6 +50,8 @@ impl Appliance {
             .arg(state_dir.path())
             .arg("up")
             .args(args)
+            // Parallel tests must not fight over the dashboard's default port.
+            .env("TICKPIPE_SERVE__PORT", "0")
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
@@ -85,6 +87,16 @@ impl Appliance {
             });
             rx.recv().expect("the shared appliance started")
         })
+    }
+
+    /// The dashboard's address, from `up`'s banner.
+    pub fn dashboard_url(&self) -> String {
+        let out = std::fs::read_to_string(&self.log).unwrap();
+        let line = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Dashboard"))
+            .expect("the banner names the dashboard");
+        line.split_whitespace().next().unwrap().to_string()
     }
 
     pub fn dir(&self) -> &Path {
@@ -331,6 +343,56 @@ pub fn csv_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Environment that points the stages at private topics of the shared appliance.
+pub fn topics_env(prefix: &str) -> Vec<(String, String)> {
+    vec![
+        ("TICKPIPE_TOPICS__TICKS".into(), format!("{prefix}_ticks")),
+        ("TICKPIPE_TOPICS__DLQ".into(), format!("{prefix}_ticks.dlq")),
+    ]
+}
+
+pub fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Creates the private topics and empties the tables of the shared appliance.
+pub async fn fresh_pipeline(appliance: &Appliance, prefix: &str) -> sqlx::MySqlPool {
+    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    broker
+        .ensure_topic(&format!("{prefix}_ticks"), 6)
+        .await
+        .unwrap();
+    broker
+        .ensure_topic(&format!("{prefix}_ticks.dlq"), 2)
+        .await
+        .unwrap();
+    let pool = appliance.root_pool().await;
+    for table in [
+        "stock_data",
+        "rejected_ticks",
+        "pipeline_offsets",
+        "ohlcv_1m",
+        "indicators_1m",
+        "latest_quotes",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool
+}
+
+pub async fn stored_rows(pool: &sqlx::MySqlPool) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM stock_data")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// Runs one of Kafka's own command-line tools (from the same jars as the broker).

@@ -1,0 +1,404 @@
+//! The last mile: rollups checked against figures computed here from the input files, the
+//! JSON API and `/metrics` of `tickpipe serve`, and the dashboard in a real browser (Debian's
+//! Chromium driven by Playwright) showing a row committed while the page is open.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, NaiveDateTime, Timelike};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use sqlx::Row;
+
+use common::*;
+
+static SHARED_TABLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A row of the generated input.
+#[derive(Clone)]
+struct Trade {
+    symbol: String,
+    at: NaiveDateTime,
+    ohlc: [Decimal; 4],
+    volume: i64,
+}
+
+/// Tick-level CSVs (one to four rows a minute, some without volume) over two UTC days, in the
+/// `timestamp,open,high,low,close,volume` layout named after the symbol.
+fn write_trades(dir: &Path, symbols: &[&str], seed: u64) -> Vec<Trade> {
+    let mut state = seed | 1;
+    let mut random = move |n: u64| {
+        // xorshift64: reproducible and independent of tickpipe's generator.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let cents = |c: i64| Decimal::new(c, 2);
+    let mut trades = Vec::new();
+    for symbol in symbols {
+        let mut file = std::fs::File::create(dir.join(format!("{symbol}.csv"))).unwrap();
+        writeln!(file, "timestamp,open,high,low,close,volume").unwrap();
+        let mut price: i64 = 50_000 + random(50_000) as i64;
+        for day in [(2024, 3, 4), (2024, 3, 5)] {
+            let date = NaiveDate::from_ymd_opt(day.0, day.1, day.2).unwrap();
+            for minute in 0..130 {
+                let start = date.and_hms_opt(9, 15, 0).unwrap() + chrono::TimeDelta::minutes(minute);
+                for second in [0, 15, 30, 45].into_iter().take(1 + random(4) as usize) {
+                    let open = price;
+                    price = (price + random(41) as i64 - 20).max(100);
+                    let high = open.max(price) + random(5) as i64;
+                    let low = (open.min(price) - random(5) as i64).max(1);
+                    let volume = if random(10) == 0 { 0 } else { random(5000) as i64 };
+                    let at = start + chrono::TimeDelta::seconds(second);
+                    let ohlc = [cents(open), cents(high), cents(low), cents(price)];
+                    writeln!(
+                        file,
+                        "{},{},{},{},{},{volume}",
+                        at.format("%Y-%m-%d %H:%M:%S"),
+                        ohlc[0],
+                        ohlc[1],
+                        ohlc[2],
+                        ohlc[3]
+                    )
+                    .unwrap();
+                    trades.push(Trade {
+                        symbol: symbol.to_string(),
+                        at,
+                        ohlc,
+                        volume,
+                    });
+                }
+            }
+        }
+    }
+    trades
+}
+
+/// A one-minute bar and its indicators, computed here the plain way.
+#[derive(Debug, Clone, PartialEq)]
+struct Expected {
+    ohlc: [Decimal; 4],
+    volume: i64,
+    sma_20: Option<Decimal>,
+    sma_50: Option<Decimal>,
+    ema_20: f64,
+    vwap: Option<Decimal>,
+}
+
+fn expected_bars(trades: &[Trade]) -> BTreeMap<(String, NaiveDateTime), Expected> {
+    let mut minutes: BTreeMap<(String, NaiveDateTime), Vec<&Trade>> = BTreeMap::new();
+    for t in trades {
+        let minute = t.at.with_second(0).unwrap();
+        minutes.entry((t.symbol.clone(), minute)).or_default().push(t);
+    }
+    let mut out = BTreeMap::new();
+    let mut closes: Vec<Decimal> = Vec::new();
+    let (mut ema, mut day_volume, mut day_turnover) = (0.0, Decimal::ZERO, Decimal::ZERO);
+    let mut previous: Option<(String, NaiveDate)> = None;
+    for ((symbol, minute), rows) in &minutes {
+        let first_of_symbol = previous.as_ref().is_none_or(|(s, _)| s != symbol);
+        if first_of_symbol {
+            closes.clear();
+        }
+        if previous.as_ref() != Some(&(symbol.clone(), minute.date())) {
+            day_volume = Decimal::ZERO;
+            day_turnover = Decimal::ZERO;
+        }
+        previous = Some((symbol.clone(), minute.date()));
+        let close = rows.last().unwrap().ohlc[3];
+        let volume: i64 = rows.iter().map(|r| r.volume).sum();
+        closes.push(close);
+        let c = close.to_f64().unwrap();
+        ema = if first_of_symbol { c } else { ema + 2.0 / 21.0 * (c - ema) };
+        day_volume += Decimal::from(volume);
+        day_turnover += rows
+            .iter()
+            .map(|r| r.ohlc[3] * Decimal::from(r.volume))
+            .sum::<Decimal>();
+        let mean = |n: usize| {
+            (closes.len() >= n).then(|| {
+                (closes[closes.len() - n..].iter().sum::<Decimal>() / Decimal::from(n)).round_dp(8)
+            })
+        };
+        out.insert(
+            (symbol.clone(), *minute),
+            Expected {
+                ohlc: [
+                    rows[0].ohlc[0],
+                    rows.iter().map(|r| r.ohlc[1]).max().unwrap(),
+                    rows.iter().map(|r| r.ohlc[2]).min().unwrap(),
+                    close,
+                ],
+                volume,
+                sma_20: mean(20),
+                sma_50: mean(50),
+                ema_20: ema,
+                vwap: (!day_volume.is_zero()).then(|| (day_turnover / day_volume).round_dp(8)),
+            },
+        );
+    }
+    out
+}
+
+async fn stored_bars(pool: &sqlx::MySqlPool) -> BTreeMap<(String, NaiveDateTime), Expected> {
+    sqlx::query(
+        "SELECT o.Bank_Name, o.`Timestamp`, o.Open, o.High, o.Low, o.Close, o.Volume, \
+                i.SMA_20, i.SMA_50, i.EMA_20, i.VWAP \
+         FROM ohlcv_1m o JOIN indicators_1m i USING (Bank_Name, `Timestamp`)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            (r.get(0), r.get(1)),
+            Expected {
+                ohlc: [r.get(2), r.get(3), r.get(4), r.get(5)],
+                volume: r.get(6),
+                sma_20: r.get(7),
+                sma_50: r.get(8),
+                ema_20: r.get(9),
+                vwap: r.get(10),
+            },
+        )
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let pool = fresh_pipeline(appliance, "roll").await;
+    let mut env = topics_env("roll");
+    env.push(("TICKPIPE_PROCESS__BATCH_ROWS".into(), "97".into()));
+    let env = as_refs(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let trades = write_trades(dir.path(), &["ALPHA", "BETA", "GAMMA"], 7);
+    let pattern = format!("{}/*.csv", dir.path().display());
+    appliance.run(&["produce", "--data", &pattern], &env);
+
+    // The processor dies mid-stream (batches of 97 rows end mid-minute); then the files are
+    // replayed (every record twice in the topic) and the processor drains.
+    let mut process = appliance
+        .tickpipe(&["process"])
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while stored_rows(&pool).await < 500 && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let at_crash = stored_rows(&pool).await;
+    assert!(
+        at_crash > 0 && at_crash < trades.len() as i64,
+        "the processor was not killed mid-stream ({at_crash} of {} rows)",
+        trades.len()
+    );
+    appliance.run(&["produce", "--data", &pattern], &env);
+    appliance.run(&["process", "--drain"], &env);
+
+    let expected = expected_bars(&trades);
+    let stored = stored_bars(&pool).await;
+    assert_eq!(stored.len(), expected.len(), "one bar per symbol and minute");
+    for (key, want) in &expected {
+        let got = &stored[key];
+        let relative = ((got.ema_20 - want.ema_20) / want.ema_20).abs();
+        assert!(relative < 1e-12, "EMA_20 of {key:?}: {} vs {}", got.ema_20, want.ema_20);
+        let exact = |e: &Expected| (e.ohlc, e.volume, e.sma_20, e.sma_50, e.vwap);
+        assert_eq!(exact(got), exact(want), "bar {key:?}");
+    }
+
+    // Latest quotes: the newest row, against the previous day's last close.
+    let quotes = sqlx::query("SELECT Bank_Name, Price, Prev_Close, Day_Volume FROM latest_quotes")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(quotes.len(), 3);
+    for q in quotes {
+        let symbol: String = q.get(0);
+        let rows: Vec<&Trade> = trades.iter().filter(|t| t.symbol == symbol).collect();
+        let last = rows.last().unwrap();
+        let day_before = rows.iter().rev().find(|t| t.at.date() < last.at.date()).unwrap();
+        let day_volume: i64 = rows
+            .iter()
+            .filter(|t| t.at.date() == last.at.date())
+            .map(|t| t.volume)
+            .sum();
+        assert_eq!(q.get::<Decimal, _>(1), last.ohlc[3], "{symbol} price");
+        assert_eq!(q.get::<Option<Decimal>, _>(2), Some(day_before.ohlc[3]), "{symbol} previous close");
+        assert_eq!(q.get::<i64, _>(3), day_volume, "{symbol} day volume");
+    }
+
+    // The BI view of each session agrees with the bars.
+    let days = sqlx::query(
+        "SELECT Bank_Name, Trade_Date, Open, Close, Volume, VWAP FROM v_daily_summary",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(days.len(), 6, "two sessions of three symbols");
+    for d in days {
+        let (symbol, date): (String, NaiveDate) = (d.get(0), d.get(1));
+        let bars: Vec<&Expected> = expected
+            .range((symbol.clone(), date.into())..)
+            .take_while(|((s, t), _)| *s == symbol && t.date() == date)
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(d.get::<Decimal, _>(2), bars[0].ohlc[0]);
+        assert_eq!(d.get::<Decimal, _>(3), bars.last().unwrap().ohlc[3]);
+        assert_eq!(d.get::<Decimal, _>(4), Decimal::from(bars.iter().map(|b| b.volume).sum::<i64>()));
+        assert_eq!(d.get::<Option<Decimal>, _>(5), bars.last().unwrap().vwap);
+    }
+}
+
+/// `tickpipe serve` on a free port of the shared appliance, and its address.
+fn serve(appliance: &Appliance, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = appliance
+        .tickpipe(&["serve"])
+        .envs(env.iter().copied())
+        .env("TICKPIPE_SERVE__PORT", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("serve printed no address: {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, url)
+}
+
+/// Status and body of a GET.
+fn get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let pool = fresh_pipeline(appliance, "api").await;
+    let env = topics_env("api");
+    let env = as_refs(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let trades = write_trades(dir.path(), &["DELTA", "EPSILON"], 11);
+    let pattern = format!("{}/*.csv", dir.path().display());
+    appliance.run(&["produce", "--data", &pattern], &env);
+    appliance.run(&["process", "--drain"], &env);
+    let (mut server, url) = serve(appliance, &env);
+
+    let (status, body) = get(&format!("{url}/api/symbols"));
+    assert_eq!((status, json(&body)), (200, serde_json::json!(["DELTA", "EPSILON"])));
+
+    let (status, body) = get(&format!("{url}/api/quotes"));
+    assert_eq!(status, 200);
+    let quotes = json(&body);
+    let delta = trades.iter().filter(|t| t.symbol == "DELTA").next_back().unwrap();
+    assert_eq!(quotes[0]["symbol"], "DELTA");
+    assert_eq!(
+        quotes[0]["price"].as_str().unwrap().parse::<Decimal>().unwrap(),
+        delta.ohlc[3]
+    );
+    assert_eq!(quotes[0]["sparkline"].as_array().unwrap().len(), 30);
+
+    // The newest bars, oldest first, as stored.
+    let (status, body) = get(&format!("{url}/api/bars?symbol=DELTA&interval=1m&limit=3"));
+    assert_eq!(status, 200);
+    let bars = json(&body)["bars"].as_array().unwrap().clone();
+    let stored = sqlx::query(
+        "SELECT UNIX_TIMESTAMP(`Timestamp`), Close, Volume FROM ohlcv_1m \
+         WHERE Bank_Name = 'DELTA' ORDER BY `Timestamp` DESC LIMIT 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (bar, row) in bars.iter().zip(stored.iter().rev()) {
+        assert_eq!(bar["time"].as_i64(), Some(row.get::<i64, _>(0)));
+        assert_eq!(bar["close"].as_str().unwrap().parse::<Decimal>().unwrap(), row.get::<Decimal, _>(1));
+        assert_eq!(bar["volume"].as_i64(), Some(row.get::<i64, _>(2)));
+    }
+    // A day bar sums its minutes.
+    let (_, body) = get(&format!("{url}/api/bars?symbol=DELTA&interval=1d&limit=10"));
+    let days = json(&body)["bars"].as_array().unwrap().clone();
+    assert_eq!(days.len(), 2);
+    let last_day = delta.at.date();
+    let day_volume: i64 = trades
+        .iter()
+        .filter(|t| t.symbol == "DELTA" && t.at.date() == last_day)
+        .map(|t| t.volume)
+        .sum();
+    assert_eq!(days[1]["volume"].as_i64(), Some(day_volume));
+
+    for (query, status) in [
+        ("", 400),
+        ("symbol=", 400),
+        ("symbol=DELTA&interval=7m", 400),
+        ("symbol=DELTA&limit=0", 400),
+        ("symbol=DELTA&limit=5001", 400),
+        ("symbol=DELTA&limit=ten", 400),
+        ("symbol=DELTA&sort=asc", 400),
+        ("symbol=%07BELL", 400),
+        ("symbol=NOPE", 404),
+    ] {
+        let (got, body) = get(&format!("{url}/api/bars?{query}"));
+        assert_eq!(got, status, "/api/bars?{query}: {body}");
+        assert!(json(&body)["error"].is_string(), "{body}");
+    }
+    assert_eq!(get(&format!("{url}/api/nothing")).0, 404);
+
+    let (status, body) = get(&format!("{url}/healthz"));
+    assert_eq!((status, json(&body)["status"].as_str()), (200, Some("ok")));
+
+    // /metrics parses as Prometheus text and says the topics are drained.
+    let (status, body) = get(&format!("{url}/metrics"));
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{name} is {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("{name} missing from:\n{body}"))
+    };
+    assert_eq!(value("tickpipe_lag_records"), 0.0);
+    assert_eq!(value("tickpipe_symbols"), 2.0);
+    assert_eq!(value("tickpipe_rejected_rows"), 0.0);
+    let partitions = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "tickpipe_partition_lag_records")
+        .count();
+    assert_eq!(partitions, 6 + 2, "a lag figure per partition of both topics");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
