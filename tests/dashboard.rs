@@ -48,13 +48,18 @@ fn write_trades(dir: &Path, symbols: &[&str], seed: u64) -> Vec<Trade> {
         for day in [(2024, 3, 4), (2024, 3, 5)] {
             let date = NaiveDate::from_ymd_opt(day.0, day.1, day.2).unwrap();
             for minute in 0..130 {
-                let start = date.and_hms_opt(9, 15, 0).unwrap() + chrono::TimeDelta::minutes(minute);
+                let start =
+                    date.and_hms_opt(9, 15, 0).unwrap() + chrono::TimeDelta::minutes(minute);
                 for second in [0, 15, 30, 45].into_iter().take(1 + random(4) as usize) {
                     let open = price;
                     price = (price + random(41) as i64 - 20).max(100);
                     let high = open.max(price) + random(5) as i64;
                     let low = (open.min(price) - random(5) as i64).max(1);
-                    let volume = if random(10) == 0 { 0 } else { random(5000) as i64 };
+                    let volume = if random(10) == 0 {
+                        0
+                    } else {
+                        random(5000) as i64
+                    };
                     let at = start + chrono::TimeDelta::seconds(second);
                     let ohlc = [cents(open), cents(high), cents(low), cents(price)];
                     writeln!(
@@ -95,7 +100,10 @@ fn expected_bars(trades: &[Trade]) -> BTreeMap<(String, NaiveDateTime), Expected
     let mut minutes: BTreeMap<(String, NaiveDateTime), Vec<&Trade>> = BTreeMap::new();
     for t in trades {
         let minute = t.at.with_second(0).unwrap();
-        minutes.entry((t.symbol.clone(), minute)).or_default().push(t);
+        minutes
+            .entry((t.symbol.clone(), minute))
+            .or_default()
+            .push(t);
     }
     let mut out = BTreeMap::new();
     let mut closes: Vec<Decimal> = Vec::new();
@@ -115,7 +123,11 @@ fn expected_bars(trades: &[Trade]) -> BTreeMap<(String, NaiveDateTime), Expected
         let volume: i64 = rows.iter().map(|r| r.volume).sum();
         closes.push(close);
         let c = close.to_f64().unwrap();
-        ema = if first_of_symbol { c } else { ema + 2.0 / 21.0 * (c - ema) };
+        ema = if first_of_symbol {
+            c
+        } else {
+            ema + 2.0 / 21.0 * (c - ema)
+        };
         day_volume += Decimal::from(volume);
         day_turnover += rows
             .iter()
@@ -209,11 +221,20 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
 
     let expected = expected_bars(&trades);
     let stored = stored_bars(&pool).await;
-    assert_eq!(stored.len(), expected.len(), "one bar per symbol and minute");
+    assert_eq!(
+        stored.len(),
+        expected.len(),
+        "one bar per symbol and minute"
+    );
     for (key, want) in &expected {
         let got = &stored[key];
         let relative = ((got.ema_20 - want.ema_20) / want.ema_20).abs();
-        assert!(relative < 1e-12, "EMA_20 of {key:?}: {} vs {}", got.ema_20, want.ema_20);
+        assert!(
+            relative < 1e-12,
+            "EMA_20 of {key:?}: {} vs {}",
+            got.ema_20,
+            want.ema_20
+        );
         let exact = |e: &Expected| (e.ohlc, e.volume, e.sma_20, e.sma_50, e.vwap);
         assert_eq!(exact(got), exact(want), "bar {key:?}");
     }
@@ -228,24 +249,31 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
         let symbol: String = q.get(0);
         let rows: Vec<&Trade> = trades.iter().filter(|t| t.symbol == symbol).collect();
         let last = rows.last().unwrap();
-        let day_before = rows.iter().rev().find(|t| t.at.date() < last.at.date()).unwrap();
+        let day_before = rows
+            .iter()
+            .rev()
+            .find(|t| t.at.date() < last.at.date())
+            .unwrap();
         let day_volume: i64 = rows
             .iter()
             .filter(|t| t.at.date() == last.at.date())
             .map(|t| t.volume)
             .sum();
         assert_eq!(q.get::<Decimal, _>(1), last.ohlc[3], "{symbol} price");
-        assert_eq!(q.get::<Option<Decimal>, _>(2), Some(day_before.ohlc[3]), "{symbol} previous close");
+        assert_eq!(
+            q.get::<Option<Decimal>, _>(2),
+            Some(day_before.ohlc[3]),
+            "{symbol} previous close"
+        );
         assert_eq!(q.get::<i64, _>(3), day_volume, "{symbol} day volume");
     }
 
     // The BI view of each session agrees with the bars.
-    let days = sqlx::query(
-        "SELECT Bank_Name, Trade_Date, Open, Close, Volume, VWAP FROM v_daily_summary",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let days =
+        sqlx::query("SELECT Bank_Name, Trade_Date, Open, Close, Volume, VWAP FROM v_daily_summary")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(days.len(), 6, "two sessions of three symbols");
     for d in days {
         let (symbol, date): (String, NaiveDate) = (d.get(0), d.get(1));
@@ -256,7 +284,10 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
             .collect();
         assert_eq!(d.get::<Decimal, _>(2), bars[0].ohlc[0]);
         assert_eq!(d.get::<Decimal, _>(3), bars.last().unwrap().ohlc[3]);
-        assert_eq!(d.get::<Decimal, _>(4), Decimal::from(bars.iter().map(|b| b.volume).sum::<i64>()));
+        assert_eq!(
+            d.get::<Decimal, _>(4),
+            Decimal::from(bars.iter().map(|b| b.volume).sum::<i64>())
+        );
         assert_eq!(d.get::<Option<Decimal>, _>(5), bars.last().unwrap().vwap);
     }
 }
@@ -313,15 +344,22 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
     let (mut server, url) = serve(appliance, &env);
 
     let (status, body) = get(&format!("{url}/api/symbols"));
-    assert_eq!((status, json(&body)), (200, serde_json::json!(["DELTA", "EPSILON"])));
+    assert_eq!(
+        (status, json(&body)),
+        (200, serde_json::json!(["DELTA", "EPSILON"]))
+    );
 
     let (status, body) = get(&format!("{url}/api/quotes"));
     assert_eq!(status, 200);
     let quotes = json(&body);
-    let delta = trades.iter().filter(|t| t.symbol == "DELTA").next_back().unwrap();
+    let delta = trades.iter().rfind(|t| t.symbol == "DELTA").unwrap();
     assert_eq!(quotes[0]["symbol"], "DELTA");
     assert_eq!(
-        quotes[0]["price"].as_str().unwrap().parse::<Decimal>().unwrap(),
+        quotes[0]["price"]
+            .as_str()
+            .unwrap()
+            .parse::<Decimal>()
+            .unwrap(),
         delta.ohlc[3]
     );
     assert_eq!(quotes[0]["sparkline"].as_array().unwrap().len(), 30);
@@ -339,7 +377,10 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
     .unwrap();
     for (bar, row) in bars.iter().zip(stored.iter().rev()) {
         assert_eq!(bar["time"].as_i64(), Some(row.get::<i64, _>(0)));
-        assert_eq!(bar["close"].as_str().unwrap().parse::<Decimal>().unwrap(), row.get::<Decimal, _>(1));
+        assert_eq!(
+            bar["close"].as_str().unwrap().parse::<Decimal>().unwrap(),
+            row.get::<Decimal, _>(1)
+        );
         assert_eq!(bar["volume"].as_i64(), Some(row.get::<i64, _>(2)));
     }
     // A day bar sums its minutes.
@@ -397,8 +438,136 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
         .iter()
         .filter(|s| s.metric == "tickpipe_partition_lag_records")
         .count();
-    assert_eq!(partitions, 6 + 2, "a lag figure per partition of both topics");
+    assert_eq!(
+        partitions,
+        6 + 2,
+        "a lag figure per partition of both topics"
+    );
 
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_a_row_committed_while_it_is_open_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 3, 2, 5);
+    let expected_rows: i64 = input_totals(&csv_files(dir.path()))
+        .values()
+        .map(|t| t.0)
+        .sum();
+    let pattern = format!("{}/*.csv", dir.path().display());
+    let appliance = Appliance::start(&["--data", &pattern], &[]);
+    let pool = appliance.root_pool().await;
+    let start = Instant::now();
+    while stored_rows(&pool).await < expected_rows {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the replay did not land"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let mut browser = std::process::Command::new("node")
+        .arg("tests/browser/dashboard.mjs")
+        .arg(appliance.dashboard_url())
+        .arg(&screenshot)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running node (scripts/install-browser.sh installs the browser test's parts)");
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut next_line = move || lines.next().and_then(Result::ok).unwrap_or_default();
+    let ready = next_line();
+    let symbol = ready
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("the page did not get ready: {ready}"))
+        .to_string();
+
+    // A new newest row for the charted symbol, through the real pipeline.
+    let newest = sqlx::query(
+        "SELECT `Timestamp`, Close FROM stock_data WHERE Bank_Name = ? \
+         ORDER BY `Timestamp` DESC LIMIT 1",
+    )
+    .bind(&symbol)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let at = newest.get::<NaiveDateTime, _>(0) + chrono::TimeDelta::minutes(1);
+    let price = newest.get::<Decimal, _>(1) + Decimal::new(12345, 4);
+    let file = dir.path().join("late").join(format!("{symbol}.csv"));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "Timestamp,Bank_Name,Open,High,Low,Close,Volume\n{},{symbol},{price},{price},{price},{price},100\n",
+            at.format("%Y-%m-%d %H:%M:%S")
+        ),
+    )
+    .unwrap();
+    appliance.run(&["produce", "--data", file.to_str().unwrap()], &[]);
+    let committed = Instant::now();
+    while sqlx::query("SELECT 1 FROM stock_data WHERE Bank_Name = ? AND `Timestamp` = ?")
+        .bind(&symbol)
+        .bind(at)
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            committed.elapsed() < Duration::from_secs(10),
+            "the new row was not committed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut stdin = browser.stdin.take().unwrap();
+    writeln!(stdin, "COMMITTED {symbol} {price}").unwrap();
+
+    let result = next_line();
+    let result = json(
+        result
+            .strip_prefix("RESULT ")
+            .unwrap_or_else(|| panic!("the page did not show the new row: {result}")),
+    );
+    assert!(browser.wait().unwrap().success());
+    eprintln!("dashboard: {result}; screenshot {}", screenshot.display());
+    assert_eq!(result["console_errors"], serde_json::json!([]), "{result}");
+    assert!(result["bars"].as_i64().unwrap() > 0, "{result}");
+    let elapsed = result["elapsed_ms"].as_f64().unwrap();
+    assert!(
+        elapsed <= 1000.0,
+        "the committed row took {elapsed} ms to show"
+    );
+
+    // `up` serves the processor's own counters too.
+    let (_, body) = get(&format!("{}metrics", appliance.dashboard_url()));
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .unwrap_or_else(|| panic!("{name} missing from:\n{body}"))
+            .value
+            .clone()
+    };
+    // The OpenMetrics `_total` suffix leaves counters untyped for this parser.
+    assert!(
+        matches!(sample("tickpipe_rows_written_total"),
+            prometheus_parse::Value::Untyped(n) | prometheus_parse::Value::Counter(n)
+                if n == (expected_rows + 1) as f64),
+        "rows written:\n{body}"
+    );
+    match sample("tickpipe_batch_commit_seconds") {
+        prometheus_parse::Value::Histogram(buckets) => {
+            assert!(
+                buckets.last().unwrap().count > 0.0,
+                "no batch latency recorded"
+            )
+        }
+        other => panic!("batch latency is {other:?}"),
+    }
 }
