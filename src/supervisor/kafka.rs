@@ -132,8 +132,9 @@ async fn format_storage(
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            &cluster_id,
+            // One argument with `=`: a random id may start with '-', which the tool's parser
+            // would take for an option (1 start in 64 failed that way).
+            &format!("--cluster-id={cluster_id}"),
             "-c",
         ])
         .arg(properties)
