@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use tickpipe::bench;
 use tickpipe::broker::Broker;
 use tickpipe::config::{Config, Sources};
 use tickpipe::generate::{self, GenerateSpec, Layout};
@@ -54,17 +55,47 @@ enum Command {
         /// 0 = as fast as possible; N = N times the data's own clock [default: ingest.speed]
         #[arg(long)]
         speed: Option<f64>,
+        /// Print the summary as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Consume Kafka into MySQL, exactly once
     Process {
         /// Exit once everything in the topics at start is committed
         #[arg(long)]
         drain: bool,
+        /// Print the summary as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Serve the dashboard, JSON API, live events, /metrics and /healthz
     Serve,
     /// Health of the services, lag per partition, row counts
     Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the pipeline beside Kafka's and MySQL's own ceilings, on a private appliance
+    Bench {
+        /// Symbols of generated input
+        #[arg(long, default_value_t = 20)]
+        symbols: usize,
+        /// Trading days per symbol (375 rows each; 20 × 134 = 1,005,000 rows)
+        #[arg(long, default_value_t = 134)]
+        days: u32,
+        /// Runs per throughput figure (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Steady rates (rows/s) for the latency figures
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,20000")]
+        rates: Vec<u32>,
+        /// Seconds of steady input per latency rate
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u32,
+        /// Seconds of row-by-row inserts
+        #[arg(long, default_value_t = 5)]
+        row_by_row_seconds: u32,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -150,17 +181,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             supervisor::up(config, UpOptions { services_only }).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Produce { speed, .. } => {
+        Command::Produce { speed, json, .. } => {
             let mut config = Config::load(&sources)?;
             if let Some(speed) = speed {
                 config.ingest.speed = speed;
                 config.validate()?;
             }
-            produce(config).await
+            produce(config, json).await
         }
-        Command::Process { drain } => {
+        Command::Process { drain, json } => {
             let config = Config::load(&sources)?;
-            consume(config, drain).await
+            consume(config, drain, json).await
+        }
+        Command::Bench {
+            symbols,
+            days,
+            runs,
+            rates,
+            latency_seconds,
+            row_by_row_seconds,
+            json,
+        } => {
+            let config = Config::load(&sources)?;
+            let spec = bench::BenchSpec {
+                symbols,
+                days,
+                runs: runs.max(1),
+                rates,
+                latency_seconds,
+                row_by_row_seconds,
+            };
+            let report = bench::run(&config, &spec).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", bench::render(&report));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
             let config = Config::load(&sources)?;
@@ -183,7 +240,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn produce(config: Config) -> Result<ExitCode> {
+async fn produce(config: Config, json: bool) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
     let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
     let files = csv_file::expand_patterns(&config.ingest.data)?;
@@ -193,18 +250,34 @@ async fn produce(config: Config) -> Result<ExitCode> {
         &broker,
         files,
         cancel,
-        std::io::stderr().is_terminal(),
+        std::io::stderr().is_terminal() && !json,
     )
     .await?;
-    println!(
-        "produced {} records ({} quarantined) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
-        summary.records,
-        summary.rejected,
-        summary.files,
-        summary.elapsed,
-        summary.records_per_second(),
-        summary.bytes as f64 / 1e6 / summary.elapsed.as_secs_f64().max(1e-9),
-    );
+    let seconds = summary.elapsed.as_secs_f64().max(1e-9);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "records": summary.records,
+                "rejected": summary.rejected,
+                "files": summary.files,
+                "bytes": summary.bytes,
+                "seconds": seconds,
+                "records_per_second": summary.records_per_second(),
+                "mb_per_second": summary.bytes as f64 / 1e6 / seconds,
+            })
+        );
+    } else {
+        println!(
+            "produced {} records ({} quarantined) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
+            summary.records,
+            summary.rejected,
+            summary.files,
+            summary.elapsed,
+            summary.records_per_second(),
+            summary.bytes as f64 / 1e6 / seconds,
+        );
+    }
     for (file, error) in &summary.failed_files {
         eprintln!("tickpipe: skipped {}: {error}", file.display());
     }
@@ -233,7 +306,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn consume(config: Config, drain: bool) -> Result<ExitCode> {
+async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
     let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
     let store = Store::connect(&endpoints.mysql, config.mysql.startup_timeout).await?;
@@ -267,6 +340,25 @@ async fn consume(config: Config, drain: bool) -> Result<ExitCode> {
     result?;
     let elapsed = started.elapsed();
     let rows = stats.rows.load(Ordering::Relaxed);
+    let latency = stats.latency_us.lock().expect("no panic holds it").clone();
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "rows": rows,
+                "rejected": stats.rejected.load(Ordering::Relaxed),
+                "batches": stats.batches.load(Ordering::Relaxed),
+                "seconds": elapsed.as_secs_f64(),
+                "rows_per_second": rows as f64 / elapsed.as_secs_f64().max(1e-9),
+                "latency_ms": {
+                    "rows": latency.len(),
+                    "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99), "max": ms(1.0),
+                },
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "committed {rows} rows and {} rejected records in {} batches in {elapsed:.2?}: {:.0} rows/s",
         stats.rejected.load(Ordering::Relaxed),

@@ -46,6 +46,8 @@ pub struct ProcessStats {
     pub batches: AtomicU64,
     /// Seconds each batch took to commit (rows, rollups and offsets), retries included.
     pub commit_seconds: Histogram,
+    /// Microseconds from a row's `produced_at` (the producer's clock) to its commit.
+    pub latency_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 impl Default for ProcessStats {
@@ -57,6 +59,11 @@ impl Default for ProcessStats {
             batches: AtomicU64::default(),
             // 1 ms to ~33 s.
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            latency_us: std::sync::Mutex::new(
+                // 1 µs to an hour (longer waits count as an hour), 3 significant figures.
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("valid bounds"),
+            ),
         }
     }
 }
@@ -236,6 +243,12 @@ impl Writer<'_> {
         self.stats
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        let committed_at = chrono::Utc::now().timestamp_micros();
+        if let Ok(mut latency) = self.stats.latency_us.lock() {
+            for tick in pending.ticks.iter().filter(|t| t.produced_at > 0) {
+                latency.saturating_record((committed_at - tick.produced_at).max(0) as u64);
+            }
+        }
         if !self.drain_targets.is_empty() {
             for ((topic, p), next) in &pending.offsets {
                 if self
