@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder, Row};
 use crate::tick::{Reject, Tick};
 
 /// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
-const ROWS_PER_STATEMENT: usize = 4000;
+pub const ROWS_PER_STATEMENT: usize = 4000;
 /// Refused records per insert statement: each carries up to 64 KiB of raw input, and a
 /// statement must stay under MariaDB's 16 MiB max_allowed_packet.
 const REJECTS_PER_STATEMENT: usize = 100;
@@ -129,23 +129,7 @@ impl Store {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let changed = rollups::changed_rows(&mut tx, ticks).await?;
         for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
-                "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) ",
-            );
-            insert.push_values(chunk, |mut row, t| {
-                row.push_bind(t.timestamp.naive_utc())
-                    .push_bind(&t.symbol)
-                    .push_bind(t.open)
-                    .push_bind(t.high)
-                    .push_bind(t.low)
-                    .push_bind(t.close)
-                    .push_bind(t.volume);
-            });
-            insert.push(
-                " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
-                 Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume)",
-            );
-            insert
+            upsert_rows(chunk)
                 .build()
                 .execute(&mut *tx)
                 .await
@@ -222,6 +206,28 @@ impl Store {
         .context("counting rows")?;
         Ok((row.get(0), row.get(1)))
     }
+}
+
+/// The multi-row upsert of `ticks` into `stock_data` (at most [`ROWS_PER_STATEMENT`]: 7
+/// placeholders per row stay under MySQL's 65,535).
+pub fn upsert_rows(ticks: &[&Tick]) -> QueryBuilder<MySql> {
+    let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
+        "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) ",
+    );
+    insert.push_values(ticks, |mut row, t| {
+        row.push_bind(t.timestamp.naive_utc())
+            .push_bind(&t.symbol)
+            .push_bind(t.open)
+            .push_bind(t.high)
+            .push_bind(t.low)
+            .push_bind(t.close)
+            .push_bind(t.volume);
+    });
+    insert.push(
+        " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
+         Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume)",
+    );
+    insert
 }
 
 /// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes.
