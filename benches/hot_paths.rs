@@ -2,6 +2,7 @@
 //! a batch → its multi-row upsert statement. `cargo bench`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sqlx::Execute;
 use std::hint::black_box;
 
 use tickpipe::ingest::csv_file::{CsvFile, Line};
@@ -83,7 +84,7 @@ fn hot_paths(c: &mut Criterion) {
             || batch.clone(),
             |batch| {
                 let mut statement = upsert_rows(&batch);
-                black_box(statement.build().sql().len())
+                black_box(statement.build().sql().as_str().len())
             },
             BatchSize::SmallInput,
         )
