@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
@@ -248,11 +248,6 @@ pub fn minute(t: DateTime<Utc>) -> DateTime<Utc> {
 /// The start of the UTC day holding `t`: where a session begins.
 pub fn session_start(t: DateTime<Utc>) -> DateTime<Utc> {
     Interval::D1.floor(t)
-}
-
-/// How far back the dashboard must read one-minute bars to show `limit` bars of `interval`.
-pub fn minutes_for(interval: Interval, limit: usize) -> TimeDelta {
-    TimeDelta::minutes(interval.minutes() * limit as i64)
 }
 
 #[cfg(test)]
