@@ -116,6 +116,8 @@ pub struct ProcessConfig {
     pub batch_linger: Duration,
     /// Bytes asked per fetch request, per partition.
     pub fetch_bytes: i32,
+    /// Writers (MySQL connections committing in parallel), each owning some partitions.
+    pub writers: usize,
 }
 
 /// The dashboard and API server.
@@ -208,6 +210,7 @@ impl Default for ProcessConfig {
             batch_rows: 5000,
             batch_linger: Duration::from_millis(100),
             fetch_bytes: 1024 * 1024,
+            writers: 2,
         }
     }
 }
@@ -307,6 +310,11 @@ impl Config {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "mysql.database",
             "1-64 characters of [a-zA-Z0-9_]",
+        );
+        check(
+            (1..=16).contains(&self.process.writers),
+            "process.writers",
+            "must be between 1 and 16",
         );
         check(
             self.serve.bind.parse::<std::net::IpAddr>().is_ok(),

@@ -707,6 +707,7 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
     config.topics.ticks = "slow_ticks".into();
     config.topics.dlq = "slow_ticks.dlq".into();
     config.process.batch_rows = 1000;
+    let writers = config.process.writers as u64;
     let [_, app_password, _] = appliance.passwords();
     let target = tickpipe::store::MysqlTarget {
         host: "localhost".into(),
@@ -746,8 +747,9 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
         0,
         "nothing commits while MySQL is locked"
     );
-    // The channel holds one chunk per partition (6 + 6 dead-letter), the writer one batch.
-    let bound = (12 + 2) * 1000;
+    // The channels hold one chunk per partition (6 + 6 dead-letter); each writer one batch
+    // (and one chunk being added to it).
+    let bound = (12 + 2 * writers) * 1000;
     eprintln!("MySQL blocked: {held} of {total} records fetched and held (bound {bound})");
     assert!(
         held > 0 && held <= bound,

@@ -1,8 +1,9 @@
 //! Process: Kafka → checked ticks → MySQL, exactly once.
 //!
 //! One fetch loop per partition (of the ticks topic and of the dead-letter topic) decodes and
-//! validates records and hands them to a single writer through a bounded channel; the writer
-//! commits each batch's rows, refused records and reached offsets in one MySQL transaction.
+//! validates records and hands them through a bounded channel to the writer that owns the
+//! partition (`process.writers` of them, each on its own connection); a writer commits each
+//! batch's rows, rollups, refused records and reached offsets in one MySQL transaction.
 //! On start every loop resumes from the offsets stored in MySQL, so a crash at any point
 //! replays only what was not committed, and the upsert makes the replay harmless.
 //!
@@ -97,16 +98,33 @@ pub async fn run(
         }
         n
     };
-    let (tx, rx) = mpsc::channel::<Fetched>(partitions);
+    // Partitions are split among the writers: each commits its own partitions' rows,
+    // rollups and offsets, and a symbol lives on one partition, so their transactions touch
+    // different rows and each partition stays exactly once.
+    let writers = config.process.writers;
     let stop_fetching = cancel.child_token();
+    let mut lanes: Vec<Lane> = (0..writers)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel::<Fetched>(partitions.div_ceil(writers).max(1));
+            Lane {
+                tx: Some(tx),
+                rx,
+                drain_targets: BTreeMap::new(),
+                stop: stop_fetching.child_token(),
+            }
+        })
+        .collect();
     let mut fetchers = tokio::task::JoinSet::new();
-    let mut drain_targets = BTreeMap::new();
+    let mut next_lane = 0;
     for (topic, kind) in &topics {
         let stored = store.offsets(topic).await?;
         for (partition, earliest, latest) in broker.watermarks(topic).await? {
+            let lane = &mut lanes[next_lane % writers];
+            next_lane += 1;
             let start = stored.get(&partition).copied().unwrap_or(earliest);
             if options.drain && latest > start {
-                drain_targets.insert((topic.clone(), partition), latest);
+                lane.drain_targets
+                    .insert((topic.clone(), partition), latest);
             }
             let client = broker.partition(topic, partition).await?;
             fetchers.spawn(fetch::run(
@@ -115,29 +133,44 @@ pub async fn run(
                 start,
                 config.process.clone(),
                 stats.clone(),
-                tx.clone(),
-                stop_fetching.clone(),
+                lane.tx
+                    .clone()
+                    .expect("senders live until the fetchers start"),
+                lane.stop.clone(),
             ));
         }
     }
-    drop(tx);
-    if options.drain && drain_targets.is_empty() {
-        stop_fetching.cancel();
+    let mut runs = Vec::new();
+    for mut lane in lanes {
+        lane.tx = None;
+        if options.drain && lane.drain_targets.is_empty() {
+            lane.stop.cancel();
+        }
+        let writer = Writer {
+            store,
+            dead_letters: DeadLetters::open(broker, &config.topics.dlq).await?,
+            batch_rows: config.process.batch_rows,
+            linger: config.process.batch_linger,
+            stats: stats.clone(),
+            drain_targets: lane.drain_targets,
+            stop_fetching: lane.stop,
+        };
+        runs.push(writer.run(lane.rx));
     }
-    let dead_letters = DeadLetters::open(broker, &config.topics.dlq).await?;
-    let writer = Writer {
-        store,
-        dead_letters,
-        batch_rows: config.process.batch_rows,
-        linger: config.process.batch_linger,
-        stats,
-        drain_targets,
-        stop_fetching: stop_fetching.clone(),
-    };
-    let result = writer.run(rx).await;
+    // The first writer to fail stops the others (a dropped transaction rolls back).
+    let result = futures::future::try_join_all(runs).await.map(|_| ());
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
     result
+}
+
+/// A writer's share of the partitions: the channel their fetch loops feed, what draining
+/// waits for, and the token that stops those loops.
+struct Lane {
+    tx: Option<mpsc::Sender<Fetched>>,
+    rx: mpsc::Receiver<Fetched>,
+    drain_targets: BTreeMap<(String, i32), i64>,
+    stop: CancellationToken,
 }
 
 /// What the writer has fetched but not committed.

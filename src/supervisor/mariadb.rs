@@ -58,6 +58,7 @@ pub async fn start(
         format!("--bind-address={}", config.bind),
         format!("--pid-file={}", pid_file.display()),
         format!("--log-error={}", dir.join("error.log").display()),
+        format!("--tmpdir={}", private_tmp(&data)?.display()),
         format!("--innodb-buffer-pool-size={}", config.buffer_pool),
         "--skip-name-resolve".into(),
         "--character-set-server=utf8mb4".into(),
@@ -117,6 +118,13 @@ pub async fn start(
     Ok(ManagedMysql { child, root })
 }
 
+/// The server's own directory for temporary files, beside its data directory.
+fn private_tmp(data: &Path) -> Result<PathBuf> {
+    let tmp = data.with_file_name("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    Ok(tmp)
+}
+
 /// Creates the data directory (atomically: a half-made one is never reused).
 async fn initialize(data: &Path) -> Result<()> {
     let install = find_program(&["mariadb-install-db", "mysql_install_db"]).context(
@@ -135,6 +143,9 @@ async fn initialize(data: &Path) -> Result<()> {
         .arg(format!("--user={user}"))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
+        // Temporary tables in a directory of its own: in the shared /tmp, a file left by an
+        // earlier server with the same pid made a bootstrap fail.
+        .arg(format!("--tmpdir={}", private_tmp(data)?.display()))
         .output()
         .await
         .with_context(|| format!("running {}", install.display()))?;
