@@ -103,23 +103,26 @@ pub async fn run(
     // different rows and each partition stays exactly once.
     let writers = config.process.writers;
     let stop_fetching = cancel.child_token();
-    let mut lanes: Vec<Lane> = (0..writers)
+    let (senders, mut lanes): (Vec<_>, Vec<Lane>) = (0..writers)
         .map(|_| {
             let (tx, rx) = mpsc::channel::<Fetched>(partitions.div_ceil(writers).max(1));
-            Lane {
-                tx: Some(tx),
+            let lane = Lane {
                 rx,
                 drain_targets: BTreeMap::new(),
                 stop: stop_fetching.child_token(),
-            }
+            };
+            (tx, lane)
         })
-        .collect();
+        .unzip();
     let mut fetchers = tokio::task::JoinSet::new();
     let mut next_lane = 0;
     for (topic, kind) in &topics {
         let stored = store.offsets(topic).await?;
         for (partition, earliest, latest) in broker.watermarks(topic).await? {
-            let lane = &mut lanes[next_lane % writers];
+            let (tx, lane) = (
+                &senders[next_lane % writers],
+                &mut lanes[next_lane % writers],
+            );
             next_lane += 1;
             let start = stored.get(&partition).copied().unwrap_or(earliest);
             if options.drain && latest > start {
@@ -133,16 +136,15 @@ pub async fn run(
                 start,
                 config.process.clone(),
                 stats.clone(),
-                lane.tx
-                    .clone()
-                    .expect("senders live until the fetchers start"),
+                tx.clone(),
                 lane.stop.clone(),
             ));
         }
     }
+    // Only the fetch loops hold senders now: a writer's channel closes when its loops stop.
+    drop(senders);
     let mut runs = Vec::new();
-    for mut lane in lanes {
-        lane.tx = None;
+    for lane in lanes {
         if options.drain && lane.drain_targets.is_empty() {
             lane.stop.cancel();
         }
@@ -167,7 +169,6 @@ pub async fn run(
 /// A writer's share of the partitions: the channel their fetch loops feed, what draining
 /// waits for, and the token that stops those loops.
 struct Lane {
-    tx: Option<mpsc::Sender<Fetched>>,
     rx: mpsc::Receiver<Fetched>,
     drain_targets: BTreeMap<(String, i32), i64>,
     stop: CancellationToken,
