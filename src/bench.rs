@@ -78,16 +78,6 @@ pub struct PeakRss {
     pub processor: f64,
 }
 
-/// Rollup and pipeline tables emptied between processor runs.
-const TABLES: [&str; 6] = [
-    "stock_data",
-    "rejected_ticks",
-    "pipeline_offsets",
-    "ohlcv_1m",
-    "indicators_1m",
-    "latest_quotes",
-];
-
 pub async fn run(config: &Config, spec: &BenchSpec) -> Result<Report> {
     let work = std::env::temp_dir().join(format!("tickpipe-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -271,7 +261,7 @@ impl<'a> Bench<'a> {
     }
 
     async fn empty_tables(&self) -> Result<()> {
-        for table in TABLES {
+        for table in store::PIPELINE_TABLES {
             store::execute_admin(&self.root, format!("TRUNCATE TABLE {table}")).await?;
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! `tickpipe status`: is the broker up, is MySQL up, and how far the processor is behind
 //! (per partition: the topic's high watermark against the offset committed with the rows).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -58,6 +59,30 @@ impl Status {
     }
 }
 
+/// Per partition of `topic`: its high watermark, the next offset `committed` in MySQL (the
+/// earliest still in Kafka when none is), and the records between them.
+pub async fn partitions(
+    broker: &Broker,
+    topic: &str,
+    committed: &BTreeMap<i32, i64>,
+) -> Result<Vec<PartitionStatus>> {
+    Ok(broker
+        .watermarks(topic)
+        .await?
+        .into_iter()
+        .map(|(partition, earliest, high)| {
+            let done = committed.get(&partition).copied().unwrap_or(earliest);
+            PartitionStatus {
+                topic: topic.to_string(),
+                partition,
+                high_watermark: high,
+                committed: done,
+                lag: (high - done).max(0),
+            }
+        })
+        .collect())
+}
+
 /// Collects the status; a service that does not answer within a few seconds is reported down.
 pub async fn collect(config: &Config) -> Result<Status> {
     let endpoints = Endpoints::resolve(config)?;
@@ -103,24 +128,15 @@ pub async fn collect(config: &Config) -> Result<Status> {
     };
     let mut lag = 0;
     for topic in [&config.topics.ticks, &config.topics.dlq] {
-        match broker.watermarks(topic).await {
-            Ok(marks) => {
+        let committed = match &store {
+            Ok(store) => store.offsets(topic).await.unwrap_or_default(),
+            Err(_) => Default::default(),
+        };
+        match partitions(&broker, topic, &committed).await {
+            Ok(found) => {
                 status.broker.healthy = true;
-                let committed = match &store {
-                    Ok(store) => store.offsets(topic).await.unwrap_or_default(),
-                    Err(_) => Default::default(),
-                };
-                for (partition, earliest, high) in marks {
-                    let done = committed.get(&partition).copied().unwrap_or(earliest);
-                    lag += (high - done).max(0);
-                    status.partitions.push(PartitionStatus {
-                        topic: topic.clone(),
-                        partition,
-                        high_watermark: high,
-                        committed: done,
-                        lag: (high - done).max(0),
-                    });
-                }
+                lag += found.iter().map(|p| p.lag).sum::<i64>();
+                status.partitions.extend(found);
             }
             Err(e) => status.broker.error = Some(format!("{e:#}")),
         }

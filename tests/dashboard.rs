@@ -325,6 +325,30 @@ fn get(url: &str) -> (u16, String) {
     (status, response.body_mut().read_to_string().unwrap())
 }
 
+fn scrape(body: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e}):\n{body}"))
+}
+
+fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> prometheus_parse::Value {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        .value
+        .clone()
+}
+
+/// A gauge's or counter's value (OpenMetrics `_total` counters parse as untyped here).
+fn number(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
+    use prometheus_parse::Value::*;
+    match sample(scrape, name) {
+        Gauge(v) | Counter(v) | Untyped(v) => v,
+        other => panic!("{name} is {other:?}"),
+    }
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -418,21 +442,10 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
     // /metrics parses as Prometheus text and says the topics are drained.
     let (status, body) = get(&format!("{url}/metrics"));
     assert_eq!(status, 200);
-    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let value = |name: &str| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name)
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-                ref other => panic!("{name} is {other:?}"),
-            })
-            .unwrap_or_else(|| panic!("{name} missing from:\n{body}"))
-    };
-    assert_eq!(value("tickpipe_lag_records"), 0.0);
-    assert_eq!(value("tickpipe_symbols"), 2.0);
-    assert_eq!(value("tickpipe_rejected_rows"), 0.0);
+    let scrape = scrape(&body);
+    assert_eq!(number(&scrape, "tickpipe_lag_records"), 0.0);
+    assert_eq!(number(&scrape, "tickpipe_symbols"), 2.0);
+    assert_eq!(number(&scrape, "tickpipe_rejected_rows"), 0.0);
     let partitions = scrape
         .samples
         .iter()
@@ -544,24 +557,13 @@ async fn dashboard_shows_a_row_committed_while_it_is_open_within_a_second() {
 
     // `up` serves the processor's own counters too.
     let (_, body) = get(&format!("{}metrics", appliance.dashboard_url()));
-    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let sample = |name: &str| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name)
-            .unwrap_or_else(|| panic!("{name} missing from:\n{body}"))
-            .value
-            .clone()
-    };
-    // The OpenMetrics `_total` suffix leaves counters untyped for this parser.
-    assert!(
-        matches!(sample("tickpipe_rows_written_total"),
-            prometheus_parse::Value::Untyped(n) | prometheus_parse::Value::Counter(n)
-                if n == (expected_rows + 1) as f64),
-        "rows written:\n{body}"
+    let scrape = scrape(&body);
+    assert_eq!(
+        number(&scrape, "tickpipe_rows_written_total"),
+        (expected_rows + 1) as f64,
+        "rows written"
     );
-    match sample("tickpipe_batch_commit_seconds") {
+    match sample(&scrape, "tickpipe_batch_commit_seconds") {
         prometheus_parse::Value::Histogram(buckets) => {
             assert!(
                 buckets.last().unwrap().count > 0.0,

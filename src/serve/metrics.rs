@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use super::AppState;
 use crate::broker::Broker;
 use crate::process::ProcessStats;
+use crate::status;
 
 /// Where the figures come from besides MySQL.
 pub struct Sources {
@@ -102,15 +103,13 @@ async fn collect(state: &AppState) -> anyhow::Result<String> {
         let mut total = 0;
         for topic in &sources.topics {
             let committed = state.store.offsets(topic).await?;
-            for (partition, earliest, latest) in broker.watermarks(topic).await? {
-                let next = committed.get(&partition).copied().unwrap_or(earliest);
-                let behind = (latest - next).max(0);
-                total += behind;
+            for p in status::partitions(broker, topic, &committed).await? {
+                total += p.lag;
                 lag.get_or_create(&vec![
-                    ("topic".into(), topic.clone()),
-                    ("partition".into(), partition.to_string()),
+                    ("topic".into(), p.topic),
+                    ("partition".into(), p.partition.to_string()),
                 ])
-                .set(behind);
+                .set(p.lag);
             }
         }
         registry.register(

@@ -20,6 +20,15 @@ use crate::tick::{Reject, Tick};
 
 /// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
 pub const ROWS_PER_STATEMENT: usize = 4000;
+/// The tables the pipeline fills (what a fresh start empties).
+pub const PIPELINE_TABLES: [&str; 6] = [
+    "stock_data",
+    "rejected_ticks",
+    "pipeline_offsets",
+    "ohlcv_1m",
+    "indicators_1m",
+    "latest_quotes",
+];
 /// Refused records per insert statement: each carries up to 64 KiB of raw input, and a
 /// statement must stay under MariaDB's 16 MiB max_allowed_packet.
 const REJECTS_PER_STATEMENT: usize = 100;

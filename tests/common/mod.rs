@@ -371,14 +371,7 @@ pub async fn fresh_pipeline(appliance: &Appliance, prefix: &str) -> sqlx::MySqlP
         .await
         .unwrap();
     let pool = appliance.root_pool().await;
-    for table in [
-        "stock_data",
-        "rejected_ticks",
-        "pipeline_offsets",
-        "ohlcv_1m",
-        "indicators_1m",
-        "latest_quotes",
-    ] {
+    for table in tickpipe::store::PIPELINE_TABLES {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&pool)
             .await
