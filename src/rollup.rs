@@ -5,17 +5,29 @@
 //! A trading session is a UTC calendar day. Prices stay exact decimals; EMA and volatility are
 //! floats, computed step by step from the stored previous value, so a recomputation from any
 //! bar on gives bit-identical results.
+//!
+//! Every sum is checked: volumes add up in `i128` (no sum of `i64` volumes can reach its limit)
+//! and turnovers in decimals whose overflow is an [`OutOfRange`] error, never a panic or a wrap.
+//! A row's own turnover is bounded by [`crate::tick::MAX_ROW_TURNOVER`] when it is checked, so
+//! a session would need about 10^8 rows of the largest turnover before one of its sums failed.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use thiserror::Error;
 
 /// Bars the longest indicator looks back over.
 pub const LOOKBACK: usize = 50;
 /// Decimal places of stored SMA and VWAP values.
 const INDICATOR_DP: u32 = 8;
+
+/// A figure of the rollups that does not fit its type: the rollup is skipped and reported, the
+/// rows it summarises stay stored.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0} is too large to represent")]
+pub struct OutOfRange(pub &'static str);
 
 /// Open, high, low, close and volume over an interval (a row of `stock_data` is a bar too).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +38,8 @@ pub struct Bar {
     pub high: Decimal,
     pub low: Decimal,
     pub close: Decimal,
-    pub volume: i64,
+    /// Sum of the rows' volumes (wider than a row's `i64`: many rows share a bar).
+    pub volume: i128,
     /// Sum of close × volume over the rows in the bar.
     pub turnover: Decimal,
     /// Rows of `stock_data` in the bar.
@@ -39,17 +52,36 @@ impl Bar {
         start: DateTime<Utc>,
         [open, high, low, close]: [Decimal; 4],
         volume: i64,
-    ) -> Bar {
-        Bar {
+    ) -> Result<Bar, OutOfRange> {
+        Ok(Bar {
             start,
             open,
             high,
             low,
             close,
-            volume,
-            turnover: close * Decimal::from(volume),
+            volume: volume.into(),
+            turnover: close
+                .checked_mul(Decimal::from(volume))
+                .ok_or(OutOfRange("a row's turnover (close × volume)"))?,
             ticks: 1,
-        }
+        })
+    }
+
+    /// Adds a later bar (or row) of the same interval.
+    pub fn absorb(&mut self, later: &Bar) -> Result<(), OutOfRange> {
+        self.high = self.high.max(later.high);
+        self.low = self.low.min(later.low);
+        self.close = later.close;
+        self.volume = self
+            .volume
+            .checked_add(later.volume)
+            .ok_or(OutOfRange("a bar's volume"))?;
+        self.turnover = self
+            .turnover
+            .checked_add(later.turnover)
+            .ok_or(OutOfRange("a bar's turnover"))?;
+        self.ticks = self.ticks.saturating_add(later.ticks);
+        Ok(())
     }
 }
 
@@ -105,23 +137,19 @@ impl Interval {
 }
 
 /// Merges time-ordered bars into bars of `interval`.
-pub fn bucket(bars: impl IntoIterator<Item = Bar>, interval: Interval) -> Vec<Bar> {
+pub fn bucket(
+    bars: impl IntoIterator<Item = Bar>,
+    interval: Interval,
+) -> Result<Vec<Bar>, OutOfRange> {
     let mut out: Vec<Bar> = Vec::new();
     for bar in bars {
         let start = interval.floor(bar.start);
         match out.last_mut() {
-            Some(last) if last.start == start => {
-                last.high = last.high.max(bar.high);
-                last.low = last.low.min(bar.low);
-                last.close = bar.close;
-                last.volume += bar.volume;
-                last.turnover += bar.turnover;
-                last.ticks += bar.ticks;
-            }
+            Some(last) if last.start == start => last.absorb(&bar)?,
             _ => out.push(Bar { start, ..bar }),
         }
     }
-    out
+    Ok(out)
 }
 
 /// Indicators of one bar.
@@ -132,7 +160,7 @@ pub struct Indicators {
     pub ema_20: f64,
     pub vwap: Option<Decimal>,
     pub volatility_20: Option<f64>,
-    pub session_volume: Decimal,
+    pub session_volume: i128,
     pub session_turnover: Decimal,
 }
 
@@ -143,7 +171,7 @@ pub struct IndicatorState {
     closes: VecDeque<Decimal>,
     ema_20: Option<f64>,
     session: Option<NaiveDate>,
-    session_volume: Decimal,
+    session_volume: i128,
     session_turnover: Decimal,
 }
 
@@ -152,7 +180,7 @@ impl IndicatorState {
     /// started at `last_start` with the stored EMA and session sums given.
     pub fn resume(
         closes: impl IntoIterator<Item = Decimal>,
-        last: Option<(DateTime<Utc>, f64, Decimal, Decimal)>,
+        last: Option<(DateTime<Utc>, f64, i128, Decimal)>,
     ) -> IndicatorState {
         let mut closes: VecDeque<Decimal> = closes.into_iter().collect();
         while closes.len() > LOOKBACK {
@@ -172,14 +200,15 @@ impl IndicatorState {
     }
 
     /// Indicators of `bar`, the bar after those already seen.
-    pub fn next(&mut self, bar: &Bar) -> Indicators {
+    pub fn next(&mut self, bar: &Bar) -> Result<Indicators, OutOfRange> {
         if self.closes.len() == LOOKBACK {
             self.closes.pop_front();
         }
         self.closes.push_back(bar.close);
 
+        // A close converts to f64 (any Decimal does); a non-finite stored EMA restarts it.
         let close = bar.close.to_f64().unwrap_or(f64::NAN);
-        let ema_20 = match self.ema_20 {
+        let ema_20 = match self.ema_20.filter(|e| e.is_finite()) {
             None => close,
             Some(previous) => previous + (2.0 / 21.0) * (close - previous),
         };
@@ -188,15 +217,32 @@ impl IndicatorState {
         let session = bar.start.date_naive();
         if self.session != Some(session) {
             self.session = Some(session);
-            self.session_volume = Decimal::ZERO;
+            self.session_volume = 0;
             self.session_turnover = Decimal::ZERO;
         }
-        self.session_volume += Decimal::from(bar.volume);
-        self.session_turnover += bar.turnover;
-        let vwap = (!self.session_volume.is_zero())
-            .then(|| (self.session_turnover / self.session_volume).round_dp(INDICATOR_DP));
+        self.session_volume = self
+            .session_volume
+            .checked_add(bar.volume)
+            .ok_or(OutOfRange("a session's volume"))?;
+        self.session_turnover = self
+            .session_turnover
+            .checked_add(bar.turnover)
+            .ok_or(OutOfRange("a session's turnover"))?;
+        let vwap = match self.session_volume {
+            0 => None,
+            volume => {
+                let volume = Decimal::try_from_i128_with_scale(volume, 0)
+                    .map_err(|_| OutOfRange("a session's volume"))?;
+                Some(
+                    self.session_turnover
+                        .checked_div(volume)
+                        .ok_or(OutOfRange("a session's VWAP"))?
+                        .round_dp(INDICATOR_DP),
+                )
+            }
+        };
 
-        Indicators {
+        Ok(Indicators {
             sma_20: self.sma(20),
             sma_50: self.sma(50),
             ema_20,
@@ -204,7 +250,7 @@ impl IndicatorState {
             volatility_20: self.volatility(20),
             session_volume: self.session_volume,
             session_turnover: self.session_turnover,
-        }
+        })
     }
 
     /// Mean close of the last `n` bars.
@@ -212,7 +258,13 @@ impl IndicatorState {
         if self.closes.len() < n {
             return None;
         }
-        let sum: Decimal = self.closes.iter().rev().take(n).sum();
+        // Fifty closes of at most 10^14 each cannot overflow; checked all the same.
+        let sum = self
+            .closes
+            .iter()
+            .rev()
+            .take(n)
+            .try_fold(Decimal::ZERO, |sum, close| sum.checked_add(*close))?;
         Some((sum / Decimal::from(n)).round_dp(INDICATOR_DP))
     }
 
@@ -230,12 +282,13 @@ impl IndicatorState {
         let returns: Vec<f64> = closes.windows(2).map(|w| (w[1] / w[0]).ln()).collect();
         let mean = returns.iter().sum::<f64>() / n as f64;
         let variance = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        Some(variance.sqrt())
+        // A close of zero from another writer makes a log return infinite: no figure then.
+        Some(variance.sqrt()).filter(|v| v.is_finite())
     }
 }
 
 /// Indicators for each of `bars` (time-ordered, no history before them).
-pub fn indicators(bars: &[Bar]) -> Vec<Indicators> {
+pub fn indicators(bars: &[Bar]) -> Result<Vec<Indicators>, OutOfRange> {
     let mut state = IndicatorState::default();
     bars.iter().map(|bar| state.next(bar)).collect()
 }
@@ -260,17 +313,17 @@ mod tests {
     }
 
     fn row(minute: i64, second: i64, close: Decimal, volume: i64) -> Bar {
-        Bar::from_row(at(minute, second), [close, close, close, close], volume)
+        Bar::from_row(at(minute, second), [close, close, close, close], volume).unwrap()
     }
 
     #[test]
     fn rows_bucket_into_minutes() {
         let rows = vec![
-            Bar::from_row(at(0, 0), [dec!(10), dec!(12), dec!(9), dec!(11)], 5),
-            Bar::from_row(at(0, 30), [dec!(11), dec!(13), dec!(10), dec!(10.5)], 7),
+            Bar::from_row(at(0, 0), [dec!(10), dec!(12), dec!(9), dec!(11)], 5).unwrap(),
+            Bar::from_row(at(0, 30), [dec!(11), dec!(13), dec!(10), dec!(10.5)], 7).unwrap(),
             row(1, 5, dec!(20), 1),
         ];
-        let bars = bucket(rows, Interval::M1);
+        let bars = bucket(rows, Interval::M1).unwrap();
         assert_eq!(bars.len(), 2);
         assert_eq!(bars[0].start, minute(at(0, 30)));
         assert_eq!(
@@ -286,7 +339,7 @@ mod tests {
         let bars: Vec<Bar> = (0..20)
             .map(|i| row(i, 0, Decimal::from(i + 1), 2))
             .collect();
-        let values = indicators(&bars);
+        let values = indicators(&bars).unwrap();
         assert_eq!(values[18].sma_20, None);
         assert_eq!(values[19].sma_20, Some(dec!(10.5)));
         assert_eq!(values[19].sma_50, None);
@@ -300,7 +353,7 @@ mod tests {
         let bars: Vec<Bar> = (0..80)
             .map(|i| row(i, 0, dec!(100) + Decimal::from(i % 7) / dec!(3), 10 + i))
             .collect();
-        let all = indicators(&bars);
+        let all = indicators(&bars).unwrap();
         let cut = 57;
         let closes = bars[..cut].iter().map(|b| b.close);
         let before = &all[cut - 1];
@@ -313,7 +366,41 @@ mod tests {
                 before.session_turnover,
             )),
         );
-        let resumed: Vec<Indicators> = bars[cut..].iter().map(|b| state.next(b)).collect();
+        let resumed: Vec<Indicators> = bars[cut..].iter().map(|b| state.next(b).unwrap()).collect();
         assert_eq!(resumed, all[cut..]);
+    }
+
+    #[test]
+    fn volumes_beyond_i64_add_up_exactly() {
+        // Two rows of the largest volume in one minute: the bar and the session hold the
+        // exact sum (a wrapping i64 would go negative).
+        let rows = vec![row(0, 0, dec!(1), i64::MAX), row(0, 1, dec!(1), i64::MAX)];
+        let bars = bucket(rows, Interval::M1).unwrap();
+        assert_eq!(bars[0].volume, 2 * i64::MAX as i128);
+        let values = indicators(&bars).unwrap();
+        assert_eq!(values[0].session_volume, 2 * i64::MAX as i128);
+        assert_eq!(values[0].vwap, Some(dec!(1)));
+    }
+
+    #[test]
+    fn sums_that_do_not_fit_are_errors_not_panics() {
+        // close × volume beyond a decimal's 96 bits.
+        let huge = Bar::from_row(at(0, 0), [dec!(1e10); 4], 9_000_000_000_000_000_000);
+        assert_eq!(
+            huge.unwrap_err(),
+            OutOfRange("a row's turnover (close × volume)")
+        );
+        // Turnovers that fit one by one but not summed.
+        let big = || row(0, 0, dec!(7e9), 9_000_000_000_000_000_000);
+        let bars = bucket([big(), big()], Interval::M1);
+        assert_eq!(bars.unwrap_err(), OutOfRange("a bar's turnover"));
+        let mut state = IndicatorState::default();
+        state.next(&big()).unwrap();
+        let mut later = big();
+        later.start = at(1, 0);
+        assert_eq!(
+            state.next(&later).unwrap_err(),
+            OutOfRange("a session's turnover")
+        );
     }
 }

@@ -15,6 +15,11 @@ pub const MAX_SYMBOL_CHARS: usize = 64;
 /// Prices are stored as DECIMAL(18,4).
 pub const PRICE_SCALE: u32 = 4;
 const PRICE_INTEGER_DIGITS: u32 = 14;
+/// Largest close × volume a row may have (10^20, five orders of magnitude above any real
+/// bar's traded value in any currency): rollups sum turnovers per minute and per session, and
+/// this bound keeps those sums far inside what a decimal holds.
+pub const MAX_ROW_TURNOVER: Decimal =
+    Decimal::from_parts(1_661_992_960, 1_808_227_885, 5, false, 0);
 
 /// One OHLCV bar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,17 +58,7 @@ impl Tick {
         if self.timestamp.nanosecond() >= 1_000_000_000 {
             return Err("timestamp is a leap second, which MySQL cannot store".into());
         }
-        if self.symbol.trim().is_empty() {
-            return Err("symbol is empty".into());
-        }
-        if self.symbol.chars().count() > MAX_SYMBOL_CHARS {
-            return Err(format!(
-                "symbol is longer than {MAX_SYMBOL_CHARS} characters"
-            ));
-        }
-        if self.symbol.chars().any(char::is_control) {
-            return Err("symbol contains control characters".into());
-        }
+        check_symbol(&self.symbol)?;
         for (name, price) in self.prices() {
             if price <= Decimal::ZERO {
                 return Err(format!("{name} {price} is not a positive price"));
@@ -93,6 +88,15 @@ impl Tick {
         if self.volume < 0 {
             return Err(format!("volume {} is negative", self.volume));
         }
+        match self.close.checked_mul(Decimal::from(self.volume)) {
+            Some(turnover) if turnover <= MAX_ROW_TURNOVER => {}
+            _ => {
+                return Err(format!(
+                    "close {} × volume {} is beyond the largest turnover a row may have (1e20)",
+                    self.close, self.volume
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -110,10 +114,15 @@ impl Tick {
         serde_json::to_vec(&WireTick::from(self)).expect("a tick always serializes")
     }
 
-    /// Decodes and validates a Kafka message value written by any producer.
+    /// Decodes and validates a Kafka message value written by any producer. The symbol is
+    /// trimmed, as a CSV field is.
     pub fn from_json(bytes: &[u8]) -> Result<Tick, String> {
-        let tick: Tick =
+        let mut tick: Tick =
             serde_json::from_slice(bytes).map_err(|e| format!("not a tick message: {e}"))?;
+        let trimmed = tick.symbol.trim();
+        if trimmed.len() != tick.symbol.len() {
+            tick.symbol = trimmed.to_string();
+        }
         tick.validate()?;
         Ok(tick)
     }
@@ -189,6 +198,45 @@ impl Reject {
     pub fn from_json(bytes: &[u8]) -> Result<Reject, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("not a dead-letter record: {e}"))
     }
+}
+
+/// A symbol is a key in Kafka and in MySQL: it must mean the same in both. MariaDB compares
+/// keys with trailing spaces ignored (`'HDFC' = 'HDFC '`), so spaces around a symbol are
+/// refused here (readers trim them first); characters that do not show (zero-width, direction
+/// marks, BOM, tags) would make two symbols look alike, so they are refused too.
+fn check_symbol(symbol: &str) -> Result<(), String> {
+    if symbol.trim().is_empty() {
+        return Err("symbol is empty".into());
+    }
+    if symbol.trim().len() != symbol.len() {
+        return Err(format!("symbol {symbol:?} has spaces around it"));
+    }
+    if symbol.chars().count() > MAX_SYMBOL_CHARS {
+        return Err(format!(
+            "symbol is longer than {MAX_SYMBOL_CHARS} characters"
+        ));
+    }
+    if symbol.chars().any(char::is_control) {
+        return Err("symbol contains control characters".into());
+    }
+    if let Some(c) = symbol.chars().find(|&c| invisible(c)) {
+        return Err(format!(
+            "symbol contains the invisible character U+{:04X}",
+            c as u32
+        ));
+    }
+    Ok(())
+}
+
+/// Characters that print as nothing or change the direction of text: Unicode format
+/// characters (category Cf), variation selectors, fillers, and spaces other than U+0020.
+fn invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+        || (c.is_whitespace() && c != ' ')
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
@@ -327,6 +375,31 @@ mod tests {
             (|t| t.volume = -5, "volume -5 is negative"),
             (|t| t.high = dec!(1522.00001), "more than 4 decimal places"),
             (|t| t.symbol = "X".repeat(65), "longer than 64"),
+            (|t| t.symbol = "HDFC ".into(), "spaces around it"),
+            (
+                |t| t.symbol = "HD\u{200B}FC".into(),
+                "invisible character U+200B",
+            ),
+            (
+                |t| t.symbol = "\u{202E}HDFC".into(),
+                "invisible character U+202E",
+            ),
+            (
+                |t| t.symbol = "HD\u{00A0}FC".into(),
+                "invisible character U+00A0",
+            ),
+            (
+                |t| t.symbol = "HDFC\u{FEFF}".into(),
+                "invisible character U+FEFF",
+            ),
+            (
+                |t| {
+                    t.close = dec!(1e10);
+                    t.high = dec!(1e10);
+                    t.volume = 9_000_000_000_000_000_000;
+                },
+                "beyond the largest turnover",
+            ),
             (
                 |t| t.timestamp = "0999-12-31T23:59:59Z".parse().unwrap(),
                 "outside the years 1000-9999",
@@ -368,6 +441,11 @@ mod tests {
             let reason = Tick::from_json(bytes).unwrap_err();
             assert!(reason.contains(expected), "{reason} should contain {expected}");
         }
+    }
+
+    #[test]
+    fn the_turnover_bound_is_ten_to_the_twentieth() {
+        assert_eq!(MAX_ROW_TURNOVER, Decimal::from(10u128.pow(20)));
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub struct BarJson {
     high: Decimal,
     low: Decimal,
     close: Decimal,
-    volume: i64,
+    volume: i128,
     sma_20: Option<f64>,
     sma_50: Option<f64>,
     ema_20: Option<f64>,
@@ -202,12 +202,12 @@ async fn longer_bars(
         .bars_1m(symbol, Some(from), MAX_MINUTES_READ)
         .await?;
     let truncated = minutes.len() == MAX_MINUTES_READ;
-    let mut bars = rollup::bucket(minutes.into_iter().map(|(bar, _)| bar), interval);
+    let mut bars = rollup::bucket(minutes.into_iter().map(|(bar, _)| bar), interval)?;
     if truncated && !bars.is_empty() {
         // Its first minutes were not read.
         bars.remove(0);
     }
-    let indicators = rollup::indicators(&bars);
+    let indicators = rollup::indicators(&bars)?;
     let skip = bars.len().saturating_sub(limit);
     Ok(bars
         .iter()

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::mysql::MySqlRow;
@@ -22,7 +23,7 @@ pub struct Quote {
     pub prev_close: Option<Decimal>,
     pub change: Option<Decimal>,
     pub change_pct: Option<f64>,
-    pub day_volume: i64,
+    pub day_volume: i128,
     /// When the processor committed it.
     pub updated_at: DateTime<Utc>,
 }
@@ -37,19 +38,20 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("reading latest_quotes")?;
-        Ok(rows
-            .iter()
-            .map(|r| Quote {
-                symbol: r.get(0),
-                timestamp: r.get::<NaiveDateTime, _>(1).and_utc(),
-                price: r.get(2),
-                prev_close: r.get(3),
-                change: r.get(4),
-                change_pct: r.get(5),
-                day_volume: r.get(6),
-                updated_at: r.get::<NaiveDateTime, _>(7).and_utc(),
+        rows.iter()
+            .map(|r| {
+                Ok(Quote {
+                    symbol: r.try_get(0)?,
+                    timestamp: r.try_get::<NaiveDateTime, _>(1)?.and_utc(),
+                    price: r.try_get(2)?,
+                    prev_close: r.try_get(3)?,
+                    change: r.try_get(4)?,
+                    change_pct: r.try_get(5)?,
+                    day_volume: whole(r.try_get(6)?)?,
+                    updated_at: r.try_get::<NaiveDateTime, _>(7)?.and_utc(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Whether `symbol` has any stored bar.
@@ -89,7 +91,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("reading ohlcv_1m")?;
-        Ok(rows.iter().rev().map(bar_with_indicators).collect())
+        rows.iter().rev().map(bar_with_indicators).collect()
     }
 
     /// Closes of the newest `n` one-minute bars of `symbol`, oldest first.
@@ -115,26 +117,34 @@ impl Store {
     }
 }
 
-fn bar_with_indicators(r: &MySqlRow) -> (Bar, Indicators) {
-    (
+fn bar_with_indicators(r: &MySqlRow) -> Result<(Bar, Indicators)> {
+    Ok((
         Bar {
-            start: r.get::<NaiveDateTime, _>(0).and_utc(),
-            open: r.get(1),
-            high: r.get(2),
-            low: r.get(3),
-            close: r.get(4),
-            volume: r.get(5),
-            turnover: r.get(6),
-            ticks: r.get::<i32, _>(7).into(),
+            start: r.try_get::<NaiveDateTime, _>(0)?.and_utc(),
+            open: r.try_get(1)?,
+            high: r.try_get(2)?,
+            low: r.try_get(3)?,
+            close: r.try_get(4)?,
+            volume: whole(r.try_get(5)?)?,
+            turnover: r.try_get(6)?,
+            ticks: r.try_get::<i32, _>(7)?.into(),
         },
         Indicators {
-            sma_20: r.get(8),
-            sma_50: r.get(9),
-            ema_20: r.get(10),
-            vwap: r.get(11),
-            volatility_20: r.get(12),
-            session_volume: r.get(13),
-            session_turnover: r.get(14),
+            sma_20: r.try_get(8)?,
+            sma_50: r.try_get(9)?,
+            ema_20: r.try_get(10)?,
+            vwap: r.try_get(11)?,
+            volatility_20: r.try_get(12)?,
+            session_volume: whole(r.try_get(13)?)?,
+            session_turnover: r.try_get(14)?,
         },
-    )
+    ))
+}
+
+/// A stored volume sum (DECIMAL(38,0)) as an integer.
+fn whole(volume: Decimal) -> Result<i128> {
+    volume
+        .to_i128()
+        .filter(|_| volume.fract().is_zero())
+        .with_context(|| format!("stored volume {volume} is not a whole number"))
 }

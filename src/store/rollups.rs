@@ -11,13 +11,15 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
-use crate::rollup::{self, Bar, IndicatorState, LOOKBACK};
+use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK};
 use crate::tick::Tick;
 
 /// Symbols per change-detection query.
 const SYMBOLS_PER_QUERY: usize = 200;
 /// Bars per upsert statement (10 placeholders each, far under the 65,535 limit).
 const BARS_PER_STATEMENT: usize = 2000;
+/// Rows read per page when recomputing a symbol's rollups.
+const ROWS_PER_PAGE: usize = 10_000;
 
 /// The batch's rows that are new or differ from what is stored (the last one wins when the
 /// batch holds a key twice), in key order.
@@ -77,53 +79,159 @@ pub async fn changed_rows<'t>(
 }
 
 /// Recomputes `symbol`'s bars and indicators from the minute holding `since` to its newest row,
-/// and its latest quote.
+/// and its latest quote. Rows are read a page at a time, so a late backfill in front of a long
+/// history holds one page in memory, not the history.
+///
+/// A figure too large to represent stops the symbol's rollups at that bar (logged; the rows
+/// themselves are stored): the bars before it stay exact.
 pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc>) -> Result<()> {
     let from = rollup::minute(since);
-    let rows = sqlx::query(
-        "SELECT `Timestamp`, Open, High, Low, Close, Volume FROM stock_data \
-         WHERE Bank_Name = ? AND `Timestamp` >= ? ORDER BY `Timestamp`",
-    )
-    .bind(symbol)
-    .bind(from.naive_utc())
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading rows for the rollups")?;
-    let Some(newest) = rows.last() else {
-        return Ok(());
-    };
-    let newest_at = newest.get::<NaiveDateTime, _>(0).and_utc();
-    let bars = rollup::bucket(
-        rows.iter().map(|r| {
-            Bar::from_row(
-                r.get::<NaiveDateTime, _>(0).and_utc(),
-                [r.get(1), r.get(2), r.get(3), r.get(4)],
-                r.get(5),
-            )
-        }),
-        rollup::Interval::M1,
-    );
-
     let mut state = resume_state(tx, symbol, from).await?;
-    let indicators: Vec<_> = bars.iter().map(|bar| state.next(bar)).collect();
-    for (bars, indicators) in bars
-        .chunks(BARS_PER_STATEMENT)
-        .zip(indicators.chunks(BARS_PER_STATEMENT))
+    let mut out = BarWriter::new(symbol);
+    // The bar still open at the end of a page (its minute may go on in the next one).
+    let mut open: Option<Bar> = None;
+    let mut newest: Option<(DateTime<Utc>, Decimal)> = None;
+    let mut after: Option<NaiveDateTime> = None;
+    let mut failed = None;
+    'pages: loop {
+        let page = sqlx::query(
+            "SELECT `Timestamp`, Open, High, Low, Close, Volume FROM stock_data \
+             WHERE Bank_Name = ? AND `Timestamp` >= ? AND (? IS NULL OR `Timestamp` > ?) \
+             ORDER BY `Timestamp` LIMIT ?",
+        )
+        .bind(symbol)
+        .bind(from.naive_utc())
+        .bind(after)
+        .bind(after)
+        .bind(ROWS_PER_PAGE as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading rows for the rollups")?;
+        for r in &page {
+            let at = r.try_get::<NaiveDateTime, _>(0)?.and_utc();
+            let close: Decimal = r.try_get(4)?;
+            newest = Some((at, close));
+            let row = Bar::from_row(
+                at,
+                [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, close],
+                r.try_get(5)?,
+            );
+            let row = match row {
+                Ok(row) => Bar {
+                    start: rollup::minute(at),
+                    ..row
+                },
+                Err(e) => {
+                    failed = Some((at, e));
+                    break 'pages;
+                }
+            };
+            match open.as_mut() {
+                Some(bar) if bar.start == row.start => {
+                    if let Err(e) = bar.absorb(&row) {
+                        failed = Some((at, e));
+                        break 'pages;
+                    }
+                }
+                _ => {
+                    if let Some(done) = open.replace(row) {
+                        match state.next(&done) {
+                            Ok(indicators) => out.push(tx, done, indicators).await?,
+                            Err(e) => {
+                                failed = Some((done.start, e));
+                                break 'pages;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if page.len() < ROWS_PER_PAGE {
+            break;
+        }
+        after = newest.map(|(at, _)| at.naive_utc());
+    }
+    if failed.is_none()
+        && let Some(done) = open
     {
+        match state.next(&done) {
+            Ok(indicators) => out.push(tx, done, indicators).await?,
+            Err(e) => failed = Some((done.start, e)),
+        }
+    }
+    out.flush(tx).await?;
+    if let Some((at, e)) = failed {
+        tracing::error!(
+            symbol,
+            "rollups stop at {at}: {e}; the rows are stored, bars and indicators from there on \
+             are not"
+        );
+        return Ok(());
+    }
+    match newest {
+        Some((at, price)) => store_latest_quote(tx, symbol, at, price).await,
+        None => Ok(()),
+    }
+}
+
+/// Bars and their indicators on their way to `ohlcv_1m` and `indicators_1m`, written in
+/// multi-row upserts of [`BARS_PER_STATEMENT`].
+struct BarWriter<'s> {
+    symbol: &'s str,
+    bars: Vec<(Bar, Indicators)>,
+}
+
+impl<'s> BarWriter<'s> {
+    fn new(symbol: &'s str) -> Self {
+        BarWriter {
+            symbol,
+            bars: Vec::new(),
+        }
+    }
+
+    async fn push(
+        &mut self,
+        tx: &mut MySqlConnection,
+        bar: Bar,
+        indicators: Indicators,
+    ) -> Result<()> {
+        self.bars.push((bar, indicators));
+        if self.bars.len() >= BARS_PER_STATEMENT {
+            self.flush(tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, tx: &mut MySqlConnection) -> Result<()> {
+        if self.bars.is_empty() {
+            return Ok(());
+        }
+        let symbol = self.symbol;
+        // Volumes are i128 in memory; DECIMAL(38,0) columns take them as decimals (a sum of
+        // i64 volumes that no decimal holds would need ~10^10 rows in one session).
+        let wide = |v: i128| {
+            Decimal::try_from_i128_with_scale(v, 0)
+                .map_err(|_| anyhow::anyhow!("a volume sum of {symbol} is too large to store"))
+        };
         let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
             "INSERT INTO ohlcv_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, \
              Turnover, Ticks) ",
         );
-        upsert.push_values(bars, |mut row, b| {
+        let volumes = self
+            .bars
+            .iter()
+            .map(|(b, i)| Ok((wide(b.volume)?, wide(i.session_volume)?)))
+            .collect::<Result<Vec<_>>>()?;
+        upsert.push_values(self.bars.iter().zip(&volumes), |mut row, ((b, _), v)| {
             row.push_bind(symbol)
                 .push_bind(b.start.naive_utc())
                 .push_bind(b.open)
                 .push_bind(b.high)
                 .push_bind(b.low)
                 .push_bind(b.close)
-                .push_bind(b.volume)
+                .push_bind(v.0)
                 .push_bind(b.turnover)
-                .push_bind(b.ticks);
+                .push_bind(b.ticks.min(i32::MAX as i64) as i32);
         });
         upsert.push(
             " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
@@ -135,12 +243,11 @@ pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc
             .execute(&mut *tx)
             .await
             .context("upserting ohlcv_1m")?;
-
         let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
             "INSERT INTO indicators_1m (Bank_Name, `Timestamp`, SMA_20, SMA_50, EMA_20, VWAP, \
              Volatility_20, Session_Volume, Session_Turnover) ",
         );
-        upsert.push_values(bars.iter().zip(indicators), |mut row, (b, i)| {
+        upsert.push_values(self.bars.iter().zip(&volumes), |mut row, ((b, i), v)| {
             row.push_bind(symbol)
                 .push_bind(b.start.naive_utc())
                 .push_bind(i.sma_20)
@@ -148,7 +255,7 @@ pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc
                 .push_bind(i.ema_20)
                 .push_bind(i.vwap)
                 .push_bind(i.volatility_20)
-                .push_bind(i.session_volume)
+                .push_bind(v.1)
                 .push_bind(i.session_turnover);
         });
         upsert.push(
@@ -161,8 +268,9 @@ pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc
             .execute(&mut *tx)
             .await
             .context("upserting indicators_1m")?;
+        self.bars.clear();
+        Ok(())
     }
-    store_latest_quote(tx, symbol, newest_at, newest.get(4)).await
 }
 
 /// Indicator state after the bars before `from`, as stored.
@@ -190,17 +298,26 @@ async fn resume_state(
     .fetch_optional(&mut *tx)
     .await
     .context("reading the indicators before a batch")?;
-    Ok(IndicatorState::resume(
-        closes.iter().rev().map(|r| r.get::<Decimal, _>(0)),
-        last.map(|r| {
-            (
-                r.get::<NaiveDateTime, _>(0).and_utc(),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-            )
-        }),
-    ))
+    let closes = closes
+        .iter()
+        .rev()
+        .map(|r| r.try_get::<Decimal, _>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let last = match last {
+        None => None,
+        Some(r) => {
+            let volume: Decimal = r.try_get(2)?;
+            Some((
+                r.try_get::<NaiveDateTime, _>(0)?.and_utc(),
+                r.try_get(1)?,
+                volume
+                    .to_i128()
+                    .context("a stored session volume is not whole")?,
+                r.try_get(3)?,
+            ))
+        }
+    };
+    Ok(IndicatorState::resume(closes, last))
 }
 
 /// The symbol's latest quote: its newest row, and the change against the last close of the
@@ -215,7 +332,7 @@ async fn store_latest_quote(
     let today = sqlx::query(
         "SELECT (SELECT Open FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ? \
                  ORDER BY `Timestamp` LIMIT 1), \
-                MAX(High), MIN(Low), CAST(SUM(Volume) AS SIGNED), \
+                MAX(High), MIN(Low), SUM(Volume), \
                 (SELECT Close FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
                  ORDER BY `Timestamp` DESC LIMIT 1) \
          FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
@@ -229,12 +346,17 @@ async fn store_latest_quote(
     .fetch_one(&mut *tx)
     .await
     .context("reading the session for latest_quotes")?;
-    let prev_close: Option<Decimal> = today.get(4);
-    let change = prev_close.map(|p| price - p);
+    let prev_close: Option<Decimal> = today.try_get(4)?;
+    // Prices of at most 10^14 cannot overflow here; checked all the same.
+    let change = prev_close.and_then(|p| price.checked_sub(p));
     let change_pct = prev_close
         .zip(change)
         .filter(|(p, _)| !p.is_zero())
-        .and_then(|(p, c)| (c * Decimal::ONE_HUNDRED / p).to_f64());
+        .and_then(|(p, c)| {
+            c.checked_mul(Decimal::ONE_HUNDRED)?
+                .checked_div(p)?
+                .to_f64()
+        });
     sqlx::query(
         "INSERT INTO latest_quotes (Bank_Name, `Timestamp`, Price, Prev_Close, Price_Change, \
          Change_Pct, Day_Open, Day_High, Day_Low, Day_Volume, Updated_At) \
@@ -251,10 +373,14 @@ async fn store_latest_quote(
     .bind(prev_close)
     .bind(change)
     .bind(change_pct)
-    .bind(today.get::<Decimal, _>(0))
-    .bind(today.get::<Decimal, _>(1))
-    .bind(today.get::<Decimal, _>(2))
-    .bind(today.get::<i64, _>(3))
+    .bind(today.try_get::<Decimal, _>(0)?)
+    .bind(today.try_get::<Decimal, _>(1)?)
+    .bind(today.try_get::<Decimal, _>(2)?)
+    .bind(
+        today
+            .try_get::<Decimal, _>(3)
+            .context("the session's volume is too large to represent")?,
+    )
     .execute(&mut *tx)
     .await
     .context("upserting latest_quotes")?;
