@@ -84,6 +84,10 @@ pub struct MysqlConfig {
     pub buffer_pool: String,
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// Longest one statement of a batch may take (a stalled server is given up on, and the
+    /// batch retried).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,6 +191,7 @@ impl Default for MysqlConfig {
             database: "stock_market".into(),
             buffer_pool: "256M".into(),
             startup_timeout: Duration::from_secs(90),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -310,6 +315,11 @@ impl Config {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "mysql.database",
             "1-64 characters of [a-zA-Z0-9_]",
+        );
+        check(
+            self.mysql.statement_timeout >= Duration::from_secs(1),
+            "mysql.statement_timeout",
+            "at least 1s (a batch's statements on a busy server take a while)",
         );
         check(
             (1..=16).contains(&self.process.writers),

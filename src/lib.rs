@@ -13,6 +13,7 @@ pub mod config;
 pub mod generate;
 pub mod ingest;
 pub mod process;
+pub mod retry;
 pub mod rollup;
 pub mod serve;
 pub mod state;

@@ -172,31 +172,71 @@ pub struct Reject {
     /// The stage that refused it: `ingest` or `process`.
     pub stage: String,
     pub reason: String,
-    /// The raw input, lossily decoded as UTF-8 and cut to [`Reject::MAX_RAW_BYTES`].
+    /// The raw input, lossily decoded as UTF-8 and cut to [`Reject::MAX_RAW_BYTES`] bytes.
     pub raw: String,
     pub rejected_at: DateTime<Utc>,
 }
 
 impl Reject {
+    /// Raw input kept per record, in bytes of UTF-8 (after lossy decoding, which turns each
+    /// invalid byte into a 3-byte U+FFFD).
     pub const MAX_RAW_BYTES: usize = 64 * 1024;
+    const MAX_SOURCE_CHARS: usize = 255;
+    const MAX_STAGE_CHARS: usize = 16;
+    const MAX_REASON_CHARS: usize = 1000;
 
     pub fn new(source: String, stage: &str, reason: String, raw: &[u8]) -> Self {
-        let cut = &raw[..raw.len().min(Self::MAX_RAW_BYTES)];
+        // Decoding a prefix keeps a long raw input from being decoded whole.
+        let head = &raw[..raw.len().min(Self::MAX_RAW_BYTES)];
         Reject {
-            source: truncate_chars(&source, 255),
+            source,
             stage: stage.to_string(),
-            reason: truncate_chars(&reason, 1000),
-            raw: String::from_utf8_lossy(cut).into_owned(),
+            reason,
+            raw: String::from_utf8_lossy(head).into_owned(),
             rejected_at: Utc::now(),
         }
+        .bounded()
+    }
+
+    /// Every field cut to what `rejected_ticks` stores, whoever made the record.
+    fn bounded(mut self) -> Self {
+        self.source = truncate_chars(&self.source, Self::MAX_SOURCE_CHARS);
+        self.stage = truncate_chars(&self.stage, Self::MAX_STAGE_CHARS);
+        self.reason = truncate_chars(&self.reason, Self::MAX_REASON_CHARS);
+        if self.raw.len() > Self::MAX_RAW_BYTES {
+            let mut cut = Self::MAX_RAW_BYTES;
+            while !self.raw.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.raw.truncate(cut);
+        }
+        let year = self.rejected_at.year();
+        if !(1000..=9999).contains(&year) || self.rejected_at.nanosecond() >= 1_000_000_000 {
+            self.rejected_at = Utc::now();
+        }
+        self
+    }
+
+    /// A record MySQL itself refused (its values do not fit a column, say): quarantined with
+    /// the server's reason under the same source, so a replay finds it already recorded.
+    pub fn refused_by_store(source: &str, reason: &str, raw: &str) -> Self {
+        Reject::new(
+            source.to_string(),
+            "store",
+            format!("refused by MySQL: {reason}"),
+            raw.as_bytes(),
+        )
     }
 
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a reject always serializes")
     }
 
+    /// A dead letter from the topic, written by any producer: cut to what is stored.
     pub fn from_json(bytes: &[u8]) -> Result<Reject, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a dead-letter record: {e}"))
+        serde_json::from_slice::<Reject>(bytes)
+            .map(Reject::bounded)
+            .map_err(|e| format!("not a dead-letter record: {e}"))
     }
 }
 
@@ -441,6 +481,29 @@ mod tests {
             let reason = Tick::from_json(bytes).unwrap_err();
             assert!(reason.contains(expected), "{reason} should contain {expected}");
         }
+    }
+
+    #[test]
+    fn rejects_are_bounded_in_stored_bytes_whoever_made_them() {
+        // Invalid UTF-8 triples in size when decoded: the cut is in decoded bytes.
+        let reject = Reject::new("s".into(), "ingest", "r".into(), &vec![0xff; 200_000]);
+        assert!(
+            reject.raw.len() <= Reject::MAX_RAW_BYTES,
+            "{}",
+            reject.raw.len()
+        );
+        assert!(reject.raw.starts_with('\u{FFFD}'));
+        // A dead letter from another producer: huge fields, a date MySQL cannot store.
+        let foreign = serde_json::json!({
+            "source": "x".repeat(1000), "stage": "a-very-long-stage-name", "reason": "y".repeat(5000),
+            "raw": "é".repeat(1_000_000), "rejected_at": "+12000-01-01T00:00:00Z",
+        });
+        let reject = Reject::from_json(foreign.to_string().as_bytes()).unwrap();
+        assert_eq!(reject.source.chars().count(), 255);
+        assert_eq!(reject.stage.chars().count(), 16);
+        assert_eq!(reject.reason.chars().count(), 1000);
+        assert!(reject.raw.len() <= Reject::MAX_RAW_BYTES);
+        assert!(reject.rejected_at.year() < 10000);
     }
 
     #[test]

@@ -160,23 +160,49 @@ impl Broker {
     }
 }
 
-/// Runs a broker call under [`CALL_DEADLINE`] plus a margin, so nothing hangs on a dead broker.
-pub async fn timed<T>(what: &str, call: impl Future<Output = Result<T, KafkaError>>) -> Result<T> {
-    match tokio::time::timeout(CALL_DEADLINE + Duration::from_secs(5), call).await {
-        Ok(result) => result.map_err(|e| anyhow!("Kafka error while {what}: {e}")),
-        Err(_) => bail!("Kafka did not answer while {what} within {CALL_DEADLINE:?}"),
+/// A failed broker call: Kafka's own error (branch on its code with [`CallError::code`]), or
+/// no answer within the deadline.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("Kafka error while {what}: {source}")]
+    Kafka {
+        what: &'static str,
+        source: KafkaError,
+    },
+    #[error("Kafka did not answer while {what} within {CALL_DEADLINE:?}")]
+    NoAnswer { what: &'static str },
+}
+
+impl CallError {
+    /// The protocol error code the broker answered with, if it answered with one.
+    pub fn code(&self) -> Option<ProtocolError> {
+        match self {
+            CallError::Kafka {
+                source: KafkaError::ServerError { protocol_error, .. },
+                ..
+            } => Some(*protocol_error),
+            _ => None,
+        }
     }
 }
 
-/// Whether a fetch failed because the offset is outside what the broker keeps.
-pub fn is_offset_out_of_range(error: &KafkaError) -> bool {
-    matches!(
-        error,
-        KafkaError::ServerError {
-            protocol_error: ProtocolError::OffsetOutOfRange,
-            ..
-        }
-    )
+/// Runs a broker call under [`CALL_DEADLINE`] plus a margin, so nothing hangs on a dead broker.
+pub async fn call<T>(
+    what: &'static str,
+    call: impl Future<Output = Result<T, KafkaError>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(CALL_DEADLINE + Duration::from_secs(5), call).await {
+        Ok(result) => result.map_err(|source| CallError::Kafka { what, source }),
+        Err(_) => Err(CallError::NoAnswer { what }),
+    }
+}
+
+/// [`call`] for callers that only report the error.
+pub async fn timed<T>(
+    what: &'static str,
+    future: impl Future<Output = Result<T, KafkaError>>,
+) -> Result<T> {
+    Ok(call(what, future).await?)
 }
 
 /// The compression codec named in the configuration.

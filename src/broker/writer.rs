@@ -7,15 +7,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
+use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use super::Broker;
+use super::{Broker, CallError};
+use crate::retry::{Backoff, Verdict, retry};
 
-/// Attempts per batch before the producer gives up (the broker had minutes to come back).
-const SEND_ATTEMPTS: u32 = 12;
+/// How long a batch is retried before the producer gives up (the broker had a minute to come
+/// back).
+const SEND_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// Uncompressed bytes per produce request: well under the broker's message size limit
 /// (10 MiB here, 1 MiB by default on other brokers), whatever the records carry.
@@ -152,39 +156,43 @@ async fn send_batches(
     Ok(bytes)
 }
 
-/// Sends one batch to a partition (acks=all), retrying with backoff for about a minute.
+/// Sends one batch to a partition (acks=all), retrying for up to [`SEND_GIVE_UP`] while the
+/// broker is away; a batch the broker refuses as such (too large, invalid, not allowed) is not
+/// retried.
 pub async fn send_with_retry(
     client: &PartitionClient,
-    mut batch: Vec<Record>,
+    batch: Vec<Record>,
     compression: Compression,
 ) -> Result<()> {
-    let mut backoff = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        // rskafka takes the records by value: keep a copy while a retry may follow. A retried
-        // batch may already be stored; the store upserts by (symbol, timestamp), so a
-        // duplicate changes nothing.
-        let records = if attempt == SEND_ATTEMPTS {
-            std::mem::take(&mut batch)
-        } else {
-            batch.clone()
-        };
-        match super::timed("producing", client.produce(records, compression)).await {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt < SEND_ATTEMPTS => {
-                tracing::warn!(
-                    topic = client.topic(),
-                    partition = client.partition(),
-                    attempt,
-                    "produce failed, retrying in {backoff:?}: {e:#}"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    // rskafka takes the records by value: each attempt sends a copy. A retried batch may
+    // already be stored; the store upserts by (symbol, timestamp), so a duplicate changes
+    // nothing.
+    retry(
+        "producing",
+        Backoff::service(Some(SEND_GIVE_UP)),
+        &CancellationToken::new(),
+        || super::call("producing", client.produce(batch.clone(), compression)),
+        |e: &CallError| match e.code() {
+            Some(
+                ProtocolError::MessageTooLarge
+                | ProtocolError::RecordListTooLarge
+                | ProtocolError::InvalidRecord
+                | ProtocolError::CorruptMessage
+                | ProtocolError::TopicAuthorizationFailed
+                | ProtocolError::ClusterAuthorizationFailed,
+            ) => Verdict::Stop,
+            _ => Verdict::Retry,
+        },
+    )
+    .await
+    .map(|_| ())
+    .map_err(|failure| {
+        anyhow::Error::new(failure.into_inner()).context(format!(
+            "sending to {}/{}",
+            client.topic(),
+            client.partition()
+        ))
+    })
 }
 
 /// Splits records into produce requests of at most [`MAX_BATCH_BYTES`] (one record each at

@@ -3,16 +3,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
+use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::ProcessStats;
-use crate::broker;
+use crate::broker::{self, CallError};
 use crate::config::ProcessConfig;
+use crate::retry::{Backoff, Failure, Verdict, retry};
+use crate::store::Incident;
 use crate::tick::{Reject, Tick};
 
 /// Longest the broker holds a fetch open waiting for new records.
@@ -37,6 +39,29 @@ pub struct Fetched {
     pub caught_up: bool,
     pub ticks: Vec<Tick>,
     pub rejects: Vec<Reject>,
+    /// What went wrong with the partition itself (records deleted before they were read).
+    pub incidents: Vec<Incident>,
+}
+
+impl Fetched {
+    fn empty(
+        kind: TopicKind,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+        caught_up: bool,
+    ) -> Self {
+        Fetched {
+            kind,
+            topic: topic.to_string(),
+            partition,
+            next_offset,
+            caught_up,
+            ticks: Vec::new(),
+            rejects: Vec::new(),
+            incidents: Vec::new(),
+        }
+    }
 }
 
 pub async fn run(
@@ -50,58 +75,77 @@ pub async fn run(
 ) {
     let topic = client.topic().to_string();
     let partition = client.partition();
-    let mut backoff = Duration::from_millis(100);
+    let what = format!("fetching {topic}/{partition}");
     loop {
-        let fetch = tokio::time::timeout(
-            broker::CALL_DEADLINE,
-            client.fetch_records(offset, 1..limits.fetch_bytes, FETCH_WAIT_MS),
-        );
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            result = fetch => result,
-        };
-        let (records, high_watermark) = match result {
-            Ok(Ok(fetched)) => {
-                backoff = Duration::from_millis(100);
-                fetched
-            }
-            Ok(Err(e)) if broker::is_offset_out_of_range(&e) => {
-                offset = recover_offset(&client, offset).await;
-                continue;
-            }
-            failure => {
-                let error = match failure {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {:?}", broker::CALL_DEADLINE),
-                };
-                tracing::warn!(
-                    topic,
-                    partition,
-                    "fetch failed, retrying in {backoff:?}: {error}"
-                );
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+        // Committed records only: transaction markers and aborted transactions of other
+        // producers are skipped, and `next_offset` moves past them.
+        let fetched = retry(
+            &what,
+            Backoff::service(None),
+            &cancel,
+            || {
+                broker::call(
+                    "fetching",
+                    client.fetch_records_committed(offset, 1..limits.fetch_bytes, FETCH_WAIT_MS),
+                )
+            },
+            |e: &CallError| match e.code() {
+                Some(ProtocolError::OffsetOutOfRange) => Verdict::Stop,
+                _ => Verdict::Retry,
+            },
+        )
+        .await;
+        let fetched = match fetched {
+            Ok(fetched) => fetched,
+            Err(Failure::Cancelled(_)) => return,
+            // Out of range: the only error not retried.
+            Err(Failure::Gave(_)) => {
+                let (next, incident) = recover_offset(&client, offset, &cancel).await;
+                offset = next;
+                if let Some(incident) = incident {
+                    let handover = Fetched {
+                        incidents: vec![incident],
+                        ..Fetched::empty(kind, &topic, partition, offset, false)
+                    };
+                    if tx.send(handover).await.is_err() {
+                        return;
+                    }
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        if records.is_empty() {
+        let end = if fetched.last_stable_offset >= 0 {
+            fetched.last_stable_offset
+        } else {
+            fetched.high_watermark
+        };
+        if fetched.records.is_empty() {
+            if fetched.next_offset > offset {
+                // Only markers or aborted records: the writer still commits the new offset.
+                offset = fetched.next_offset;
+                let handover = Fetched::empty(kind, &topic, partition, offset, offset >= end);
+                if tx.send(handover).await.is_err() {
+                    return;
+                }
+            }
             continue;
         }
-        // Hand over at most `max_records` at a time, so a batch never outgrows batch_rows.
-        let mut records = records.into_iter().peekable();
+        // Hand over at most `batch_rows` at a time, so a batch never outgrows batch_rows.
+        let mut records = fetched.records.into_iter().peekable();
         while records.peek().is_some() {
             let chunk: Vec<_> = records.by_ref().take(limits.batch_rows).collect();
-            let next_offset = chunk.last().map(|r| r.offset + 1).unwrap_or(offset);
+            let next_offset = if records.peek().is_none() {
+                fetched.next_offset
+            } else {
+                chunk.last().map(|r| r.offset + 1).unwrap_or(offset)
+            };
             let fetched = decode(
                 kind,
                 &topic,
                 partition,
                 chunk,
                 next_offset,
-                next_offset >= high_watermark,
+                next_offset >= end,
             );
             let count = (fetched.ticks.len() + fetched.rejects.len()) as u64;
             if tx.send(fetched).await.is_err() {
@@ -121,15 +165,8 @@ fn decode(
     next_offset: i64,
     caught_up: bool,
 ) -> Fetched {
-    let mut fetched = Fetched {
-        kind,
-        topic: topic.to_string(),
-        partition,
-        next_offset,
-        caught_up,
-        ticks: Vec::with_capacity(records.len()),
-        rejects: Vec::new(),
-    };
+    let mut fetched = Fetched::empty(kind, topic, partition, next_offset, caught_up);
+    fetched.ticks.reserve(records.len());
     for record in records {
         let coordinates = format!("{topic}/{partition}/{}", record.offset);
         let value = record.record.value.unwrap_or_default();
@@ -155,32 +192,62 @@ fn decode(
     fetched
 }
 
-/// Where to go on when `offset` is outside the partition: records the broker deleted
-/// (retention) before they were processed are reported, and reading goes on from the earliest
-/// one kept.
-async fn recover_offset(client: &PartitionClient, offset: i64) -> i64 {
-    let earliest = broker::timed("reading an offset", client.get_offset(OffsetAt::Earliest)).await;
-    let latest = broker::timed("reading an offset", client.get_offset(OffsetAt::Latest)).await;
-    match (earliest, latest) {
-        (Ok(earliest), Ok(_)) if offset < earliest => {
-            tracing::error!(
-                topic = client.topic(),
-                partition = client.partition(),
-                "records {offset}..{earliest} were deleted by the broker before they were processed"
-            );
-            earliest
+/// Where to go on when `offset` is outside the partition, and what happened. Records the
+/// broker deleted (retention) before they were processed are reported, and reading goes on
+/// from the earliest one kept; an offset past the end (the log was truncated, or the topic
+/// deleted and recreated) is reported, and reading starts again from the earliest record, so
+/// none of the partition's present records is skipped (rows already stored are upserted
+/// unchanged).
+async fn recover_offset(
+    client: &PartitionClient,
+    offset: i64,
+    cancel: &CancellationToken,
+) -> (i64, Option<Incident>) {
+    let bounds = retry(
+        "reading a partition's offsets",
+        Backoff::service(None),
+        cancel,
+        || async {
+            let earliest = broker::call("reading an offset", client.get_offset(OffsetAt::Earliest));
+            let latest = broker::call("reading an offset", client.get_offset(OffsetAt::Latest));
+            Ok::<_, CallError>((earliest.await?, latest.await?))
+        },
+        |_| Verdict::Retry,
+    )
+    .await;
+    let Ok((earliest, latest)) = bounds else {
+        return (offset, None);
+    };
+    let (topic, partition) = (client.topic().to_string(), client.partition());
+    let incident = if offset < earliest {
+        Incident {
+            topic,
+            partition,
+            kind: "records_deleted",
+            detail: format!(
+                "records {offset}..{earliest} were deleted by the broker (retention) before they were processed"
+            ),
         }
-        (Ok(earliest), Ok(latest)) if offset > latest => {
-            tracing::error!(
-                topic = client.topic(),
-                partition = client.partition(),
-                "stored offset {offset} is past the end ({latest}): the topic was recreated; reading from {earliest}"
-            );
-            earliest
+    } else if offset > latest {
+        Incident {
+            topic,
+            partition,
+            kind: "offset_past_end",
+            detail: format!(
+                "the stored offset {offset} is past the partition's end {latest}: the log was \
+                 truncated or the topic recreated; reading again from {earliest}"
+            ),
         }
-        _ => {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            offset
-        }
-    }
+    } else {
+        // In range again (a leader moved): go on where we were.
+        return (offset, None);
+    };
+    tracing::error!(
+        topic = incident.topic,
+        partition,
+        kind = incident.kind,
+        "{}",
+        incident.detail
+    );
+    (earliest, Some(incident))
 }

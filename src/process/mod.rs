@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, Broker};
 use crate::config::Config;
-use crate::store::Store;
+use crate::retry::{self, Backoff, Failure};
+use crate::store::{Batch, Incident, Store, StoreError};
 use crate::tick::{Reject, Tick};
 use fetch::{Fetched, TopicKind};
 
@@ -86,6 +87,9 @@ pub async fn run(
     stats: Arc<ProcessStats>,
     cancel: CancellationToken,
 ) -> Result<()> {
+    let store = &store
+        .clone()
+        .with_statement_timeout(config.mysql.statement_timeout);
     let _lock = SingleConsumerLock::acquire(store, &config.topics.ticks).await?;
     let topics = [
         (config.topics.ticks.clone(), TopicKind::Ticks),
@@ -156,6 +160,7 @@ pub async fn run(
             stats: stats.clone(),
             drain_targets: lane.drain_targets,
             stop_fetching: lane.stop,
+            shutdown: cancel.clone(),
         };
         runs.push(writer.run(lane.rx));
     }
@@ -179,6 +184,7 @@ struct Lane {
 struct Pending {
     ticks: Vec<Tick>,
     rejects: Vec<Reject>,
+    incidents: Vec<Incident>,
     /// Rejects refused by this processor, still to be published to the dead-letter topic.
     new_dead_letters: Vec<Reject>,
     offsets: BTreeMap<(String, i32), i64>,
@@ -202,6 +208,8 @@ struct Writer<'a> {
     stats: Arc<ProcessStats>,
     drain_targets: BTreeMap<(String, i32), i64>,
     stop_fetching: CancellationToken,
+    /// Shutdown asked: a failed commit is not retried.
+    shutdown: CancellationToken,
 }
 
 impl Writer<'_> {
@@ -219,6 +227,7 @@ impl Writer<'_> {
                             pending.new_dead_letters.extend(fetched.rejects.iter().cloned());
                         }
                         pending.rejects.extend(fetched.rejects);
+                        pending.incidents.extend(fetched.incidents);
                         pending.offsets.insert((fetched.topic, fetched.partition), fetched.next_offset);
                         if pending.records() >= self.batch_rows || caught_up {
                             self.commit(&mut pending).await?;
@@ -237,7 +246,9 @@ impl Writer<'_> {
         }
     }
 
-    /// Commits the pending batch, retrying while MySQL is unreachable (bounded backoff).
+    /// Commits the pending batch, retrying what may pass (an unreachable, restarting or
+    /// stalled MySQL) for up to [`WRITE_GIVE_UP`]; after shutdown is asked, one attempt only
+    /// (what is not committed is read again next time).
     async fn commit(&mut self, pending: &mut Pending) -> Result<()> {
         if pending.is_empty() {
             return Ok(());
@@ -251,28 +262,43 @@ impl Writer<'_> {
             .map(|((topic, p), next)| (topic.clone(), *p, *next))
             .collect();
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self
-                .store
-                .write_batch(&pending.ticks, &pending.rejects, &offsets)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if started.elapsed() < WRITE_GIVE_UP => {
-                    tracing::warn!("batch not committed, retrying in {backoff:?}: {e:#}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(e.context(format!("MySQL unreachable for {WRITE_GIVE_UP:?}"))),
+        let committed = retry::retry(
+            "committing a batch",
+            Backoff::service(Some(WRITE_GIVE_UP)),
+            &self.shutdown,
+            || {
+                self.store.write_batch(Batch {
+                    ticks: &pending.ticks,
+                    rejects: &pending.rejects,
+                    offsets: &offsets,
+                    incidents: &pending.incidents,
+                })
+            },
+            StoreError::verdict,
+        )
+        .await
+        .map_err(|failure| match failure {
+            Failure::Cancelled(e) => anyhow::Error::new(e).context(format!(
+                "stopping with {} fetched records not committed (they are read again next time)",
+                pending.records()
+            )),
+            Failure::Gave(e) => anyhow::Error::new(e).context("the batch was not committed"),
+        })?;
+        let refused = committed.refused_rows;
+        if !refused.is_empty() {
+            for reject in &refused {
+                tracing::warn!(source = %reject.source, reason = %reject.reason, "row quarantined");
             }
+            self.dead_letters.publish(&refused).await?;
         }
-        self.stats
-            .rows
-            .fetch_add(pending.ticks.len() as u64, Ordering::Relaxed);
-        self.stats
-            .rejected
-            .fetch_add(pending.rejects.len() as u64, Ordering::Relaxed);
+        self.stats.rows.fetch_add(
+            (pending.ticks.len() - refused.len()) as u64,
+            Ordering::Relaxed,
+        );
+        self.stats.rejected.fetch_add(
+            (pending.rejects.len() + refused.len()) as u64,
+            Ordering::Relaxed,
+        );
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats
             .commit_seconds

@@ -1,9 +1,14 @@
 //! MySQL: connecting with a deadline, the schema (migrations in `sql/`), the database users,
-//! the exactly-once batch write with its rollups, and the read queries.
+//! the exactly-once batch write with its rollups (`batch`), errors by kind (`error`), and the
+//! read queries.
 
+mod batch;
+mod error;
 mod read;
 mod rollups;
 
+pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, byte_chunks, upsert_rows};
+pub use error::StoreError;
 pub use read::Quote;
 
 use std::collections::BTreeMap;
@@ -14,24 +19,19 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Executor, Row};
 
-use crate::tick::{Reject, Tick};
-
-/// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
-pub const ROWS_PER_STATEMENT: usize = 4000;
 /// The tables the pipeline fills (what a fresh start empties).
-pub const PIPELINE_TABLES: [&str; 6] = [
+pub const PIPELINE_TABLES: [&str; 8] = [
     "stock_data",
     "rejected_ticks",
     "pipeline_offsets",
     "ohlcv_1m",
     "indicators_1m",
     "latest_quotes",
+    "symbol_locks",
+    "pipeline_incidents",
 ];
-/// Refused records per insert statement: each carries up to 64 KiB of raw input, and a
-/// statement must stay under MariaDB's 16 MiB max_allowed_packet.
-const REJECTS_PER_STATEMENT: usize = 100;
 
 /// Where a MySQL server is and who connects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,14 +107,33 @@ impl MysqlTarget {
 #[derive(Clone)]
 pub struct Store {
     pub pool: MySqlPool,
+    /// Longest any statement of a batch may take before the batch is abandoned (and retried).
+    pub statement_timeout: Duration,
+    /// Values per statement, in bytes: half the server's `max_allowed_packet`, at most 4 MiB.
+    pub max_statement_bytes: usize,
 }
 
 impl Store {
+    /// Statement deadline until [`Store::with_statement_timeout`] sets another.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// Connects to the target's database, retrying until `deadline`.
     pub async fn connect(target: &MysqlTarget, deadline: Duration) -> Result<Self> {
+        let pool = connect_pool(target, true, deadline).await?;
+        let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+            .fetch_one(&pool)
+            .await
+            .context("reading max_allowed_packet")?;
         Ok(Store {
-            pool: connect_pool(target, true, deadline).await?,
+            pool,
+            statement_timeout: Self::DEFAULT_STATEMENT_TIMEOUT,
+            max_statement_bytes: (packet.max(64 * 1024) as usize / 2).min(4 << 20),
         })
+    }
+
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
     }
 
     /// Applies the migrations in `sql/` (embedded in the binary).
@@ -123,72 +142,6 @@ impl Store {
             .run(&self.pool)
             .await
             .context("applying the schema migrations in sql/")
-    }
-
-    /// Stores a batch in one transaction: the good rows that are new or changed (upserted by
-    /// symbol and time, so a replay changes nothing), the rollups of the symbols they touch,
-    /// the refused records (once per source), and the offsets the batch reached. Either all of
-    /// it commits or none of it.
-    pub async fn write_batch(
-        &self,
-        ticks: &[Tick],
-        rejects: &[Reject],
-        offsets: &[(String, i32, i64)],
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        let changed = rollups::changed_rows(&mut tx, ticks).await?;
-        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-            upsert_rows(chunk)
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("upserting stock_data")?;
-        }
-        // Rows come in key order: the first of each symbol is its earliest change.
-        let mut earliest: Vec<&Tick> = changed.clone();
-        earliest.dedup_by(|later, first| later.symbol == first.symbol);
-        for tick in earliest {
-            rollups::refresh(&mut tx, &tick.symbol, tick.timestamp).await?;
-        }
-        for chunk in rejects.chunks(REJECTS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
-                "INSERT IGNORE INTO rejected_ticks (source, stage, reason, raw, rejected_at) ",
-            );
-            insert.push_values(chunk, |mut row, r| {
-                row.push_bind(&r.source)
-                    .push_bind(&r.stage)
-                    .push_bind(&r.reason)
-                    .push_bind(&r.raw)
-                    .push_bind(r.rejected_at.naive_utc());
-            });
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("inserting rejected_ticks")?;
-        }
-        if !offsets.is_empty() {
-            let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
-                "INSERT INTO pipeline_offsets (topic, `partition`, next_offset, updated_at) ",
-            );
-            upsert.push_values(offsets, |mut row, (topic, partition, next)| {
-                row.push_bind(topic)
-                    .push_bind(partition)
-                    .push_bind(next)
-                    .push("UTC_TIMESTAMP(6)");
-            });
-            upsert.push(
-                " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
-                 updated_at = VALUES(updated_at)",
-            );
-            upsert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("storing offsets")?;
-        }
-        tx.commit().await.context("committing the batch")?;
-        Ok(())
     }
 
     /// Next offset to read per partition of `topic`, as committed with the rows.
@@ -215,28 +168,6 @@ impl Store {
         .context("counting rows")?;
         Ok((row.get(0), row.get(1)))
     }
-}
-
-/// The multi-row upsert of `ticks` into `stock_data` (at most [`ROWS_PER_STATEMENT`]: 7
-/// placeholders per row stay under MySQL's 65,535).
-pub fn upsert_rows(ticks: &[&Tick]) -> QueryBuilder<MySql> {
-    let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
-        "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) ",
-    );
-    insert.push_values(ticks, |mut row, t| {
-        row.push_bind(t.timestamp.naive_utc())
-            .push_bind(&t.symbol)
-            .push_bind(t.open)
-            .push_bind(t.high)
-            .push_bind(t.low)
-            .push_bind(t.close)
-            .push_bind(t.volume);
-    });
-    insert.push(
-        " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
-         Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume)",
-    );
-    insert
 }
 
 /// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes.

@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use std::time::Duration;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
+use super::error::{StoreError, timed};
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK};
 use crate::tick::Tick;
 
@@ -21,11 +23,14 @@ const BARS_PER_STATEMENT: usize = 2000;
 /// Rows read per page when recomputing a symbol's rollups.
 const ROWS_PER_PAGE: usize = 10_000;
 
+type Result<T> = std::result::Result<T, StoreError>;
+
 /// The batch's rows that are new or differ from what is stored (the last one wins when the
 /// batch holds a key twice), in key order.
 pub async fn changed_rows<'t>(
     tx: &mut MySqlConnection,
     ticks: &'t [Tick],
+    deadline: Duration,
 ) -> Result<Vec<&'t Tick>> {
     let mut by_symbol: BTreeMap<&str, BTreeMap<NaiveDateTime, &Tick>> = BTreeMap::new();
     for tick in ticks {
@@ -54,15 +59,24 @@ pub async fn changed_rows<'t>(
                 .push_bind(last)
                 .push(")");
         }
-        for row in query
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading the stored rows a batch overlaps")?
-        {
+        let rows = timed(
+            "reading the stored rows a batch overlaps",
+            deadline,
+            query.build().fetch_all(&mut *tx),
+        )
+        .await?;
+        for row in rows {
             stored.insert(
-                (row.get(0), row.get(1)),
-                ([row.get(2), row.get(3), row.get(4), row.get(5)], row.get(6)),
+                (row.try_get(0)?, row.try_get(1)?),
+                (
+                    [
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                        row.try_get(5)?,
+                    ],
+                    row.try_get(6)?,
+                ),
             );
         }
     }
@@ -84,10 +98,15 @@ pub async fn changed_rows<'t>(
 ///
 /// A figure too large to represent stops the symbol's rollups at that bar (logged; the rows
 /// themselves are stored): the bars before it stay exact.
-pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc>) -> Result<()> {
+pub async fn refresh(
+    tx: &mut MySqlConnection,
+    symbol: &str,
+    since: DateTime<Utc>,
+    deadline: Duration,
+) -> Result<()> {
     let from = rollup::minute(since);
-    let mut state = resume_state(tx, symbol, from).await?;
-    let mut out = BarWriter::new(symbol);
+    let mut state = resume_state(tx, symbol, from, deadline).await?;
+    let mut out = BarWriter::new(symbol, deadline);
     // The bar still open at the end of a page (its minute may go on in the next one).
     let mut open: Option<Bar> = None;
     let mut newest: Option<(DateTime<Utc>, Decimal)> = None;
@@ -103,10 +122,13 @@ pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc
         .bind(from.naive_utc())
         .bind(after)
         .bind(after)
-        .bind(ROWS_PER_PAGE as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading rows for the rollups")?;
+        .bind(ROWS_PER_PAGE as i64);
+        let page = timed(
+            "reading rows for the rollups",
+            deadline,
+            page.fetch_all(&mut *tx),
+        )
+        .await?;
         for r in &page {
             let at = r.try_get::<NaiveDateTime, _>(0)?.and_utc();
             let close: Decimal = r.try_get(4)?;
@@ -169,7 +191,7 @@ pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc
         return Ok(());
     }
     match newest {
-        Some((at, price)) => store_latest_quote(tx, symbol, at, price).await,
+        Some((at, price)) => store_latest_quote(tx, symbol, at, price, deadline).await,
         None => Ok(()),
     }
 }
@@ -178,13 +200,15 @@ pub async fn refresh(tx: &mut MySqlConnection, symbol: &str, since: DateTime<Utc
 /// multi-row upserts of [`BARS_PER_STATEMENT`].
 struct BarWriter<'s> {
     symbol: &'s str,
+    deadline: Duration,
     bars: Vec<(Bar, Indicators)>,
 }
 
 impl<'s> BarWriter<'s> {
-    fn new(symbol: &'s str) -> Self {
+    fn new(symbol: &'s str, deadline: Duration) -> Self {
         BarWriter {
             symbol,
+            deadline,
             bars: Vec::new(),
         }
     }
@@ -210,8 +234,11 @@ impl<'s> BarWriter<'s> {
         // Volumes are i128 in memory; DECIMAL(38,0) columns take them as decimals (a sum of
         // i64 volumes that no decimal holds would need ~10^10 rows in one session).
         let wide = |v: i128| {
-            Decimal::try_from_i128_with_scale(v, 0)
-                .map_err(|_| anyhow::anyhow!("a volume sum of {symbol} is too large to store"))
+            Decimal::try_from_i128_with_scale(v, 0).map_err(|_| StoreError::Data {
+                what: "storing a bar",
+                number: 0,
+                message: format!("a volume sum of {symbol} is too large to store"),
+            })
         };
         let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
             "INSERT INTO ohlcv_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, \
@@ -238,11 +265,12 @@ impl<'s> BarWriter<'s> {
              Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume), \
              Turnover = VALUES(Turnover), Ticks = VALUES(Ticks)",
         );
-        upsert
-            .build()
-            .execute(&mut *tx)
-            .await
-            .context("upserting ohlcv_1m")?;
+        timed(
+            "upserting ohlcv_1m",
+            self.deadline,
+            upsert.build().execute(&mut *tx),
+        )
+        .await?;
         let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
             "INSERT INTO indicators_1m (Bank_Name, `Timestamp`, SMA_20, SMA_50, EMA_20, VWAP, \
              Volatility_20, Session_Volume, Session_Turnover) ",
@@ -263,11 +291,12 @@ impl<'s> BarWriter<'s> {
              EMA_20 = VALUES(EMA_20), VWAP = VALUES(VWAP), Volatility_20 = VALUES(Volatility_20), \
              Session_Volume = VALUES(Session_Volume), Session_Turnover = VALUES(Session_Turnover)",
         );
-        upsert
-            .build()
-            .execute(&mut *tx)
-            .await
-            .context("upserting indicators_1m")?;
+        timed(
+            "upserting indicators_1m",
+            self.deadline,
+            upsert.build().execute(&mut *tx),
+        )
+        .await?;
         self.bars.clear();
         Ok(())
     }
@@ -278,6 +307,7 @@ async fn resume_state(
     tx: &mut MySqlConnection,
     symbol: &str,
     from: DateTime<Utc>,
+    deadline: Duration,
 ) -> Result<IndicatorState> {
     let closes = sqlx::query(
         "SELECT Close FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
@@ -285,24 +315,30 @@ async fn resume_state(
     )
     .bind(symbol)
     .bind(from.naive_utc())
-    .bind(LOOKBACK as i64)
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading the bars before a batch")?;
+    .bind(LOOKBACK as i64);
+    let closes = timed(
+        "reading the bars before a batch",
+        deadline,
+        closes.fetch_all(&mut *tx),
+    )
+    .await?;
     let last = sqlx::query(
         "SELECT `Timestamp`, EMA_20, Session_Volume, Session_Turnover FROM indicators_1m \
          WHERE Bank_Name = ? AND `Timestamp` < ? ORDER BY `Timestamp` DESC LIMIT 1",
     )
     .bind(symbol)
-    .bind(from.naive_utc())
-    .fetch_optional(&mut *tx)
-    .await
-    .context("reading the indicators before a batch")?;
+    .bind(from.naive_utc());
+    let last = timed(
+        "reading the indicators before a batch",
+        deadline,
+        last.fetch_optional(&mut *tx),
+    )
+    .await?;
     let closes = closes
         .iter()
         .rev()
         .map(|r| r.try_get::<Decimal, _>(0))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let last = match last {
         None => None,
         Some(r) => {
@@ -310,9 +346,8 @@ async fn resume_state(
             Some((
                 r.try_get::<NaiveDateTime, _>(0)?.and_utc(),
                 r.try_get(1)?,
-                volume
-                    .to_i128()
-                    .context("a stored session volume is not whole")?,
+                // Written by us from an i128, so always whole.
+                volume.to_i128().unwrap_or_default(),
                 r.try_get(3)?,
             ))
         }
@@ -327,6 +362,7 @@ async fn store_latest_quote(
     symbol: &str,
     newest_at: DateTime<Utc>,
     price: Decimal,
+    deadline: Duration,
 ) -> Result<()> {
     let day = rollup::session_start(newest_at).naive_utc();
     let today = sqlx::query(
@@ -342,10 +378,13 @@ async fn store_latest_quote(
     .bind(symbol)
     .bind(day)
     .bind(symbol)
-    .bind(day)
-    .fetch_one(&mut *tx)
-    .await
-    .context("reading the session for latest_quotes")?;
+    .bind(day);
+    let today = timed(
+        "reading the session for latest_quotes",
+        deadline,
+        today.fetch_one(&mut *tx),
+    )
+    .await?;
     let prev_close: Option<Decimal> = today.try_get(4)?;
     // Prices of at most 10^14 cannot overflow here; checked all the same.
     let change = prev_close.and_then(|p| price.checked_sub(p));
@@ -357,7 +396,7 @@ async fn store_latest_quote(
                 .checked_div(p)?
                 .to_f64()
         });
-    sqlx::query(
+    let upsert = sqlx::query(
         "INSERT INTO latest_quotes (Bank_Name, `Timestamp`, Price, Prev_Close, Price_Change, \
          Change_Pct, Day_Open, Day_High, Day_Low, Day_Volume, Updated_At) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6)) \
@@ -376,13 +415,12 @@ async fn store_latest_quote(
     .bind(today.try_get::<Decimal, _>(0)?)
     .bind(today.try_get::<Decimal, _>(1)?)
     .bind(today.try_get::<Decimal, _>(2)?)
-    .bind(
-        today
-            .try_get::<Decimal, _>(3)
-            .context("the session's volume is too large to represent")?,
+    .bind(today.try_get::<Decimal, _>(3)?);
+    timed(
+        "upserting latest_quotes",
+        deadline,
+        upsert.execute(&mut *tx),
     )
-    .execute(&mut *tx)
-    .await
-    .context("upserting latest_quotes")?;
+    .await?;
     Ok(())
 }

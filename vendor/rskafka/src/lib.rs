@@ -16,6 +16,9 @@
     clippy::clone_on_ref_ptr,
     clippy::disallowed_methods
 )]
+// PATCH (tickpipe): a vendored dependency is linted by its upstream, as cargo caps the lints of
+// any crates.io dependency; newer rustc/clippy lints must not fail tickpipe's `-D warnings`.
+#![allow(warnings, clippy::all)]
 
 mod backoff;
 

@@ -1254,7 +1254,10 @@ mod committed_tests {
         let records = extract_records(kept, offset).unwrap();
         for r in &records {
             // value carries the offset it was produced at
-            assert_eq!(r.record.value.as_deref(), Some(r.offset.to_string().as_bytes()));
+            assert_eq!(
+                r.record.value.as_deref(),
+                Some(r.offset.to_string().as_bytes())
+            );
         }
         (records.iter().map(|r| r.offset).collect(), next_offset)
     }
@@ -1289,6 +1292,59 @@ mod committed_tests {
         (batches, aborted)
     }
 
+    /// Raw log segment file `00000000000000000000.log` (= Fetch wire format) written by Kafka 4.3.1
+    /// (`transaction.version=2`) with tickpipe's `tests/java/TransactionalProducer.java` (producer id 1 for all
+    /// transactions):
+    ///
+    /// ```text
+    /// 0-1 plain | 2-4 txn | 5 COMMIT | 6-7 txn | 8 plain | 9 ABORT | 10-11 txn | 12 COMMIT
+    /// 13 txn | 14 ABORT | 15 txn | 16 ABORT | 17 txn | 18 COMMIT
+    /// ```
+    #[test]
+    fn test_real_kafka_segment() {
+        use crate::protocol::traits::ReadType;
+
+        let data: &[u8] = include_bytes!("testdata/kafka_4_3_1_txn_partition.bin");
+        let mut cursor = std::io::Cursor::new(data);
+        let mut batches = vec![];
+        while (cursor.position() as usize) < data.len() {
+            batches.push(RecordBatch::read(&mut cursor).unwrap());
+        }
+
+        let markers: Vec<(i64, ControlBatchRecord)> = batches
+            .iter()
+            .filter_map(|b| match b.records {
+                ControlBatchOrRecords::ControlBatch(c) => Some((b.base_offset, c)),
+                ControlBatchOrRecords::Records(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            markers,
+            vec![
+                (5, ControlBatchRecord::Commit),
+                (9, ControlBatchRecord::Abort),
+                (12, ControlBatchRecord::Commit),
+                (14, ControlBatchRecord::Abort),
+                (16, ControlBatchRecord::Abort),
+                (18, ControlBatchRecord::Commit),
+            ]
+        );
+
+        // aborted transactions as the broker reports them for a fetch from offset 0
+        let aborted = [(1, 6), (1, 13), (1, 15)];
+        let (kept, next_offset) = filter_committed_batches(batches, &aborted, 0);
+        let records = extract_records(kept, 0).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 8, 10, 11, 17]
+        );
+        assert!(records.iter().all(|r| {
+            let v = String::from_utf8(r.record.value.clone().unwrap()).unwrap();
+            !v.contains("ABORTED")
+        }));
+        assert_eq!(next_offset, 19);
+    }
+
     #[test]
     fn test_filter_aborted_and_control() {
         let (batches, aborted) = layout();
@@ -1307,10 +1363,7 @@ mod committed_tests {
     fn test_filter_without_aborted_list_keeps_transactional_records() {
         // without an aborted-transactions entry nothing is considered aborted (only markers are dropped)
         let (batches, _aborted) = layout();
-        assert_eq!(
-            run(batches, &[], 0),
-            (vec![0, 1, 2, 3, 5, 6, 8, 9, 10], 13)
-        );
+        assert_eq!(run(batches, &[], 0), (vec![0, 1, 2, 3, 5, 6, 8, 9, 10], 13));
     }
 
     #[test]

@@ -602,6 +602,33 @@ where
     }
 }
 
+/// PATCH (tickpipe): a UUID (`uuid` in the protocol spec: 16 bytes, most significant byte first), e.g. the topic id
+/// of Metadata v10+. The all-zero value is Kafka's `Uuid.ZERO_UUID` ("no id").
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Clone, Copy, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Uuid(pub [u8; 16]);
+
+impl<R> ReadType<R> for Uuid
+where
+    R: Read,
+{
+    fn read(reader: &mut R) -> Result<Self, ReadError> {
+        let mut buf = [0u8; 16];
+        reader.read_exact(&mut buf)?;
+        Ok(Self(buf))
+    }
+}
+
+impl<W> WriteType<W> for Uuid
+where
+    W: Write,
+{
+    fn write(&self, writer: &mut W) -> Result<(), WriteError> {
+        writer.write_all(&self.0)?;
+        Ok(())
+    }
+}
+
 /// Represents a section containing optional tagged fields.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

@@ -4,13 +4,16 @@ use super::{
     ReadVersionedError, ReadVersionedType, RequestBody, WriteVersionedError, WriteVersionedType,
 };
 use crate::protocol::api_version::ApiVersionRange;
-use crate::protocol::messages::{read_versioned_array, write_versioned_array};
+use crate::protocol::messages::{
+    read_compact_versioned_array, read_versioned_array, write_compact_versioned_array,
+    write_versioned_array,
+};
 use crate::protocol::{
     api_key::ApiKey,
     api_version::ApiVersion,
     error::Error,
     primitives::*,
-    traits::{ReadType, WriteType},
+    traits::{ReadError, ReadType, WriteType},
 };
 
 #[derive(Debug)]
@@ -32,9 +35,11 @@ impl RequestBody for MetadataRequest {
 
     const API_KEY: ApiKey = ApiKey::Metadata;
 
-    /// At the time of writing this is the same subset supported by rdkafka
+    /// PATCH (tickpipe): up to v12 (upstream: v4), so that responses carry the topic id (v10+).
+    /// v9+ is the flexible encoding. v12 is the first version in which Kafka implements topic ids
+    /// in the request too (not used here: topics are always requested by name).
     const API_VERSION_RANGE: ApiVersionRange =
-        ApiVersionRange::new(ApiVersion(Int16(0)), ApiVersion(Int16(4)));
+        ApiVersionRange::new(ApiVersion(Int16(0)), ApiVersion(Int16(12)));
 
     const FIRST_TAGGED_FIELD_IN_REQUEST_VERSION: ApiVersion = ApiVersion(Int16(9));
 }
@@ -49,7 +54,7 @@ where
         version: ApiVersion,
     ) -> Result<(), WriteVersionedError> {
         let v = version.0.0;
-        assert!(v <= 4);
+        assert!(v <= 12); // PATCH (tickpipe): was 4
 
         if v < 4 && self.allow_auto_topic_creation.is_some() {
             return Err(WriteVersionedError::FieldNotAvailable {
@@ -58,13 +63,29 @@ where
             });
         }
 
-        write_versioned_array(writer, version, self.topics.as_deref())?;
+        // PATCH (tickpipe): compact array from v9 on.
+        if v >= 9 {
+            write_compact_versioned_array(writer, version, self.topics.as_deref())?;
+        } else {
+            write_versioned_array(writer, version, self.topics.as_deref())?;
+        }
         if v >= 4 {
             match self.allow_auto_topic_creation {
                 // The default behaviour is to allow topic creation
                 None => Boolean(true).write(writer)?,
                 Some(b) => b.write(writer)?,
             }
+        }
+        // PATCH (tickpipe): include_cluster_authorized_operations (v8-v10),
+        // include_topic_authorized_operations (v8+), tagged fields (v9+).
+        if (8..=10).contains(&v) {
+            Boolean(false).write(writer)?;
+        }
+        if v >= 8 {
+            Boolean(false).write(writer)?;
+        }
+        if v >= 9 {
+            TaggedFields::default().write(writer)?;
         }
         Ok(())
     }
@@ -85,8 +106,19 @@ where
         writer: &mut W,
         version: ApiVersion,
     ) -> Result<(), WriteVersionedError> {
-        assert!(version.0.0 <= 4);
-        Ok(self.name.write(writer)?)
+        // PATCH (tickpipe): v10+ starts with the topic id (zero = look up by name), v9+ is flexible.
+        let v = version.0.0;
+        assert!(v <= 12);
+        if v >= 10 {
+            Uuid::default().write(writer)?;
+        }
+        if v >= 9 {
+            CompactStringRef(&self.name.0).write(writer)?;
+            TaggedFields::default().write(writer)?;
+        } else {
+            self.name.write(writer)?;
+        }
+        Ok(())
     }
 }
 
@@ -121,13 +153,22 @@ where
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
-        assert!(v <= 4);
+        assert!(v <= 12); // PATCH (tickpipe): was 4
 
         let throttle_time_ms = (v >= 3).then(|| Int32::read(reader)).transpose()?;
-        let brokers = read_versioned_array(reader, version)?.unwrap_or_default();
-        let cluster_id = (v >= 2).then(|| NullableString::read(reader)).transpose()?;
+        let brokers = read_array(reader, version)?;
+        let cluster_id = (v >= 2)
+            .then(|| read_nullable_string(reader, v))
+            .transpose()?;
         let controller_id = (v >= 1).then(|| Int32::read(reader)).transpose()?;
-        let topics = read_versioned_array(reader, version)?.unwrap_or_default();
+        let topics = read_array(reader, version)?;
+        // PATCH (tickpipe): cluster_authorized_operations (v8-v10) is skipped.
+        if (8..=10).contains(&v) {
+            Int32::read(reader)?;
+        }
+        if v >= 9 {
+            TaggedFields::read(reader)?;
+        }
 
         Ok(Self {
             throttle_time_ms,
@@ -157,12 +198,17 @@ where
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
-        assert!(v <= 4);
+        assert!(v <= 12); // PATCH (tickpipe): was 4
 
         let node_id = Int32::read(reader)?;
-        let host = String_::read(reader)?;
+        let host = read_string(reader, v)?;
         let port = Int32::read(reader)?;
-        let rack = (v >= 1).then(|| NullableString::read(reader)).transpose()?;
+        let rack = (v >= 1)
+            .then(|| read_nullable_string(reader, v))
+            .transpose()?;
+        if v >= 9 {
+            TaggedFields::read(reader)?;
+        }
 
         Ok(Self {
             node_id,
@@ -179,6 +225,9 @@ pub struct MetadataResponseTopic {
     pub error: Option<Error>,
     /// The topic name
     pub name: String_,
+    /// PATCH (tickpipe): the topic id, added in version 10 (`None` before). Kafka sends the all-zero
+    /// UUID for a topic that does not exist.
+    pub topic_id: Option<Uuid>,
     /// True if the topic is internal
     pub is_internal: Option<Boolean>,
     /// Each partition in the topic
@@ -191,16 +240,31 @@ where
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
-        assert!(v <= 4);
+        assert!(v <= 12); // PATCH (tickpipe): was 4
 
         let error = Error::new(Int16::read(reader)?.0);
-        let name = String_::read(reader)?;
+        // PATCH (tickpipe): the name is nullable from v12 on (only for topics looked up by id, which
+        // this crate never does); null becomes "".
+        let name = if v >= 12 {
+            String_(CompactNullableString::read(reader)?.0.unwrap_or_default())
+        } else {
+            read_string(reader, v)?
+        };
+        let topic_id = (v >= 10).then(|| Uuid::read(reader)).transpose()?;
         let is_internal = (v >= 1).then(|| Boolean::read(reader)).transpose()?;
-        let partitions = read_versioned_array(reader, version)?.unwrap_or_default();
+        let partitions = read_array(reader, version)?;
+        // PATCH (tickpipe): topic_authorized_operations (v8+) is skipped.
+        if v >= 8 {
+            Int32::read(reader)?;
+        }
+        if v >= 9 {
+            TaggedFields::read(reader)?;
+        }
 
         Ok(Self {
             error,
             name,
+            topic_id,
             is_internal,
             partitions,
         })
@@ -227,14 +291,68 @@ where
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
-        assert!(v <= 4);
+        assert!(v <= 12); // PATCH (tickpipe): was 4
+
+        // PATCH (tickpipe): leader_epoch (v7+) and offline_replicas (v5+) are skipped.
+        let error = Error::new(Int16::read(reader)?.0);
+        let partition_index = Int32::read(reader)?;
+        let leader_id = Int32::read(reader)?;
+        if v >= 7 {
+            Int32::read(reader)?;
+        }
+        let replica_nodes = read_int32_array(reader, v)?;
+        let isr_nodes = read_int32_array(reader, v)?;
+        if v >= 5 {
+            read_int32_array(reader, v)?;
+        }
+        if v >= 9 {
+            TaggedFields::read(reader)?;
+        }
 
         Ok(Self {
-            error: Error::new(Int16::read(reader)?.0),
-            partition_index: Int32::read(reader)?,
-            leader_id: Int32::read(reader)?,
-            replica_nodes: Array::read(reader)?,
-            isr_nodes: Array::read(reader)?,
+            error,
+            partition_index,
+            leader_id,
+            replica_nodes,
+            isr_nodes,
         })
     }
+}
+
+// PATCH (tickpipe): helpers for the encodings that switch to compact ones in the flexible versions (v9+).
+
+fn read_array<R: Read, T: ReadVersionedType<R>>(
+    reader: &mut R,
+    version: ApiVersion,
+) -> Result<Vec<T>, ReadVersionedError> {
+    let arr = if version.0.0 >= 9 {
+        read_compact_versioned_array(reader, version)?
+    } else {
+        read_versioned_array(reader, version)?
+    };
+    Ok(arr.unwrap_or_default())
+}
+
+fn read_string<R: Read>(reader: &mut R, v: i16) -> Result<String_, ReadError> {
+    Ok(if v >= 9 {
+        String_(CompactString::read(reader)?.0)
+    } else {
+        String_::read(reader)?
+    })
+}
+
+fn read_nullable_string<R: Read>(reader: &mut R, v: i16) -> Result<NullableString, ReadError> {
+    Ok(if v >= 9 {
+        NullableString(CompactNullableString::read(reader)?.0)
+    } else {
+        NullableString::read(reader)?
+    })
+}
+
+fn read_int32_array<R: Read>(reader: &mut R, v: i16) -> Result<Array<Int32>, ReadError> {
+    Ok(if v >= 9 {
+        Array(CompactArray::<Int32>::read(reader)?.0)
+    } else {
+        Array::read(reader)?
+    })
 }

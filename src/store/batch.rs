@@ -1,0 +1,360 @@
+//! The exactly-once batch write: in one transaction, the batch's new or changed rows, the
+//! rollups of the symbols they touch, the refused records (once per source) and the offsets
+//! the batch reached. Either all of it commits or none of it.
+//!
+//! Every statement has a deadline, and every statement carries at most
+//! [`Store::max_statement_bytes`](super::Store) of values. A statement MySQL refuses for its data
+//! is split in halves until the records it refuses are found (MySQL undoes only the failed
+//! statement, so the transaction goes on); those are quarantined with the server's reason and
+//! the rest commits.
+
+use std::collections::BTreeSet;
+
+use sqlx::{MySql, MySqlConnection, QueryBuilder};
+
+use super::error::{StoreError, timed};
+use super::{Store, rollups};
+use crate::tick::{Reject, Tick};
+
+/// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
+pub const ROWS_PER_STATEMENT: usize = 4000;
+/// Refused records per insert statement (5 placeholders each).
+const REJECTS_PER_STATEMENT: usize = 4000;
+
+/// Something that happened to a partition itself (not to a record), stored with the batch
+/// that handled it and shown by `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub topic: String,
+    pub partition: i32,
+    /// `records_deleted`, `offset_past_end` or `topic_recreated`.
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// One batch of what the fetch loops handed over.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub ticks: &'a [Tick],
+    pub rejects: &'a [Reject],
+    /// (topic, partition, next offset) the batch reached.
+    pub offsets: &'a [(String, i32, i64)],
+    pub incidents: &'a [Incident],
+}
+
+/// What a committed batch did beyond storing its rows.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Rows of the batch that MySQL refused, now in `rejected_ticks` (stage `store`).
+    pub refused_rows: Vec<Reject>,
+}
+
+impl Store {
+    /// Stores a batch in one transaction (see the module documentation).
+    pub async fn write_batch(&self, batch: Batch<'_>) -> Result<Committed, StoreError> {
+        let deadline = self.statement_timeout;
+        let mut connection = timed("connecting to MySQL", deadline, self.pool.acquire()).await?;
+        let result = self.write_batch_on(&mut connection, batch).await;
+        if result.is_err() {
+            // A statement may still run (or hang) on the server: never reuse the connection.
+            connection.close_on_drop();
+        }
+        result
+    }
+
+    async fn write_batch_on(
+        &self,
+        tx: &mut MySqlConnection,
+        Batch {
+            ticks,
+            rejects,
+            offsets,
+            incidents,
+        }: Batch<'_>,
+    ) -> Result<Committed, StoreError> {
+        let deadline = self.statement_timeout;
+        timed(
+            "starting a transaction",
+            deadline,
+            sqlx::query("BEGIN").execute(&mut *tx),
+        )
+        .await?;
+        // Writers of other partitions may hold rows of the same symbols (a producer with
+        // another partitioner): each symbol's rollups are recomputed by one writer at a time,
+        // and after this lock every read sees what the others committed.
+        lock_symbols(tx, ticks, deadline).await?;
+        let changed = rollups::changed_rows(tx, ticks, deadline).await?;
+        let mut refused: Vec<(&Tick, String)> = Vec::new();
+        for chunk in byte_chunks(
+            &changed,
+            row_bytes,
+            self.max_statement_bytes,
+            ROWS_PER_STATEMENT,
+        ) {
+            refused.extend(self.isolating(tx, chunk, upsert_rows).await?);
+        }
+        let refused_keys: BTreeSet<(&str, chrono::DateTime<chrono::Utc>)> = refused
+            .iter()
+            .map(|(t, _)| (t.symbol.as_str(), t.timestamp))
+            .collect();
+        // Rows come in key order: the first stored row of each symbol is its earliest change.
+        let mut earliest: Vec<&Tick> = changed
+            .iter()
+            .copied()
+            .filter(|t| !refused_keys.contains(&(t.symbol.as_str(), t.timestamp)))
+            .collect();
+        earliest.dedup_by(|later, first| later.symbol == first.symbol);
+        for tick in earliest {
+            rollups::refresh(tx, &tick.symbol, tick.timestamp, deadline).await?;
+        }
+
+        let refused_rows: Vec<Reject> = refused
+            .iter()
+            .map(|(tick, reason)| {
+                let source = if tick.source.is_empty() {
+                    format!("{}@{}", tick.symbol, tick.timestamp.to_rfc3339())
+                } else {
+                    tick.source.clone()
+                };
+                let raw = String::from_utf8_lossy(&tick.to_json()).into_owned();
+                Reject::refused_by_store(&source, reason, &raw)
+            })
+            .collect();
+        let all_rejects: Vec<&Reject> = rejects.iter().chain(&refused_rows).collect();
+        for chunk in byte_chunks(
+            &all_rejects,
+            reject_bytes,
+            self.max_statement_bytes,
+            REJECTS_PER_STATEMENT,
+        ) {
+            // A dead letter MySQL refuses (a field that does not fit) is kept in a form that
+            // fits, with the server's reason.
+            let bad = self.isolating(tx, chunk, insert_rejects).await?;
+            let replaced: Vec<Reject> = bad
+                .into_iter()
+                .map(|(r, reason)| Reject::refused_by_store(&r.source, &reason, &r.raw))
+                .collect();
+            let replaced: Vec<&Reject> = replaced.iter().collect();
+            for chunk in byte_chunks(
+                &replaced,
+                reject_bytes,
+                self.max_statement_bytes,
+                REJECTS_PER_STATEMENT,
+            ) {
+                let mut statement = insert_rejects(chunk);
+                timed(
+                    "inserting rejected_ticks",
+                    deadline,
+                    statement.build().execute(&mut *tx),
+                )
+                .await?;
+            }
+        }
+        for incident in incidents {
+            let insert = sqlx::query(
+                "INSERT INTO pipeline_incidents (happened_at, topic, `partition`, kind, detail) \
+                 VALUES (UTC_TIMESTAMP(6), ?, ?, ?, ?)",
+            )
+            .bind(&incident.topic)
+            .bind(incident.partition)
+            .bind(incident.kind)
+            .bind(&incident.detail);
+            timed("recording an incident", deadline, insert.execute(&mut *tx)).await?;
+        }
+        if !offsets.is_empty() {
+            let mut statement = store_offsets(offsets);
+            timed(
+                "storing offsets",
+                deadline,
+                statement.build().execute(&mut *tx),
+            )
+            .await?;
+        }
+        timed(
+            "committing the batch",
+            deadline,
+            sqlx::query("COMMIT").execute(&mut *tx),
+        )
+        .await?;
+        Ok(Committed { refused_rows })
+    }
+
+    /// Runs the statement `build` makes for `items`; when MySQL refuses its data, splits the
+    /// items in halves until the refused ones are found, and returns them with the reason.
+    async fn isolating<'i, T>(
+        &self,
+        tx: &mut MySqlConnection,
+        items: &[&'i T],
+        build: fn(&[&T]) -> QueryBuilder<MySql>,
+    ) -> Result<Vec<(&'i T, String)>, StoreError> {
+        let mut refused = Vec::new();
+        let mut todo: Vec<&[&'i T]> = vec![items];
+        while let Some(part) = todo.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let mut statement = build(part);
+            let result = timed(
+                "writing a batch",
+                self.statement_timeout,
+                statement.build().execute(&mut *tx),
+            )
+            .await;
+            match result {
+                Ok(_) => {}
+                Err(StoreError::Data {
+                    number, message, ..
+                }) => {
+                    if let [item] = part {
+                        refused.push((*item, format!("error {number}: {message}")));
+                    } else {
+                        let (a, b) = part.split_at(part.len() / 2);
+                        todo.push(b);
+                        todo.push(a);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(refused)
+    }
+}
+
+/// Takes the row locks of the batch's symbols in `symbol_locks`, in one sorted statement.
+async fn lock_symbols(
+    tx: &mut MySqlConnection,
+    ticks: &[Tick],
+    deadline: std::time::Duration,
+) -> Result<(), StoreError> {
+    let symbols: BTreeSet<&str> = ticks.iter().map(|t| t.symbol.as_str()).collect();
+    for chunk in symbols
+        .into_iter()
+        .collect::<Vec<_>>()
+        .chunks(ROWS_PER_STATEMENT)
+    {
+        let mut lock: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO symbol_locks (Bank_Name) ");
+        lock.push_values(chunk, |mut row, symbol| {
+            row.push_bind(*symbol);
+        });
+        lock.push(" ON DUPLICATE KEY UPDATE Bank_Name = VALUES(Bank_Name)");
+        timed(
+            "locking the batch's symbols",
+            deadline,
+            lock.build().execute(&mut *tx),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The multi-row upsert of `ticks` into `stock_data` (at most [`ROWS_PER_STATEMENT`]).
+pub fn upsert_rows(ticks: &[&Tick]) -> QueryBuilder<MySql> {
+    let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
+        "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) ",
+    );
+    insert.push_values(ticks, |mut row, t| {
+        row.push_bind(t.timestamp.naive_utc())
+            .push_bind(&t.symbol)
+            .push_bind(t.open)
+            .push_bind(t.high)
+            .push_bind(t.low)
+            .push_bind(t.close)
+            .push_bind(t.volume);
+    });
+    insert.push(
+        " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
+         Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume)",
+    );
+    insert
+}
+
+fn insert_rejects(rejects: &[&Reject]) -> QueryBuilder<MySql> {
+    let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
+        "INSERT IGNORE INTO rejected_ticks (source, stage, reason, raw, rejected_at) ",
+    );
+    insert.push_values(rejects, |mut row, r| {
+        row.push_bind(&r.source)
+            .push_bind(&r.stage)
+            .push_bind(&r.reason)
+            .push_bind(&r.raw)
+            .push_bind(r.rejected_at.naive_utc());
+    });
+    insert
+}
+
+fn store_offsets(offsets: &[(String, i32, i64)]) -> QueryBuilder<MySql> {
+    let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
+        "INSERT INTO pipeline_offsets (topic, `partition`, next_offset, updated_at) ",
+    );
+    upsert.push_values(offsets, |mut row, (topic, partition, next)| {
+        row.push_bind(topic)
+            .push_bind(partition)
+            .push_bind(next)
+            .push("UTC_TIMESTAMP(6)");
+    });
+    upsert.push(
+        " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
+         updated_at = VALUES(updated_at)",
+    );
+    upsert
+}
+
+/// Bytes a row adds to an upsert statement, generously (binary protocol: lengths and types).
+fn row_bytes(tick: &&Tick) -> usize {
+    tick.symbol.len() + 7 * 24
+}
+
+/// Bytes a refused record adds to an insert statement.
+fn reject_bytes(reject: &&Reject) -> usize {
+    reject.source.len() + reject.stage.len() + reject.reason.len() + reject.raw.len() + 5 * 24
+}
+
+/// Splits `items` into runs of at most `max_items` whose `bytes` add up to at most
+/// `max_bytes` (a single larger item goes alone).
+pub fn byte_chunks<T>(
+    items: &[T],
+    bytes: impl Fn(&T) -> usize,
+    max_bytes: usize,
+    max_items: usize,
+) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let b = bytes(item);
+        if i > start && (size + b > max_bytes || i - start >= max_items) {
+            chunks.push(&items[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += b;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_bytes_and_counts_and_keep_order() {
+        let items: Vec<usize> = vec![10, 10, 10, 50, 10, 200, 10];
+        let chunks = byte_chunks(&items, |b| *b, 40, 2);
+        assert_eq!(
+            chunks,
+            vec![
+                &[10, 10][..],
+                &[10][..],
+                &[50][..],
+                &[10][..],
+                &[200][..],
+                &[10][..]
+            ]
+        );
+        let flat: Vec<usize> = chunks.concat();
+        assert_eq!(flat, items);
+        assert!(byte_chunks(&Vec::<usize>::new(), |b| *b, 40, 2).is_empty());
+    }
+}

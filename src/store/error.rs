@@ -1,0 +1,129 @@
+//! MySQL errors by kind, told apart by the server's error number (never its message): what a
+//! writer retries, what it isolates as bad data, and what stops it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::mysql::MySqlDatabaseError;
+use thiserror::Error;
+
+use crate::retry::Verdict;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The server is unreachable, restarting, out of connections, or a lock or deadlock
+    /// rolled the work back: the same work can succeed later.
+    #[error("{what}: {source}")]
+    Transient {
+        what: &'static str,
+        source: sqlx::Error,
+    },
+    /// No answer within the statement deadline (a stalled server, or a lock held elsewhere).
+    #[error("{what}: MySQL did not answer within {deadline:?}")]
+    Timeout {
+        what: &'static str,
+        deadline: Duration,
+    },
+    /// MySQL refused the values of a statement: one of its records is bad.
+    #[error("{what}: MySQL refused the data (error {number}): {message}")]
+    Data {
+        what: &'static str,
+        number: u16,
+        message: String,
+    },
+    /// Anything else (a missing table, a missing privilege, a bug): retrying cannot help.
+    #[error("{what}: {source}")]
+    Permanent {
+        what: &'static str,
+        source: sqlx::Error,
+    },
+}
+
+impl StoreError {
+    /// Sorts a sqlx error by what can be done about it.
+    pub fn classify(what: &'static str, error: sqlx::Error) -> StoreError {
+        let number = match &error {
+            sqlx::Error::Database(db) => db
+                .try_downcast_ref::<MySqlDatabaseError>()
+                .map(MySqlDatabaseError::number),
+            // The connection broke or never came: the server may be back soon.
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => {
+                return StoreError::Transient {
+                    what,
+                    source: error,
+                };
+            }
+            _ => None,
+        };
+        match number {
+            Some(n) if TRANSIENT.contains(&n) => StoreError::Transient {
+                what,
+                source: error,
+            },
+            Some(n) if DATA.contains(&n) => StoreError::Data {
+                what,
+                number: n,
+                message: match &error {
+                    sqlx::Error::Database(db) => db.message().to_string(),
+                    other => other.to_string(),
+                },
+            },
+            _ => StoreError::Permanent {
+                what,
+                source: error,
+            },
+        }
+    }
+
+    /// Retry what may pass later; stop on data (the caller isolates it) and on the rest.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            StoreError::Transient { .. } | StoreError::Timeout { .. } => Verdict::Retry,
+            StoreError::Data { .. } | StoreError::Permanent { .. } => Verdict::Stop,
+        }
+    }
+}
+
+/// A value read back that does not decode: a schema or a bug, not the data of a batch.
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Permanent {
+            what: "reading a stored value",
+            source: error,
+        }
+    }
+}
+
+/// Errors that go away: lock wait timeout, deadlock, too many connections, server shutting
+/// down, connection killed, query interrupted, statement time limits, network and handshake
+/// errors, read-only mode (a failover), disk full while writing.
+const TRANSIENT: [u16; 20] = [
+    1021, 1040, 1043, 1053, 1152, 1153, 1158, 1159, 1160, 1161, 1180, 1203, 1205, 1213, 1290, 1317,
+    1836, 1927, 1969, 3024,
+];
+
+/// Errors about the values in a statement: a column cannot be NULL, a value out of range or
+/// truncated, an incorrect date/number/string, data too long, invalid characters, a duplicate
+/// unique key, a check constraint, a trigger's SIGNAL, illegal mix of collations.
+const DATA: [u16; 19] = [
+    1048, 1062, 1264, 1265, 1267, 1270, 1271, 1292, 1300, 1366, 1367, 1406, 1411, 1416, 1644, 1690,
+    3819, 4025, 4078,
+];
+
+/// Runs one statement (or connection request) under `deadline`, classifying its error.
+pub async fn timed<T>(
+    what: &'static str,
+    deadline: Duration,
+    call: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(StoreError::classify(what, e)),
+        Err(_) => Err(StoreError::Timeout { what, deadline }),
+    }
+}
