@@ -11,6 +11,7 @@ pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod generate;
+pub mod health;
 pub mod ingest;
 pub mod process;
 pub mod retry;

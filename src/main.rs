@@ -302,7 +302,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
     let listener = serve::bind(&config).await?;
     println!("tickpipe dashboard on {}", serve::url(&listener));
     let cancel = supervisor::shutdown_on_signal()?;
-    serve::run(listener, config, store, broker, None, cancel).await?;
+    serve::run(listener, config, store, broker, None, None, cancel).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@
 //! <state_dir>/appliance.json    endpoints of the running appliance (removed when `up` exits)
 //! <state_dir>/credentials.json  root, app and BI passwords (0600)
 //! <state_dir>/ports.json        ports of the managed services, reused across runs
+//! <state_dir>/stages.json       health of `up`'s stages (removed when `up` exits)
 //! <state_dir>/up.lock           held while `up` runs
 //! <state_dir>/kafka/            broker config, data (kraft), logs
 //! <state_dir>/mysql/            server data directory, socket, error log
@@ -72,6 +73,10 @@ impl StateDir {
     }
     pub fn ports_file(&self) -> PathBuf {
         self.root.join("ports.json")
+    }
+    /// Health of `up`'s stages (rewritten on every change; removed on exit).
+    pub fn stages_file(&self) -> PathBuf {
+        self.root.join("stages.json")
     }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("up.lock")

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
+use sqlx::Row;
 
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::state::Endpoints;
+use crate::health::{StageBoard, StageHealth, StageState};
+use crate::state::{Endpoints, StateDir};
 use crate::store::Store;
 
 #[derive(Debug, Serialize)]
@@ -23,6 +25,19 @@ pub struct Status {
     pub rows: Option<i64>,
     /// Rows in `rejected_ticks`.
     pub rejected: Option<i64>,
+    /// The stages of a running `up` (empty when none runs).
+    pub stages: BTreeMap<String, StageHealth>,
+    /// The latest things that went wrong with partitions themselves, newest first.
+    pub incidents: Vec<IncidentStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IncidentStatus {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub topic: String,
+    pub partition: i32,
+    pub kind: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,8 +69,14 @@ pub struct PartitionStatus {
 }
 
 impl Status {
+    /// Both services answer and no stage is down.
     pub fn healthy(&self) -> bool {
-        self.broker.healthy && self.mysql.healthy
+        self.broker.healthy && self.mysql.healthy && !self.degraded()
+    }
+
+    /// Whether a stage of `up` is down (failed, waiting to restart).
+    pub fn degraded(&self) -> bool {
+        self.stages.values().any(StageHealth::is_down)
     }
 }
 
@@ -112,12 +133,16 @@ pub async fn collect(config: &Config) -> Result<Status> {
         lag: None,
         rows: None,
         rejected: None,
+        stages: StageBoard::read(&StateDir::new(&config.state_dir).stages_file())
+            .unwrap_or_default(),
+        incidents: Vec::new(),
     };
-    if let Ok(store) = &store
-        && let Ok((rows, rejected)) = store.counts().await
-    {
-        status.rows = Some(rows);
-        status.rejected = Some(rejected);
+    if let Ok(store) = &store {
+        if let Ok((rows, rejected)) = store.counts().await {
+            status.rows = Some(rows);
+            status.rejected = Some(rejected);
+        }
+        status.incidents = recent_incidents(store).await.unwrap_or_default();
     }
     let broker = match broker {
         Ok(broker) => broker,
@@ -145,6 +170,26 @@ pub async fn collect(config: &Config) -> Result<Status> {
         status.lag = Some(lag);
     }
     Ok(status)
+}
+
+async fn recent_incidents(store: &Store) -> Result<Vec<IncidentStatus>> {
+    let rows = sqlx::query(
+        "SELECT happened_at, topic, `partition`, kind, detail FROM pipeline_incidents \
+         ORDER BY id DESC LIMIT 10",
+    )
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(IncidentStatus {
+                at: r.try_get::<chrono::NaiveDateTime, _>(0)?.and_utc(),
+                topic: r.try_get(1)?,
+                partition: r.try_get(2)?,
+                kind: r.try_get(3)?,
+                detail: r.try_get(4)?,
+            })
+        })
+        .collect()
 }
 
 /// The human-readable form.
@@ -176,6 +221,29 @@ pub fn render(status: &Status) -> String {
                 .unwrap_or_default()
         ),
     ];
+    for (name, stage) in &status.stages {
+        let state = match stage.state {
+            StageState::Running => "running",
+            StageState::Restarting => "DOWN (restarting)",
+            StageState::Finished => "finished",
+            StageState::Stopped => "stopped",
+        };
+        out.push(format!(
+            "{name:<9} {state}{}{}",
+            match stage.restarts {
+                0 => String::new(),
+                n => format!(", {n} restart(s)"),
+            },
+            stage
+                .last_error
+                .as_ref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    if status.degraded() {
+        out.push("appliance DEGRADED: a stage is down".into());
+    }
     let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     out.push(format!(
         "rows {}   rejected {}   lag {}",
@@ -194,6 +262,16 @@ pub fn render(status: &Status) -> String {
                 p.topic, p.partition, p.high_watermark, p.committed, p.lag
             ));
         }
+    }
+    for incident in &status.incidents {
+        out.push(format!(
+            "incident {} {}/{} {}: {}",
+            incident.at.format("%Y-%m-%d %H:%M:%S"),
+            incident.topic,
+            incident.partition,
+            incident.kind,
+            incident.detail
+        ));
     }
     out.join("\n")
 }

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -43,12 +43,27 @@ struct Columns {
     width: usize,
 }
 
-/// Counts the lines of what passes through it, so a record's byte offset gives its line
-/// number (the csv crate's own line count drifts on CRLF files and blank lines).
+/// Longest line read: the rest of a longer one is skipped (never held in memory) and the line
+/// is quarantined.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// What passes from the file to the CSV parser: counts the lines, so a record's byte offset
+/// gives its line number (the csv crate's own line count drifts on CRLF files and blank lines),
+/// and cuts any line longer than [`MAX_LINE_BYTES`] short, noting where.
 struct LineCounter<R> {
     inner: R,
+    /// Bytes handed to the parser so far.
     offset: u64,
     newlines: Rc<RefCell<Newlines>>,
+    /// Bytes of the current line handed over so far.
+    line_bytes: usize,
+    in_quotes: bool,
+    /// Dropping the rest of an overlong line, up to its newline.
+    skipping: bool,
+    /// Read from `inner`: `chunk[pos..len]` is not handed over yet.
+    chunk: Box<[u8]>,
+    pos: usize,
+    len: usize,
 }
 
 /// Offsets of the newlines read ahead of the parser, and how many came before them.
@@ -56,6 +71,8 @@ struct LineCounter<R> {
 struct Newlines {
     pending: VecDeque<u64>,
     passed: u64,
+    /// Offsets (in what the parser read) where an overlong line was cut short.
+    cuts: VecDeque<u64>,
 }
 
 impl Newlines {
@@ -68,17 +85,97 @@ impl Newlines {
         }
         self.passed + 1
     }
+
+    /// Whether a line was cut short before `end` (asked in increasing order).
+    fn cut_before(&mut self, end: u64) -> bool {
+        let mut cut = false;
+        while self.cuts.front().is_some_and(|&c| c < end) {
+            self.cuts.pop_front();
+            cut = true;
+        }
+        cut
+    }
+}
+
+impl<R: Read> LineCounter<R> {
+    fn new(inner: R, newlines: Rc<RefCell<Newlines>>) -> Self {
+        LineCounter {
+            inner,
+            offset: 0,
+            newlines,
+            line_bytes: 0,
+            in_quotes: false,
+            skipping: false,
+            chunk: vec![0; 64 * 1024].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+        }
+    }
 }
 
 impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut newlines = self.newlines.borrow_mut();
-        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            newlines.pending.push_back(self.offset + i as u64);
+        loop {
+            if self.pos == self.len {
+                self.len = self.inner.read(&mut self.chunk)?;
+                self.pos = 0;
+                if self.len == 0 {
+                    return Ok(0);
+                }
+            }
+            if !self.skipping {
+                break;
+            }
+            match self.chunk[self.pos..self.len]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                Some(i) => {
+                    self.pos += i;
+                    self.skipping = false;
+                }
+                None => self.pos = self.len,
+            }
         }
-        self.offset += n as u64;
-        Ok(n)
+        // Two bytes stay free for ending a line that is cut short.
+        let room = buf.len().saturating_sub(2).max(1);
+        let mut newlines = self.newlines.borrow_mut();
+        let mut written = 0;
+        while written < room && self.pos < self.len {
+            let b = self.chunk[self.pos];
+            self.pos += 1;
+            buf[written] = b;
+            written += 1;
+            self.offset += 1;
+            self.line_bytes += 1;
+            match b {
+                b'\n' => {
+                    newlines.pending.push_back(self.offset - 1);
+                    if !self.in_quotes {
+                        self.line_bytes = 0;
+                    }
+                }
+                b'"' => self.in_quotes = !self.in_quotes,
+                _ => {}
+            }
+            if self.line_bytes > MAX_LINE_BYTES && written + 2 <= buf.len() {
+                // End the line here for the parser (closing an open quote), note the cut, and
+                // drop the rest of the line as it is read. The added newline is not a line of
+                // the file: it is not counted.
+                newlines.cuts.push_back(self.offset);
+                for end in [if self.in_quotes { Some(b'"') } else { None }, Some(b'\n')]
+                    .into_iter()
+                    .flatten()
+                {
+                    buf[written] = end;
+                    written += 1;
+                    self.offset += 1;
+                }
+                (self.line_bytes, self.in_quotes, self.skipping) = (0, false, true);
+                break;
+            }
+        }
+        Ok(written)
     }
 }
 
@@ -104,16 +201,13 @@ impl CsvFile {
             bail!("{} is a directory, not a CSV file", path.display());
         }
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
         let symbol = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let input = Box::new(BufReader::with_capacity(256 * 1024, file));
-        Self::from_reader(&name, &symbol, input, zone).with_context(|| path.display().to_string())
+        // The line counter reads in chunks of its own: no buffer in between.
+        Self::from_reader(&source_name(path), &symbol, Box::new(file), zone)
+            .with_context(|| path.display().to_string())
     }
 
     /// Reads CSV from any source; `name` goes into `name:line` sources, `file_symbol` is the
@@ -125,11 +219,7 @@ impl CsvFile {
         zone: Tz,
     ) -> Result<Self> {
         let newlines = Rc::new(RefCell::new(Newlines::default()));
-        let counted = LineCounter {
-            inner: input,
-            offset: 0,
-            newlines: newlines.clone(),
-        };
+        let counted = LineCounter::new(input, newlines.clone());
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
@@ -169,6 +259,16 @@ impl CsvFile {
             match result {
                 Ok(false) => return None,
                 Ok(true) => {
+                    let end = self.reader.position().byte();
+                    if self.newlines.borrow_mut().cut_before(end) {
+                        let source = format!("{}:{line}", self.name);
+                        let reason = format!(
+                            "line is longer than {} MiB (the rest of it was skipped)",
+                            MAX_LINE_BYTES >> 20
+                        );
+                        let raw = raw_line(&self.record);
+                        return Some(Line::Reject(Reject::new(source, "ingest", reason, &raw)));
+                    }
                     // Blank lines carry nothing to keep or refuse.
                     if self.record.len() == 1 && self.record[0].iter().all(u8::is_ascii_whitespace)
                     {
@@ -284,6 +384,22 @@ fn raw_line(record: &ByteRecord) -> Vec<u8> {
     out
 }
 
+/// How a file is named in `file:line` sources: its path as given, so two files of the same
+/// name in different folders keep their own refused lines. A path too long for the 255
+/// characters of `rejected_ticks.source` keeps its end and a hash of the whole.
+fn source_name(path: &Path) -> String {
+    const KEEP: usize = 160;
+    let full = path.display().to_string();
+    let chars = full.chars().count();
+    if chars <= 200 {
+        return full;
+    }
+    use sha1::Digest;
+    let hash = hex::encode(&sha1::Sha1::digest(full.as_bytes())[..4]);
+    let tail: String = full.chars().skip(chars - KEEP).collect();
+    format!("#{hash}…{tail}")
+}
+
 /// Reads a volume: an integer, or an integral decimal such as `1200.0`.
 pub fn parse_volume(text: &str) -> Result<i64, String> {
     if let Ok(v) = text.parse::<i64>() {
@@ -379,7 +495,7 @@ mod tests {
         assert_eq!(t.timestamp.to_rfc3339(), "2024-01-02T03:45:00+00:00");
         assert_eq!(t.open, dec!(1520.5));
         assert_eq!(t.volume, 1_500_000_000);
-        assert_eq!(t.source, "seed.csv:2");
+        assert!(t.source.ends_with("/seed.csv:2"), "{}", t.source);
     }
 
     #[test]
@@ -418,6 +534,10 @@ mod tests {
                 Line::Reject(r) => format!("{}: {}", r.source, r.reason),
             })
             .collect();
+        let summary: Vec<String> = summary
+            .iter()
+            .map(|l| l.replace(&format!("{}/", dir_of(&lines)), ""))
+            .collect();
         let expected = [
             "ok X.csv:2",
             "X.csv:3: expected 6 fields, found 4",
@@ -433,6 +553,76 @@ mod tests {
         for (got, want) in summary.iter().zip(expected) {
             assert!(got.starts_with(want), "{got} should start with {want}");
         }
+    }
+
+    /// The folder in the lines' sources.
+    fn dir_of(lines: &[Line]) -> String {
+        let source = match &lines[0] {
+            Line::Tick(t) => &t.source,
+            Line::Reject(r) => &r.source,
+        };
+        source.rsplit_once('/').unwrap().0.to_string()
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_without_being_held_and_the_next_lines_flow() {
+        let mut content =
+            b"timestamp,open,high,low,close,volume\n2024-01-02 09:15,1,2,1,2,10\n".to_vec();
+        // 3 MiB: a valid-looking start, then spaces; and one with an unterminated quote.
+        content.extend_from_slice(b"2024-01-02 09:16,1,2,1,2,10");
+        content.extend(std::iter::repeat_n(b' ', 3 << 20));
+        content.extend_from_slice(b"\n2024-01-02 09:17,1,2,1,2,11\n\"2024");
+        content.extend(std::iter::repeat_n(b'x', 2 << 20));
+        content.extend_from_slice(b"\n2024-01-02 09:18,1,2,1,2,12\n");
+        let lines = read("X.csv", &content);
+        let summary: Vec<String> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Tick(t) => {
+                    format!("ok {} {}", t.source.rsplit('/').next().unwrap(), t.volume)
+                }
+                Line::Reject(r) => format!(
+                    "{}: {} ({} bytes kept)",
+                    r.source.rsplit('/').next().unwrap(),
+                    r.reason,
+                    r.raw.len()
+                ),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "ok X.csv:2 10",
+                "X.csv:3: line is longer than 1 MiB (the rest of it was skipped) (65536 bytes kept)",
+                "ok X.csv:4 11",
+                "X.csv:5: line is longer than 1 MiB (the rest of it was skipped) (65536 bytes kept)",
+                "ok X.csv:6 12",
+            ]
+        );
+    }
+
+    #[test]
+    fn same_named_files_in_different_folders_have_their_own_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = Vec::new();
+        for folder in ["a", "b"] {
+            std::fs::create_dir(dir.path().join(folder)).unwrap();
+            let path = dir.path().join(folder).join("HDFC.csv");
+            std::fs::write(&path, "timestamp,open,high,low,close,volume\nbad\n").unwrap();
+            let mut file = CsvFile::open(&path, chrono_tz::UTC).unwrap();
+            match file.next_line() {
+                Some(Line::Reject(r)) => sources.push(r.source),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_ne!(sources[0], sources[1]);
+        assert!(sources[0].ends_with("a/HDFC.csv:2"), "{}", sources[0]);
+        let long = std::path::PathBuf::from(format!("/{}/HDFC.csv", "d".repeat(400)));
+        let name = source_name(&long);
+        assert!(
+            name.chars().count() < 200 && name.ends_with("HDFC.csv"),
+            "{name}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The reader thread: opens the files, merges their lines by timestamp and paces them.
+//! The reader thread: opens the files, merges their lines by timestamp and paces them. Up to
+//! [`MAX_OPEN_FILES`] files are open at once; more are read a group at a time.
 //!
 //! Parsing is synchronous and CPU-bound, so it runs on its own thread and hands lines to the
 //! async sender through a bounded channel (memory stays bounded; a slow broker slows reading).
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::csv_file::{CsvFile, Line};
 
 const CHANNEL_LINES: usize = 16 * 1024;
+/// Files open at once: more are read in groups of this many, each group merged by time.
+const MAX_OPEN_FILES: usize = 256;
 
 pub struct Replay {
     pub lines: mpsc::Receiver<Line>,
@@ -99,33 +102,47 @@ fn read_merged(
     cancel: CancellationToken,
     tx: mpsc::Sender<Line>,
 ) -> Vec<(PathBuf, String)> {
+    let send = |line: Line| -> bool { !cancel.is_cancelled() && tx.blocking_send(line).is_ok() };
     let mut failed = Vec::new();
-    let mut readers = Vec::new();
-    for path in paths {
-        match CsvFile::open(&path, zone) {
-            Ok(reader) => readers.push(reader),
-            Err(e) => failed.push((path, format!("{e:#}"))),
+    // Open files take memory and file descriptors: many files are merged a group at a time.
+    for group in paths.chunks(MAX_OPEN_FILES) {
+        let mut readers = Vec::new();
+        for path in group {
+            match CsvFile::open(path, zone) {
+                Ok(reader) => readers.push(reader),
+                Err(e) => failed.push((path.clone(), format!("{e:#}"))),
+            }
+        }
+        if merge(readers, speed, &bytes_read, &cancel, &send).is_err() {
+            break;
         }
     }
+    failed
+}
+
+/// Sends the lines of `readers` merged by timestamp, paced by `speed`. `Err` when the
+/// receiver is gone or the replay was cancelled.
+fn merge(
+    readers: Vec<CsvFile>,
+    speed: f64,
+    bytes_read: &Arc<AtomicU64>,
+    cancel: &CancellationToken,
+    send: &impl Fn(Line) -> bool,
+) -> Result<(), ()> {
     let count = readers.len();
     let mut files = Files {
         readers,
         consumed: vec![0; count],
         heads: (0..count).map(|_| None).collect(),
-        bytes_read,
+        bytes_read: bytes_read.clone(),
     };
-    let send = |line: Line| -> bool { !cancel.is_cancelled() && tx.blocking_send(line).is_ok() };
-
     // Ordered by (timestamp, file index): the earliest head goes next.
     let mut order = BinaryHeap::new();
     for i in 0..count {
-        match files.advance(i, &send) {
-            Err(()) => return failed,
-            Ok(Some(at)) => order.push(Reverse((at, i))),
-            Ok(None) => {}
+        if let Some(at) = files.advance(i, send)? {
+            order.push(Reverse((at, i)));
         }
     }
-
     let mut clock: Option<(DateTime<Utc>, Instant)> = None;
     while let Some(Reverse((at, i))) = order.pop() {
         if speed > 0.0 {
@@ -134,22 +151,20 @@ fn read_merged(
             let due = wall + data_elapsed.div_f64(speed);
             while Instant::now() < due {
                 if cancel.is_cancelled() {
-                    return failed;
+                    return Err(());
                 }
                 std::thread::sleep((due - Instant::now()).min(Duration::from_millis(50)));
             }
         }
         let line = files.heads[i].take().expect("a queued file has a head");
         if !send(line) {
-            return failed;
+            return Err(());
         }
-        match files.advance(i, &send) {
-            Err(()) => return failed,
-            Ok(Some(at)) => order.push(Reverse((at, i))),
-            Ok(None) => {}
+        if let Some(at) = files.advance(i, send)? {
+            order.push(Reverse((at, i)));
         }
     }
-    failed
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,7 +199,7 @@ mod tests {
         while let Some(line) = replay.lines.blocking_recv() {
             order.push(match line {
                 Line::Tick(t) => format!("{}{}", t.symbol, t.volume),
-                Line::Reject(r) => r.source,
+                Line::Reject(r) => r.source.rsplit('/').next().unwrap().to_string(),
             });
         }
         let elapsed = started.elapsed();

@@ -79,7 +79,7 @@ pub async fn run(
     loop {
         // Committed records only: transaction markers and aborted transactions of other
         // producers are skipped, and `next_offset` moves past them.
-        let fetched = retry(
+        let fetch = retry(
             &what,
             Backoff::service(None),
             &cancel,
@@ -93,8 +93,11 @@ pub async fn run(
                 Some(ProtocolError::OffsetOutOfRange) => Verdict::Stop,
                 _ => Verdict::Retry,
             },
-        )
-        .await;
+        );
+        let fetched = tokio::select! {
+            _ = cancel.cancelled() => return,
+            fetched = fetch => fetched,
+        };
         let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(Failure::Cancelled(_)) => return,

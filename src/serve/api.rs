@@ -217,16 +217,30 @@ async fn longer_bars(
         .collect())
 }
 
-/// `GET /healthz`: 200 when MySQL answers.
+/// `GET /healthz`: 200 `ok` when MySQL answers and no stage of `up` is down; 503 `degraded`
+/// while a stage is down (restarting), 503 `unavailable` when MySQL does not answer.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.store.pool).await {
-        Ok(_) => Json(json!({ "status": "ok", "mysql": "ok" })).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "mysql": e.to_string() })),
-        )
-            .into_response(),
-    }
+    let stages = state
+        .stages
+        .as_ref()
+        .map(|b| b.snapshot())
+        .unwrap_or_default();
+    let mysql = sqlx::query("SELECT 1").execute(&state.store.pool).await;
+    let degraded = stages.values().any(|s| s.is_down());
+    let (code, status) = match (&mysql, degraded) {
+        (Err(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (Ok(_), true) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        (Ok(_), false) => (StatusCode::OK, "ok"),
+    };
+    let mysql = match mysql {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    (
+        code,
+        Json(json!({ "status": status, "mysql": mysql, "stages": stages })),
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> ApiError {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::health::StageBoard;
 use crate::process::ProcessStats;
 use crate::store::Store;
 
@@ -29,6 +30,8 @@ struct AppState {
     store: Store,
     feed: events::Feed,
     metrics: MetricSources,
+    /// The stages of the `up` serving this, when it is one.
+    stages: Option<StageBoard>,
 }
 
 /// Binds the configured address (so callers can print it before serving).
@@ -49,13 +52,14 @@ pub fn url(listener: &TcpListener) -> String {
 }
 
 /// Serves until `cancel` fires. `broker` and `stats` add lag and processor figures to
-/// `/metrics` when available.
+/// `/metrics` when available; `stages` puts the health of `up`'s stages in `/healthz`.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     store: Store,
     broker: Option<Broker>,
     stats: Option<Arc<ProcessStats>>,
+    stages: Option<StageBoard>,
     cancel: CancellationToken,
 ) -> Result<()> {
     let feed = events::Feed::start(store.clone(), cancel.clone());
@@ -67,6 +71,7 @@ pub async fn run(
             topics: vec![config.topics.ticks.clone(), config.topics.dlq.clone()],
             stats,
         },
+        stages,
     });
     let app = Router::new()
         .merge(assets::routes())

@@ -6,6 +6,7 @@
 mod child;
 mod kafka;
 mod mariadb;
+mod stage;
 
 /// Where Kafka's jars and Java are: also used to run Kafka's own tools beside the appliance.
 pub use kafka::{find_java, kafka_libs};
@@ -18,12 +19,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::{Config, Mode};
+use crate::health::StageBoard;
 use crate::ingest::{self, csv_file};
 use crate::process::{self, ProcessStats, RunOptions};
 use crate::serve;
@@ -45,6 +46,7 @@ pub async fn up(config: Config, options: UpOptions) -> Result<()> {
     let _lock = lock_state_dir(&state)?;
     // An earlier `up` that was killed leaves its endpoints behind: they are stale now.
     let _ = std::fs::remove_file(state.appliance_file());
+    let _ = std::fs::remove_file(state.stages_file());
 
     let shutdown = shutdown_on_signal()?;
 
@@ -158,14 +160,33 @@ async fn run_pipeline(
         shutdown.cancelled().await;
         return Ok(());
     };
+    let board = StageBoard::persisted(state.stages_file());
     let stats = Arc::new(ProcessStats::default());
-    let processor = spawn_processor(
-        config.clone(),
-        broker.clone(),
-        store.clone(),
-        stats.clone(),
-        shutdown.clone(),
-    );
+    let processor = {
+        let (config, broker, store, stats) =
+            (config.clone(), broker.clone(), store.clone(), stats.clone());
+        let shutdown = shutdown.clone();
+        stage::supervise("processor", board.clone(), shutdown.clone(), move || {
+            let (config, broker, store, stats, shutdown) = (
+                config.clone(),
+                broker.clone(),
+                store.clone(),
+                stats.clone(),
+                shutdown.clone(),
+            );
+            async move {
+                process::run(
+                    &config,
+                    &broker,
+                    &store,
+                    RunOptions::default(),
+                    stats,
+                    shutdown,
+                )
+                .await
+            }
+        })
+    };
     // The dashboard reads as the read-only BI user where the appliance made one.
     let reader = match config.mysql.mode {
         Mode::Managed => {
@@ -174,84 +195,90 @@ async fn run_pipeline(
         }
         Mode::External => store.clone(),
     };
-    let server = tokio::spawn(serve::run(
-        dashboard,
-        config.clone(),
-        reader,
-        Some(broker.clone()),
-        Some(stats),
-        shutdown.clone(),
-    ));
-    let producer = spawn_producer(config.clone(), broker.clone(), files, shutdown.clone());
+    let server = {
+        let address = dashboard.local_addr()?;
+        let mut listener = Some(dashboard);
+        let (config, broker, stats, board_for_health) =
+            (config.clone(), broker.clone(), stats.clone(), board.clone());
+        let shutdown = shutdown.clone();
+        stage::supervise("dashboard", board.clone(), shutdown.clone(), move || {
+            // A restart listens on the same address again.
+            let bound = listener.take();
+            let (config, reader, broker, stats, board, shutdown) = (
+                config.clone(),
+                reader.clone(),
+                broker.clone(),
+                stats.clone(),
+                board_for_health.clone(),
+                shutdown.clone(),
+            );
+            async move {
+                let listener = match bound {
+                    Some(listener) => listener,
+                    None => tokio::net::TcpListener::bind(address).await?,
+                };
+                serve::run(
+                    listener,
+                    config,
+                    reader,
+                    Some(broker),
+                    Some(stats),
+                    Some(board),
+                    shutdown,
+                )
+                .await
+            }
+        })
+    };
+    let producer = {
+        let (config, broker) = (config.clone(), broker.clone());
+        let shutdown = shutdown.clone();
+        stage::supervise("producer", board.clone(), shutdown.clone(), move || {
+            let (config, broker, files, shutdown) = (
+                config.clone(),
+                broker.clone(),
+                files.clone(),
+                shutdown.clone(),
+            );
+            async move { replay(&config, &broker, files, shutdown).await }
+        })
+    };
 
     shutdown.cancelled().await;
     tracing::info!("stopping: producer, then processor, dashboard, then services");
     let _ = producer.await;
     let _ = processor.await;
-    if let Ok(Err(e)) = server.await {
-        tracing::error!("dashboard failed: {e:#}");
+    let _ = server.await;
+    let _ = std::fs::remove_file(state.stages_file());
+    if tokio::time::timeout(Duration::from_secs(5), store.pool.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("MySQL did not close its connections within 5 s");
     }
-    store.pool.close().await;
     Ok(())
 }
 
-/// Runs the processor until shutdown, restarting it with backoff when it fails.
-fn spawn_processor(
-    config: Config,
-    broker: Broker,
-    store: Store,
-    stats: Arc<ProcessStats>,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_secs(1);
-        while !shutdown.is_cancelled() {
-            let run = process::run(
-                &config,
-                &broker,
-                &store,
-                RunOptions::default(),
-                stats.clone(),
-                shutdown.clone(),
-            );
-            match run.await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::error!("processor failed; restarting in {backoff:?}: {e:#}");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    })
-}
-
 /// Replays the data files once.
-fn spawn_producer(
-    config: Config,
-    broker: Broker,
+async fn replay(
+    config: &Config,
+    broker: &Broker,
     files: Vec<std::path::PathBuf>,
     shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        if files.is_empty() {
-            return;
-        }
-        match ingest::produce(&config, &broker, files, shutdown, false).await {
-            Ok(summary) => tracing::info!(
-                records = summary.records,
-                quarantined = summary.rejected,
-                failed_files = summary.failed_files.len(),
-                "replay finished in {:.1?} ({:.0} records/s)",
-                summary.elapsed,
-                summary.records_per_second()
-            ),
-            Err(e) => tracing::error!("producer failed: {e:#}"),
-        }
-    })
+) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let summary = ingest::produce(config, broker, files, shutdown, false).await?;
+    tracing::info!(
+        records = summary.records,
+        quarantined = summary.rejected,
+        failed_files = summary.failed_files.len(),
+        "replay finished in {:.1?} ({:.0} records/s)",
+        summary.elapsed,
+        summary.records_per_second()
+    );
+    Ok(())
 }
 
 async fn start_mysql(

@@ -110,6 +110,7 @@ mod tests {
             .flatten()
             .map(|t| MetadataResponseTopic {
                 name: String_(t.to_string()),
+                topic_id: None, // PATCH (tickpipe): new field
                 error: Default::default(),
                 is_internal: Default::default(),
                 partitions: Default::default(),

@@ -8,7 +8,7 @@ use crate::{
     client::partition::PartitionClient,
     connection::{BrokerConnector, MetadataLookupMode, TlsConfig},
     protocol::primitives::Boolean,
-    topic::Topic,
+    topic::{Topic, TopicId}, // PATCH (tickpipe): TopicId
 };
 
 pub mod consumer;
@@ -197,6 +197,11 @@ impl Client {
                     .into_iter()
                     .map(|p| p.partition_index.0)
                     .collect(),
+                // PATCH (tickpipe): `None` before Metadata v10 and for the all-zero UUID.
+                topic_id: t
+                    .topic_id
+                    .filter(|id| id.0 != [0; 16])
+                    .map(|id| TopicId(id.0)),
             })
             .collect())
     }

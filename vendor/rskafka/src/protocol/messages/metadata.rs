@@ -356,3 +356,229 @@ fn read_int32_array<R: Read>(reader: &mut R, v: i16) -> Result<Array<Int32>, Rea
         Array::read(reader)?
     })
 }
+
+/// PATCH (tickpipe): the byte strings below were produced by Kafka 4.3.1's own serializers
+/// (`MetadataResponseData` / `MetadataRequestData` + `MessageUtil.toByteBufferAccessor`, kafka-clients 4.3.1)
+/// for every version 0-12: one broker (1, "h", 9092, rack "r"), cluster id "c", controller 1, one topic "t" with id
+/// `ASNFZ4mrze_-3LqYdlQyEA` (v10+) and, in v9+, an unknown tagged field (tag 5) on the topic; one partition (0,
+/// leader 1, leader epoch 3 in v7+, replicas [1], isr [1], offline [2] in v5+).
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    const TOPIC_ID: [u8; 16] = [
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32,
+        0x10,
+    ];
+
+    const RESPONSES: &[(i16, &str)] = &[
+        (
+            0,
+            "000000010000000100016800002384000000010000000174000000010000000000000000000100000001000000010000000100000001",
+        ),
+        (
+            1,
+            "0000000100000001000168000023840001720000000100000001000000017400000000010000000000000000000100000001000000010000000100000001",
+        ),
+        (
+            2,
+            "0000000100000001000168000023840001720001630000000100000001000000017400000000010000000000000000000100000001000000010000000100000001",
+        ),
+        (
+            3,
+            "000000070000000100000001000168000023840001720001630000000100000001000000017400000000010000000000000000000100000001000000010000000100000001",
+        ),
+        (
+            4,
+            "000000070000000100000001000168000023840001720001630000000100000001000000017400000000010000000000000000000100000001000000010000000100000001",
+        ),
+        (
+            5,
+            "0000000700000001000000010001680000238400017200016300000001000000010000000174000000000100000000000000000001000000010000000100000001000000010000000100000002",
+        ),
+        (
+            6,
+            "0000000700000001000000010001680000238400017200016300000001000000010000000174000000000100000000000000000001000000010000000100000001000000010000000100000002",
+        ),
+        (
+            7,
+            "000000070000000100000001000168000023840001720001630000000100000001000000017400000000010000000000000000000100000003000000010000000100000001000000010000000100000002",
+        ),
+        (
+            8,
+            "0000000700000001000000010001680000238400017200016300000001000000010000000174000000000100000000000000000001000000030000000100000001000000010000000100000001000000028000000080000000",
+        ),
+        (
+            9,
+            "00000007020000000102680000238402720002630000000102000002740002000000000000000000010000000302000000010200000001020000000200800000000105030102038000000000",
+        ),
+        (
+            10,
+            "00000007020000000102680000238402720002630000000102000002740123456789abcdeffedcba98765432100002000000000000000000010000000302000000010200000001020000000200800000000105030102038000000000",
+        ),
+        (
+            11,
+            "00000007020000000102680000238402720002630000000102000002740123456789abcdeffedcba987654321000020000000000000000000100000003020000000102000000010200000002008000000001050301020300",
+        ),
+        (
+            12,
+            "00000007020000000102680000238402720002630000000102000002740123456789abcdeffedcba987654321000020000000000000000000100000003020000000102000000010200000002008000000001050301020300",
+        ),
+    ];
+
+    /// Topic "t" by name.
+    const REQUESTS: &[(i16, &str)] = &[
+        (0, "00000001000174"),
+        (1, "00000001000174"),
+        (2, "00000001000174"),
+        (3, "00000001000174"),
+        (4, "0000000100017401"),
+        (5, "0000000100017401"),
+        (6, "0000000100017401"),
+        (7, "0000000100017401"),
+        (8, "00000001000174010000"),
+        (9, "0202740001000000"),
+        (10, "020000000000000000000000000000000002740001000000"),
+        (11, "0200000000000000000000000000000000027400010000"),
+        (12, "0200000000000000000000000000000000027400010000"),
+    ];
+
+    /// All topics (`topics: None`).
+    const REQUESTS_ALL: &[(i16, &str)] = &[
+        (1, "ffffffff"),
+        (2, "ffffffff"),
+        (3, "ffffffff"),
+        (4, "ffffffff01"),
+        (5, "ffffffff01"),
+        (6, "ffffffff01"),
+        (7, "ffffffff01"),
+        (8, "ffffffff010000"),
+        (9, "0001000000"),
+        (10, "0001000000"),
+        (11, "00010000"),
+        (12, "00010000"),
+    ];
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn decode(v: i16, hex: &str) -> MetadataResponse {
+        let data = unhex(hex);
+        let mut cursor = Cursor::new(data.as_slice());
+        let resp = MetadataResponse::read_versioned(&mut cursor, ApiVersion(Int16(v))).unwrap();
+        assert_eq!(
+            cursor.position() as usize,
+            data.len(),
+            "v{v}: trailing bytes"
+        );
+        resp
+    }
+
+    #[test]
+    fn test_decode_kafka_responses_all_versions() {
+        for &(v, hex) in RESPONSES {
+            let resp = decode(v, hex);
+            assert_eq!(resp.throttle_time_ms, (v >= 3).then_some(Int32(7)), "v{v}");
+            assert_eq!(
+                resp.brokers,
+                vec![MetadataResponseBroker {
+                    node_id: Int32(1),
+                    host: String_("h".to_string()),
+                    port: Int32(9092),
+                    rack: (v >= 1).then(|| NullableString(Some("r".to_string()))),
+                }],
+                "v{v}"
+            );
+            assert_eq!(
+                resp.cluster_id,
+                (v >= 2).then(|| NullableString(Some("c".to_string()))),
+                "v{v}"
+            );
+            assert_eq!(resp.controller_id, (v >= 1).then_some(Int32(1)), "v{v}");
+            assert_eq!(
+                resp.topics,
+                vec![MetadataResponseTopic {
+                    error: None,
+                    name: String_("t".to_string()),
+                    topic_id: (v >= 10).then_some(Uuid(TOPIC_ID)),
+                    is_internal: (v >= 1).then_some(Boolean(false)),
+                    partitions: vec![MetadataResponsePartition {
+                        error: None,
+                        partition_index: Int32(0),
+                        leader_id: Int32(1),
+                        replica_nodes: Array(Some(vec![Int32(1)])),
+                        isr_nodes: Array(Some(vec![Int32(1)])),
+                    }],
+                }],
+                "v{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_decode_v4_and_v12() {
+        let v4 = decode(4, RESPONSES[4].1);
+        assert_eq!(v4.topics[0].topic_id, None);
+        assert_eq!(v4.topics[0].name.0, "t");
+
+        let v12 = decode(12, RESPONSES[12].1);
+        assert_eq!(v12.topics[0].topic_id, Some(Uuid(TOPIC_ID)));
+        assert_eq!(v12.topics[0].name.0, "t");
+        assert_eq!(v12.topics[0].partitions[0].leader_id, Int32(1));
+    }
+
+    #[test]
+    fn test_decode_truncated_v12_fails() {
+        let data = unhex(RESPONSES[12].1);
+        for len in 0..data.len() {
+            let mut cursor = Cursor::new(&data[..len]);
+            assert!(MetadataResponse::read_versioned(&mut cursor, ApiVersion(Int16(12))).is_err());
+        }
+    }
+
+    #[test]
+    fn test_decode_v12_null_name_and_zero_id() {
+        // throttle 0, no brokers, null cluster id, controller -1, one topic: error 3 (UNKNOWN_TOPIC_OR_PARTITION),
+        // null name, zero id, not internal, no partitions, authorized ops -2^31, no tagged fields.
+        let mut data = vec![0, 0, 0, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 2, 0, 3, 0];
+        data.extend_from_slice(&[0; 16]);
+        data.extend_from_slice(&[0, 1, 0x80, 0, 0, 0, 0, 0]);
+        let mut cursor = Cursor::new(data.as_slice());
+        let resp = MetadataResponse::read_versioned(&mut cursor, ApiVersion(Int16(12))).unwrap();
+        assert_eq!(cursor.position() as usize, data.len());
+        assert_eq!(resp.topics.len(), 1);
+        assert_eq!(resp.topics[0].name.0, "");
+        assert_eq!(resp.topics[0].topic_id, Some(Uuid([0; 16])));
+        assert_eq!(resp.topics[0].error, Some(Error::UnknownTopicOrPartition));
+    }
+
+    #[test]
+    fn test_encode_requests_like_kafka() {
+        for &(v, hex) in REQUESTS {
+            let req = MetadataRequest {
+                topics: Some(vec![MetadataRequestTopic {
+                    name: String_("t".to_string()),
+                }]),
+                allow_auto_topic_creation: None,
+            };
+            let mut buf = Vec::new();
+            req.write_versioned(&mut buf, ApiVersion(Int16(v))).unwrap();
+            assert_eq!(buf, unhex(hex), "v{v}");
+        }
+        for &(v, hex) in REQUESTS_ALL {
+            let req = MetadataRequest {
+                topics: None,
+                allow_auto_topic_creation: None,
+            };
+            let mut buf = Vec::new();
+            req.write_versioned(&mut buf, ApiVersion(Int16(v))).unwrap();
+            assert_eq!(buf, unhex(hex), "v{v}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Health of the stages `tickpipe up` runs (processor, producer, dashboard): the supervisor
+//! writes it, `/healthz` serves it, and `tickpipe status` reads it from the state directory
+//! (`stages.json`, rewritten on every change).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a stage is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageState {
+    Running,
+    /// Failed (an error or a panic) and waiting to be started again: the stage is down.
+    Restarting,
+    /// Done with its work (the producer after its replay).
+    Finished,
+    /// Stopped because the appliance is stopping.
+    Stopped,
+}
+
+/// One stage's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageHealth {
+    pub state: StageState,
+    /// Times it failed and was started again.
+    pub restarts: u32,
+    /// The last failure, kept after it recovers.
+    pub last_error: Option<String>,
+    /// When the state last changed.
+    pub since: DateTime<Utc>,
+}
+
+impl StageHealth {
+    /// Whether the stage is down.
+    pub fn is_down(&self) -> bool {
+        self.state == StageState::Restarting
+    }
+}
+
+/// The stages' health, shared by the supervisor, the HTTP server and the state file.
+#[derive(Debug, Clone, Default)]
+pub struct StageBoard {
+    stages: Arc<Mutex<BTreeMap<String, StageHealth>>>,
+    /// Rewritten on every change, for `tickpipe status` in another process.
+    file: Option<PathBuf>,
+}
+
+impl StageBoard {
+    /// A board that also keeps `file` up to date.
+    pub fn persisted(file: PathBuf) -> Self {
+        StageBoard {
+            stages: Default::default(),
+            file: Some(file),
+        }
+    }
+
+    /// Records a new state for `stage`; `error` (a failure) counts a restart.
+    pub fn set(&self, stage: &str, state: StageState, error: Option<String>) {
+        let snapshot = {
+            let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = stages.entry(stage.to_string()).or_insert(StageHealth {
+                state,
+                restarts: 0,
+                last_error: None,
+                since: Utc::now(),
+            });
+            if entry.state != state {
+                entry.since = Utc::now();
+            }
+            entry.state = state;
+            if let Some(error) = error {
+                entry.restarts += 1;
+                entry.last_error = Some(error);
+            }
+            stages.clone()
+        };
+        if let Some(file) = &self.file
+            && let Err(e) = write_atomically(file, &snapshot)
+        {
+            tracing::warn!("could not write {}: {e}", file.display());
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, StageHealth> {
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether any stage is down.
+    pub fn degraded(&self) -> bool {
+        self.snapshot().values().any(StageHealth::is_down)
+    }
+
+    /// The stages as `up` last wrote them to `file`, if it did.
+    pub fn read(file: &std::path::Path) -> Option<BTreeMap<String, StageHealth>> {
+        let text = std::fs::read_to_string(file).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+fn write_atomically(
+    file: &std::path::Path,
+    stages: &BTreeMap<String, StageHealth>,
+) -> std::io::Result<()> {
+    let partial = file.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(stages)?)?;
+    std::fs::rename(partial, file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_count_restarts_and_are_kept_after_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = StageBoard::persisted(dir.path().join("stages.json"));
+        board.set("processor", StageState::Running, None);
+        assert!(!board.degraded());
+        board.set("processor", StageState::Restarting, Some("boom".into()));
+        assert!(board.degraded());
+        board.set("processor", StageState::Running, None);
+        let read = StageBoard::read(&dir.path().join("stages.json")).unwrap();
+        assert_eq!(read["processor"].restarts, 1);
+        assert_eq!(read["processor"].last_error.as_deref(), Some("boom"));
+        assert_eq!(read["processor"].state, StageState::Running);
+        assert!(!board.degraded());
+    }
+}
