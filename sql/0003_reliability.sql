@@ -20,3 +20,7 @@ CREATE TABLE IF NOT EXISTS pipeline_incidents (
     kind        VARCHAR(32)   NOT NULL,
     detail      VARCHAR(1000) NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- The id of the topic each offset was read from: a topic deleted and created again under the
+-- same name has another id, and its offsets start over.
+ALTER TABLE pipeline_offsets ADD COLUMN topic_id VARCHAR(32) NULL AFTER next_offset;

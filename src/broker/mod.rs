@@ -89,6 +89,19 @@ impl Broker {
             .collect())
     }
 
+    /// The topic's identity (Kafka's topic id, which changes when a topic is deleted and
+    /// created again under the same name); `None` when the broker does not report ids.
+    pub async fn topic_id(&self, topic: &str) -> Result<Option<String>> {
+        let topics = timed("listing topics", self.client.list_topics()).await?;
+        let found = topics.into_iter().find(|t| t.name == topic).ok_or_else(|| {
+            anyhow!(
+                "topic {topic} does not exist on {} (`tickpipe up` creates it)",
+                self.bootstrap
+            )
+        })?;
+        Ok(found.topic_id.map(|id| id.to_string()))
+    }
+
     /// Partition count of a topic, or an error naming the topic when it does not exist.
     pub async fn partition_count(&self, topic: &str) -> Result<i32> {
         self.topics().await?.get(topic).copied().ok_or_else(|| {

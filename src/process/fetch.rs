@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::ProcessStats;
-use crate::broker::{self, CallError};
+use crate::broker::{self, Broker, CallError};
 use crate::config::ProcessConfig;
 use crate::retry::{Backoff, Failure, Verdict, retry};
 use crate::store::Incident;
@@ -19,6 +20,8 @@ use crate::tick::{Reject, Tick};
 
 /// Longest the broker holds a fetch open waiting for new records.
 const FETCH_WAIT_MS: i32 = 250;
+/// How often a fetch loop checks that its topic is still the same one (by its id).
+const IDENTITY_CHECK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicKind {
@@ -41,6 +44,8 @@ pub struct Fetched {
     pub rejects: Vec<Reject>,
     /// What went wrong with the partition itself (records deleted before they were read).
     pub incidents: Vec<Incident>,
+    /// Kafka's id of the topic the records came from.
+    pub topic_id: Option<String>,
 }
 
 impl Fetched {
@@ -50,6 +55,7 @@ impl Fetched {
         partition: i32,
         next_offset: i64,
         caught_up: bool,
+        topic_id: &Option<String>,
     ) -> Self {
         Fetched {
             kind,
@@ -60,23 +66,71 @@ impl Fetched {
             ticks: Vec::new(),
             rejects: Vec::new(),
             incidents: Vec::new(),
+            topic_id: topic_id.clone(),
         }
     }
 }
 
+/// A partition to read, and where.
+pub struct Source {
+    pub client: Arc<PartitionClient>,
+    pub kind: TopicKind,
+    /// To check now and then that the topic is still the one being read.
+    pub broker: Broker,
+    /// Kafka's id of the topic (when the broker reports ids).
+    pub topic_id: Option<String>,
+    pub start: i64,
+    /// What to record with the first batch (found while choosing `start`).
+    pub incidents: Vec<Incident>,
+}
+
 pub async fn run(
-    client: Arc<PartitionClient>,
-    kind: TopicKind,
-    mut offset: i64,
+    source: Source,
     limits: ProcessConfig,
     stats: Arc<ProcessStats>,
     tx: mpsc::Sender<Fetched>,
     cancel: CancellationToken,
 ) {
+    let Source {
+        client,
+        kind,
+        broker,
+        mut topic_id,
+        start: mut offset,
+        incidents,
+    } = source;
     let topic = client.topic().to_string();
     let partition = client.partition();
     let what = format!("fetching {topic}/{partition}");
+    let mut identity_checked = Instant::now();
+    if !incidents.is_empty() {
+        let handover = Fetched {
+            incidents,
+            ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
+        };
+        if tx.send(handover).await.is_err() {
+            return;
+        }
+    }
     loop {
+        // A topic deleted and created again under the same name goes on at the old offsets
+        // without an error: its id tells.
+        if identity_checked.elapsed() >= IDENTITY_CHECK {
+            identity_checked = Instant::now();
+            if let Some((earliest, incident)) =
+                recreated(&broker, &client, &topic_id, offset).await
+            {
+                topic_id = broker.topic_id(&topic).await.ok().flatten();
+                offset = earliest;
+                let handover = Fetched {
+                    incidents: vec![incident],
+                    ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
+                };
+                if tx.send(handover).await.is_err() {
+                    return;
+                }
+            }
+        }
         // Committed records only: transaction markers and aborted transactions of other
         // producers are skipped, and `next_offset` moves past them.
         let fetch = retry(
@@ -103,12 +157,20 @@ pub async fn run(
             Err(Failure::Cancelled(_)) => return,
             // Out of range: the only error not retried.
             Err(Failure::Gave(_)) => {
-                let (next, incident) = recover_offset(&client, offset, &cancel).await;
+                // Out of range may be a recreated topic: its id tells first.
+                let (next, incident) =
+                    match recreated(&broker, &client, &topic_id, offset).await {
+                        Some((earliest, incident)) => {
+                            topic_id = broker.topic_id(&topic).await.ok().flatten();
+                            (earliest, Some(incident))
+                        }
+                        None => recover_offset(&client, offset, &cancel).await,
+                    };
                 offset = next;
                 if let Some(incident) = incident {
                     let handover = Fetched {
                         incidents: vec![incident],
-                        ..Fetched::empty(kind, &topic, partition, offset, false)
+                        ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
                     };
                     if tx.send(handover).await.is_err() {
                         return;
@@ -126,7 +188,8 @@ pub async fn run(
             if fetched.next_offset > offset {
                 // Only markers or aborted records: the writer still commits the new offset.
                 offset = fetched.next_offset;
-                let handover = Fetched::empty(kind, &topic, partition, offset, offset >= end);
+                let handover =
+                    Fetched::empty(kind, &topic, partition, offset, offset >= end, &topic_id);
                 if tx.send(handover).await.is_err() {
                     return;
                 }
@@ -143,12 +206,8 @@ pub async fn run(
                 chunk.last().map(|r| r.offset + 1).unwrap_or(offset)
             };
             let fetched = decode(
-                kind,
-                &topic,
-                partition,
+                Fetched::empty(kind, &topic, partition, next_offset, next_offset >= end, &topic_id),
                 chunk,
-                next_offset,
-                next_offset >= end,
             );
             let count = (fetched.ticks.len() + fetched.rejects.len()) as u64;
             if tx.send(fetched).await.is_err() {
@@ -160,20 +219,23 @@ pub async fn run(
     }
 }
 
-fn decode(
-    kind: TopicKind,
-    topic: &str,
-    partition: i32,
-    records: Vec<RecordAndOffset>,
-    next_offset: i64,
-    caught_up: bool,
-) -> Fetched {
-    let mut fetched = Fetched::empty(kind, topic, partition, next_offset, caught_up);
+/// Decodes and checks records into `fetched`. A refused record's source is
+/// `topic/partition/offset`, with `@` and the start of the topic's id when the broker reports
+/// one, so a recreated topic's records never share a source with the old one's.
+fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>) -> Fetched {
     fetched.ticks.reserve(records.len());
+    let incarnation = fetched
+        .topic_id
+        .as_ref()
+        .map(|id| format!("@{}", &id[..id.len().min(8)]))
+        .unwrap_or_default();
     for record in records {
-        let coordinates = format!("{topic}/{partition}/{}", record.offset);
+        let coordinates = format!(
+            "{}/{}/{}{incarnation}",
+            fetched.topic, fetched.partition, record.offset
+        );
         let value = record.record.value.unwrap_or_default();
-        match kind {
+        match fetched.kind {
             TopicKind::Ticks => match Tick::from_json(&value) {
                 Ok(tick) => fetched.ticks.push(tick),
                 Err(reason) => {
@@ -193,6 +255,39 @@ fn decode(
         }
     }
     fetched
+}
+
+/// Whether the topic being read was deleted and created again (its id changed): then the
+/// earliest offset of the new one, and the incident.
+async fn recreated(
+    broker: &Broker,
+    client: &PartitionClient,
+    known: &Option<String>,
+    offset: i64,
+) -> Option<(i64, Incident)> {
+    let topic = client.topic();
+    let now = broker.topic_id(topic).await.ok().flatten()?;
+    let was = known.as_ref()?;
+    if *was == now {
+        return None;
+    }
+    let earliest = broker::timed("reading an offset", client.get_offset(OffsetAt::Earliest))
+        .await
+        .ok()?;
+    let detail = format!(
+        "topic {topic} was deleted and created again (id {was} is now {now}) while being read at \
+         offset {offset}; reading the new one from {earliest}"
+    );
+    tracing::error!(topic, partition = client.partition(), "{detail}");
+    Some((
+        earliest,
+        Incident {
+            topic: topic.to_string(),
+            partition: client.partition(),
+            kind: "topic_recreated",
+            detail,
+        },
+    ))
 }
 
 /// Where to go on when `offset` is outside the partition, and what happened. Records the

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{self, Broker};
 use crate::config::Config;
 use crate::retry::{self, Backoff, Failure};
-use crate::store::{Batch, Incident, Store, StoreError};
+use crate::store::{Batch, Incident, Reached, Store, StoreError, StoredOffset};
 use crate::tick::{Reject, Tick};
 use fetch::{Fetched, TopicKind};
 
@@ -121,23 +121,30 @@ pub async fn run(
     let mut fetchers = tokio::task::JoinSet::new();
     let mut next_lane = 0;
     for (topic, kind) in &topics {
-        let stored = store.offsets(topic).await?;
+        let stored = store.stored_offsets(topic).await?;
+        let topic_id = broker.topic_id(topic).await?;
         for (partition, earliest, latest) in broker.watermarks(topic).await? {
             let (tx, lane) = (
                 &senders[next_lane % writers],
                 &mut lanes[next_lane % writers],
             );
             next_lane += 1;
-            let start = stored.get(&partition).copied().unwrap_or(earliest);
+            let (start, incidents) =
+                resume_point(topic, partition, stored.get(&partition), &topic_id, earliest);
             if options.drain && latest > start {
                 lane.drain_targets
                     .insert((topic.clone(), partition), latest);
             }
-            let client = broker.partition(topic, partition).await?;
-            fetchers.spawn(fetch::run(
-                client,
-                *kind,
+            let source = fetch::Source {
+                client: broker.partition(topic, partition).await?,
+                kind: *kind,
+                broker: broker.clone(),
+                topic_id: topic_id.clone(),
                 start,
+                incidents,
+            };
+            fetchers.spawn(fetch::run(
+                source,
                 config.process.clone(),
                 stats.clone(),
                 tx.clone(),
@@ -171,6 +178,39 @@ pub async fn run(
     result
 }
 
+/// Where a partition's reading starts: the stored offset, unless it belongs to another topic
+/// of the same name (deleted and created again: its id differs), whose records are then all
+/// read from the earliest.
+fn resume_point(
+    topic: &str,
+    partition: i32,
+    stored: Option<&StoredOffset>,
+    topic_id: &Option<String>,
+    earliest: i64,
+) -> (i64, Vec<Incident>) {
+    match stored {
+        None => (earliest, Vec::new()),
+        Some(stored) => match (&stored.topic_id, topic_id) {
+            (Some(was), Some(now)) if was != now => {
+                let detail = format!(
+                    "topic {topic} was deleted and created again (id {was} is now {now}): the \
+                     stored offset {} belongs to the old topic; reading the new one from {earliest}",
+                    stored.next
+                );
+                tracing::error!(topic, partition, "{detail}");
+                let incident = Incident {
+                    topic: topic.to_string(),
+                    partition,
+                    kind: "topic_recreated",
+                    detail,
+                };
+                (earliest, vec![incident])
+            }
+            _ => (stored.next, Vec::new()),
+        },
+    }
+}
+
 /// A writer's share of the partitions: the channel their fetch loops feed, what draining
 /// waits for, and the token that stops those loops.
 struct Lane {
@@ -187,7 +227,8 @@ struct Pending {
     incidents: Vec<Incident>,
     /// Rejects refused by this processor, still to be published to the dead-letter topic.
     new_dead_letters: Vec<Reject>,
-    offsets: BTreeMap<(String, i32), i64>,
+    /// Per partition: the next offset reached and the id of its topic.
+    offsets: BTreeMap<(String, i32), (i64, Option<String>)>,
     since: Option<Instant>,
 }
 
@@ -228,7 +269,10 @@ impl Writer<'_> {
                         }
                         pending.rejects.extend(fetched.rejects);
                         pending.incidents.extend(fetched.incidents);
-                        pending.offsets.insert((fetched.topic, fetched.partition), fetched.next_offset);
+                        pending.offsets.insert(
+                            (fetched.topic, fetched.partition),
+                            (fetched.next_offset, fetched.topic_id),
+                        );
                         if pending.records() >= self.batch_rows || caught_up {
                             self.commit(&mut pending).await?;
                         }
@@ -256,10 +300,15 @@ impl Writer<'_> {
         if !pending.new_dead_letters.is_empty() {
             self.dead_letters.publish(&pending.new_dead_letters).await?;
         }
-        let offsets: Vec<(String, i32, i64)> = pending
+        let offsets: Vec<Reached> = pending
             .offsets
             .iter()
-            .map(|((topic, p), next)| (topic.clone(), *p, *next))
+            .map(|((topic, partition), (next, topic_id))| Reached {
+                topic: topic.clone(),
+                partition: *partition,
+                next: *next,
+                topic_id: topic_id.clone(),
+            })
             .collect();
         let started = Instant::now();
         let committed = retry::retry(
@@ -310,7 +359,7 @@ impl Writer<'_> {
             }
         }
         if !self.drain_targets.is_empty() {
-            for ((topic, p), next) in &pending.offsets {
+            for ((topic, p), (next, _)) in &pending.offsets {
                 if self
                     .drain_targets
                     .get(&(topic.clone(), *p))

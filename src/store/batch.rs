@@ -32,13 +32,22 @@ pub struct Incident {
     pub detail: String,
 }
 
+/// The next offset of a partition after a batch, and the identity of its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub topic: String,
+    pub partition: i32,
+    pub next: i64,
+    pub topic_id: Option<String>,
+}
+
 /// One batch of what the fetch loops handed over.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
     pub ticks: &'a [Tick],
     pub rejects: &'a [Reject],
-    /// (topic, partition, next offset) the batch reached.
-    pub offsets: &'a [(String, i32, i64)],
+    /// Where the batch reached in each partition.
+    pub offsets: &'a [Reached],
     pub incidents: &'a [Incident],
 }
 
@@ -283,19 +292,20 @@ fn insert_rejects(rejects: &[&Reject]) -> QueryBuilder<MySql> {
     insert
 }
 
-fn store_offsets(offsets: &[(String, i32, i64)]) -> QueryBuilder<MySql> {
+fn store_offsets(offsets: &[Reached]) -> QueryBuilder<MySql> {
     let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
-        "INSERT INTO pipeline_offsets (topic, `partition`, next_offset, updated_at) ",
+        "INSERT INTO pipeline_offsets (topic, `partition`, next_offset, topic_id, updated_at) ",
     );
-    upsert.push_values(offsets, |mut row, (topic, partition, next)| {
-        row.push_bind(topic)
-            .push_bind(partition)
-            .push_bind(next)
+    upsert.push_values(offsets, |mut row, r| {
+        row.push_bind(&r.topic)
+            .push_bind(r.partition)
+            .push_bind(r.next)
+            .push_bind(&r.topic_id)
             .push("UTC_TIMESTAMP(6)");
     });
     upsert.push(
         " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
-         updated_at = VALUES(updated_at)",
+         topic_id = VALUES(topic_id), updated_at = VALUES(updated_at)",
     );
     upsert
 }

@@ -7,7 +7,9 @@ mod error;
 mod read;
 mod rollups;
 
-pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, byte_chunks, upsert_rows};
+pub use batch::{
+    Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, byte_chunks, upsert_rows,
+};
 pub use error::StoreError;
 pub use read::Quote;
 
@@ -103,6 +105,15 @@ impl MysqlTarget {
     }
 }
 
+/// Where a partition's processing stands in MySQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOffset {
+    pub next: i64,
+    /// Kafka's id of the topic the offset belongs to (`None`: written before ids were kept,
+    /// or by a broker that reports none).
+    pub topic_id: Option<String>,
+}
+
 /// A pool of connections to the pipeline's database.
 #[derive(Clone)]
 pub struct Store {
@@ -146,16 +157,34 @@ impl Store {
 
     /// Next offset to read per partition of `topic`, as committed with the rows.
     pub async fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>> {
-        let rows =
-            sqlx::query("SELECT `partition`, next_offset FROM pipeline_offsets WHERE topic = ?")
-                .bind(topic)
-                .fetch_all(&self.pool)
-                .await
-                .context("reading pipeline_offsets")?;
-        Ok(rows
+        Ok(self
+            .stored_offsets(topic)
+            .await?
             .into_iter()
-            .map(|r| (r.get::<i32, _>(0), r.get::<i64, _>(1)))
+            .map(|(p, stored)| (p, stored.next))
             .collect())
+    }
+
+    /// Next offset per partition of `topic`, with the identity of the topic it was read from.
+    pub async fn stored_offsets(&self, topic: &str) -> Result<BTreeMap<i32, StoredOffset>> {
+        let rows = sqlx::query(
+            "SELECT `partition`, next_offset, topic_id FROM pipeline_offsets WHERE topic = ?",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading pipeline_offsets")?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i32, _>(0)?,
+                    StoredOffset {
+                        next: r.try_get(1)?,
+                        topic_id: r.try_get(2)?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Rows in `stock_data` and in `rejected_ticks`.
