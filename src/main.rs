@@ -251,6 +251,7 @@ async fn produce(config: Config, json: bool) -> Result<ExitCode> {
         files,
         cancel,
         std::io::stderr().is_terminal() && !json,
+        &ingest::Progress::default(),
     )
     .await?;
     let seconds = summary.elapsed.as_secs_f64().max(1e-9);

@@ -1,8 +1,12 @@
 //! Sends keyed records to one topic: a buffer per partition, flushed when full or when its
 //! oldest record has waited `linger`; one sender task per partition keeps one batch in flight
 //! (per-key order is kept) and retries a failed batch with bounded backoff.
+//!
+//! Each record carries the caller's sequence number; [`TopicWriter::oldest_unacked`] tells
+//! the first one not yet acknowledged, so a producer that fails can resume from there.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -29,7 +33,13 @@ struct Buffer {
     records: Vec<Record>,
     bytes: usize,
     since: Option<Instant>,
+    /// Sequence number of the first record buffered.
+    first: Option<u64>,
 }
+
+/// Per partition, the first sequence number of each batch sent and not yet acknowledged, in
+/// order (a partition's batches are acknowledged in the order they were sent).
+type InFlight = Arc<Mutex<Vec<VecDeque<u64>>>>;
 
 pub struct TopicWriter {
     topic: String,
@@ -37,6 +47,7 @@ pub struct TopicWriter {
     senders: Vec<mpsc::Sender<Vec<Record>>>,
     tasks: JoinSet<Result<u64>>,
     batch_records: usize,
+    in_flight: InFlight,
 }
 
 impl TopicWriter {
@@ -49,12 +60,13 @@ impl TopicWriter {
         let partitions = broker.partition_count(topic).await?;
         let mut senders = Vec::new();
         let mut tasks = JoinSet::new();
+        let in_flight: InFlight = Arc::new(Mutex::new(vec![VecDeque::new(); partitions as usize]));
         for p in 0..partitions {
             let client = broker.partition(topic, p).await?;
             // Two batches queued per partition: the reader waits instead of buffering more.
             let (tx, rx) = mpsc::channel(2);
             senders.push(tx);
-            tasks.spawn(send_batches(client, rx, compression));
+            tasks.spawn(send_batches(client, rx, compression, in_flight.clone()));
         }
         Ok(TopicWriter {
             topic: topic.to_string(),
@@ -63,19 +75,23 @@ impl TopicWriter {
                     records: Vec::new(),
                     bytes: 0,
                     since: None,
+                    first: None,
                 })
                 .collect(),
             senders,
             tasks,
             batch_records,
+            in_flight,
         })
     }
 
-    /// Queues one record; waits when the partition's sender is behind (backpressure).
-    pub async fn push(&mut self, key: &[u8], value: Vec<u8>) -> Result<()> {
+    /// Queues record number `seq` (increasing); waits when the partition's sender is behind
+    /// (backpressure).
+    pub async fn push(&mut self, key: &[u8], value: Vec<u8>, seq: u64) -> Result<()> {
         let p = super::partition_for_key(key, self.buffers.len() as i32) as usize;
         let buffer = &mut self.buffers[p];
         buffer.since.get_or_insert_with(Instant::now);
+        buffer.first.get_or_insert(seq);
         buffer.bytes += key.len() + value.len();
         buffer.records.push(Record {
             key: Some(key.to_vec()),
@@ -99,13 +115,25 @@ impl TopicWriter {
         Ok(())
     }
 
+    /// The sequence number of the first record not yet acknowledged (buffered or in flight),
+    /// if any.
+    pub fn oldest_unacked(&self) -> Option<u64> {
+        let buffered = self.buffers.iter().filter_map(|b| b.first).min();
+        let in_flight = lock(&self.in_flight)
+            .iter()
+            .filter_map(|q| q.front().copied())
+            .min();
+        buffered.into_iter().chain(in_flight).min()
+    }
+
     async fn flush(&mut self, p: usize) -> Result<()> {
         let buffer = &mut self.buffers[p];
         buffer.since = None;
         buffer.bytes = 0;
-        if buffer.records.is_empty() {
+        let Some(first) = buffer.first.take() else {
             return Ok(());
-        }
+        };
+        lock(&self.in_flight)[p].push_back(first);
         let batch = std::mem::replace(&mut buffer.records, Vec::with_capacity(self.batch_records));
         if self.senders[p].send(batch).await.is_err() {
             // The sender task ended early: it failed; report its error.
@@ -144,6 +172,7 @@ async fn send_batches(
     client: Arc<PartitionClient>,
     mut batches: mpsc::Receiver<Vec<Record>>,
     compression: Compression,
+    in_flight: InFlight,
 ) -> Result<u64> {
     let mut bytes = 0u64;
     while let Some(batch) = batches.recv().await {
@@ -152,8 +181,13 @@ async fn send_batches(
             .map(|r| r.approximate_size() as u64)
             .sum::<u64>();
         send_with_retry(&client, batch, compression).await?;
+        lock(&in_flight)[client.partition() as usize].pop_front();
     }
     Ok(bytes)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Sends one batch to a partition (acks=all), retrying for up to [`SEND_GIVE_UP`] while the

@@ -39,13 +39,41 @@ impl ProduceSummary {
     }
 }
 
-/// Replays `files` into the ticks topic until they end or `cancel` fires.
+/// How far a replay got: the lines (in the replay's merged order, ticks and refused lines
+/// alike) known to be acknowledged by the broker. A replay started again with the same files
+/// skips them: it resumes where the failed one stopped (a few lines may go twice, which the
+/// store's upsert makes harmless).
+#[derive(Debug, Default)]
+pub struct Progress {
+    acknowledged: AtomicU64,
+}
+
+impl Progress {
+    /// A replay whose first `lines` lines are known to be acknowledged.
+    pub fn after(lines: u64) -> Self {
+        Progress {
+            acknowledged: AtomicU64::new(lines),
+        }
+    }
+
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(Ordering::Relaxed)
+    }
+
+    fn advance(&self, lines: u64) {
+        self.acknowledged.fetch_max(lines, Ordering::Relaxed);
+    }
+}
+
+/// Replays `files` into the ticks topic until they end or `cancel` fires, skipping the lines
+/// `resume` already saw acknowledged (and recording more there as they are).
 pub async fn produce(
     config: &Config,
     broker: &Broker,
     files: Vec<PathBuf>,
     cancel: CancellationToken,
     progress: bool,
+    resume: &Progress,
 ) -> Result<ProduceSummary> {
     let started = Instant::now();
     let compression = broker::compression(&config.ingest.compression).expect("validated at load");
@@ -87,30 +115,48 @@ pub async fn produce(
     let linger = config.ingest.linger;
     let mut tick_timer = tokio::time::interval(linger.max(Duration::from_millis(1)));
     tick_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let skip = resume.acknowledged();
+    if skip > 0 {
+        tracing::info!("resuming the replay after {skip} acknowledged lines");
+    }
+    // Lines of the replay so far, sent or skipped.
+    let mut seq = 0u64;
     loop {
         tokio::select! {
-            line = replay.lines.recv() => match line {
-                Some(Line::Tick(mut tick)) => {
-                    tick.produced_at = chrono::Utc::now().timestamp_micros();
-                    ticks.push(tick.symbol.as_bytes(), tick.to_json()).await?;
-                    summary.records += 1;
+            line = replay.lines.recv() => {
+                let Some(line) = line else { break };
+                seq += 1;
+                if seq <= skip {
+                    continue;
                 }
-                Some(Line::Reject(reject)) => {
-                    tracing::warn!(source = %reject.source, reason = %reject.reason, "line quarantined");
-                    dead.push(reject.source.as_bytes(), reject.to_json()).await?;
-                    summary.rejected += 1;
+                match line {
+                    Line::Tick(mut tick) => {
+                        tick.produced_at = chrono::Utc::now().timestamp_micros();
+                        ticks.push(tick.symbol.as_bytes(), tick.to_json(), seq).await?;
+                        summary.records += 1;
+                    }
+                    Line::Reject(reject) => {
+                        tracing::warn!(source = %reject.source, reason = %reject.reason, "line quarantined");
+                        dead.push(reject.source.as_bytes(), reject.to_json(), seq).await?;
+                        summary.rejected += 1;
+                    }
                 }
-                None => break,
-            },
+            }
             _ = tick_timer.tick() => {
                 ticks.flush_older_than(linger).await?;
                 dead.flush_older_than(linger).await?;
+                // Every line before the oldest unacknowledged one is acknowledged.
+                let oldest = ticks.oldest_unacked().into_iter().chain(dead.oldest_unacked()).min();
+                resume.advance(oldest.map_or(seq, |s| s - 1));
                 bar.set_position(bytes_read.load(Ordering::Relaxed));
                 bar.set_message(format!("{} records, {} quarantined", summary.records, summary.rejected));
             }
         }
     }
     summary.bytes = ticks.finish().await? + dead.finish().await?;
+    if !cancel.is_cancelled() {
+        resume.advance(seq);
+    }
     summary.failed_files = replay.finish()?;
     for (file, error) in &summary.failed_files {
         tracing::error!(file = %file.display(), "file skipped: {error}");

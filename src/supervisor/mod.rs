@@ -233,14 +233,17 @@ async fn run_pipeline(
     let producer = {
         let (config, broker) = (config.clone(), broker.clone());
         let shutdown = shutdown.clone();
+        // Shared by the producer's runs: a restart resumes after what was acknowledged.
+        let progress = Arc::new(ingest::Progress::default());
         stage::supervise("producer", board.clone(), shutdown.clone(), move || {
-            let (config, broker, files, shutdown) = (
+            let (config, broker, files, shutdown, progress) = (
                 config.clone(),
                 broker.clone(),
                 files.clone(),
                 shutdown.clone(),
+                progress.clone(),
             );
-            async move { replay(&config, &broker, files, shutdown).await }
+            async move { replay(&config, &broker, files, shutdown, &progress).await }
         })
     };
 
@@ -265,11 +268,12 @@ async fn replay(
     broker: &Broker,
     files: Vec<std::path::PathBuf>,
     shutdown: CancellationToken,
+    progress: &ingest::Progress,
 ) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }
-    let summary = ingest::produce(config, broker, files, shutdown, false).await?;
+    let summary = ingest::produce(config, broker, files, shutdown, false, progress).await?;
     tracing::info!(
         records = summary.records,
         quarantined = summary.rejected,

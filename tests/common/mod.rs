@@ -412,3 +412,40 @@ pub fn kafka_tool(class: &str, args: &[&str], stdin: Option<&str>) -> Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// Runs a command to completion with its output captured, and returns the output with the
+/// peak resident memory of the process in bytes (its own `ru_maxrss`, from `wait4`).
+/// `max_open_files` lowers the child's file descriptor limit first (as on many systems).
+pub fn run_measured(mut command: Command, max_open_files: Option<u64>) -> (Output, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    command
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    if let Some(limit) = max_open_files {
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = command.spawn().unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let output = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    };
+    (output, usage.ru_maxrss as u64 * 1024)
+}

@@ -1,0 +1,895 @@
+//! Nothing stops the pipeline: poison rows, a failing stage, data MySQL refuses, transactions
+//! of other producers, a recreated topic, a stalled MariaDB, another partitioner, inputs that
+//! would take unbounded memory, and keys that look alike. Real Kafka (KRaft) and MariaDB.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+/// Tests on the shared appliance clear its tables: they take turns.
+static SHARED_TABLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const SEED_HEADER: &str = "Timestamp,Bank_Name,Open,High,Low,Close,Volume\n";
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `produce` then `process --drain` on private topics of the shared appliance.
+fn produce_and_drain(appliance: &Appliance, env: &[(&str, &str)], pattern: &str) {
+    appliance.run(&["produce", "--data", pattern], env);
+    appliance.run(&["process", "--drain"], env);
+}
+
+async fn rejected(pool: &sqlx::MySqlPool) -> Vec<(String, String, String)> {
+    sqlx::query("SELECT source, stage, reason FROM rejected_ticks ORDER BY source")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+async fn scalar_text(pool: &sqlx::MySqlPool, sql: &'static str) -> String {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Sends raw message values to a topic with rskafka (as a foreign producer would).
+async fn send_raw(bootstrap: &str, topic: &str, partition: i32, messages: &[(&str, String)]) {
+    let broker = tickpipe::broker::Broker::connect(bootstrap, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let client = broker.partition(topic, partition).await.unwrap();
+    let records = messages
+        .iter()
+        .map(|(key, value)| rskafka::record::Record {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        })
+        .collect();
+    client
+        .produce(
+            records,
+            rskafka::client::partition::Compression::NoCompression,
+        )
+        .await
+        .unwrap();
+}
+
+fn tick_json(symbol: &str, at: &str, close: &str, volume: &str) -> String {
+    format!(
+        r#"{{"timestamp":"{at}","symbol":"{symbol}","open":"{close}","high":"{close}","low":"{close}","close":"{close}","volume":{volume}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_rows_are_refused_or_summed_exactly_and_the_rows_around_them_stored() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "poison").await;
+    let env = topics_env("poison");
+    let env = as_refs(&env);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("POISON.csv"),
+        &format!(
+            "{SEED_HEADER}\
+             2024-01-02 09:15:00,POISON,10,10,10,10,100\n\
+             2024-01-02 09:16:00,POISON,10000000000,10000000000,10000000000,10000000000,9000000000000000000\n\
+             2024-01-02 09:17:00,POISON,1,1,1,1,9000000000000000000\n\
+             2024-01-02 09:17:30,POISON,1,1,1,1,9000000000000000000\n\
+             2024-01-02 09:18:00,POISON,10,10,10,10,100\n"
+        ),
+    );
+    // The same poison from a producer that skips tickpipe's checks.
+    send_raw(
+        &appliance.bootstrap(),
+        "poison_ticks",
+        0,
+        &[(
+            "POISON",
+            tick_json(
+                "POISON",
+                "2024-01-02T09:19:00Z",
+                "10000000000",
+                "9000000000000000000",
+            ),
+        )],
+    )
+    .await;
+    produce_and_drain(
+        appliance,
+        &env,
+        &format!("{}/*.csv", dir.path().display()),
+    );
+
+    let rows: Vec<(String, i64)> = sqlx::query(
+        "SELECT DATE_FORMAT(`Timestamp`, '%H:%i:%s'), Volume FROM stock_data ORDER BY `Timestamp`",
+    )
+    .fetch_all(&root)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        rows,
+        [
+            ("09:15:00".into(), 100),
+            ("09:17:00".into(), 9_000_000_000_000_000_000),
+            ("09:17:30".into(), 9_000_000_000_000_000_000),
+            ("09:18:00".into(), 100),
+        ]
+    );
+    // Two rows of one minute sum beyond i64: the bar holds the exact sum.
+    assert_eq!(
+        scalar_text(
+            &root,
+            "SELECT CAST(Volume AS CHAR) FROM ohlcv_1m WHERE `Timestamp` = '2024-01-02 09:17:00'"
+        )
+        .await,
+        "18000000000000000000"
+    );
+    assert_eq!(
+        scalar_text(&root, "SELECT CAST(Day_Volume AS CHAR) FROM latest_quotes").await,
+        "18000000000000000200"
+    );
+    let refused = rejected(&root).await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for (source, stage, reason) in &refused {
+        assert!(
+            reason.contains("beyond the largest turnover a row may have"),
+            "{source} {stage}: {reason}"
+        );
+    }
+    assert!(refused.iter().any(|r| r.1 == "ingest" && r.0.ends_with("/POISON.csv:3")));
+    assert!(refused.iter().any(|r| r.1 == "process" && r.0.starts_with("poison_ticks/0/")));
+    let status = appliance.status(&env);
+    assert_eq!(status["lag"], 0, "{status:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&dir.path().join("first"), 2, 2, 21);
+    generate(&dir.path().join("more"), 2, 1, 22);
+    // Later days than the first files: rows of their own.
+    let mut expected = input_totals(&csv_files(&dir.path().join("first")));
+    let first_rows: i64 = expected.values().map(|t| t.0).sum();
+    let pattern = format!("{}/first/*.csv", dir.path().display());
+    let mut appliance = Appliance::start(&["--data", &pattern], &[]);
+    appliance.wait_status(&[], Duration::from_secs(60), |s| {
+        s["rows"] == first_rows
+    });
+    let root = appliance.root_pool().await;
+
+    // The processor cannot commit without its offsets table: a permanent error, not retried.
+    sqlx::query("RENAME TABLE pipeline_offsets TO pipeline_offsets_parked")
+        .execute(&root)
+        .await
+        .unwrap();
+    let more = tempfile::tempdir().unwrap();
+    for (i, file) in csv_files(&dir.path().join("more")).iter().enumerate() {
+        // Same symbols, other days: shift the dates a week on.
+        let text = std::fs::read_to_string(file).unwrap().replace("2024-01-0", "2024-01-1");
+        write(&more.path().join(format!("m{i}.csv")), &text);
+    }
+    let more_pattern = format!("{}/*.csv", more.path().display());
+    appliance.run(&["produce", "--data", &more_pattern], &[]);
+    let degraded = appliance.wait_status(&[], Duration::from_secs(60), |s| {
+        s["stages"]["processor"]["state"] == "restarting"
+    });
+    let processor = &degraded["stages"]["processor"];
+    assert!(processor["restarts"].as_u64().unwrap() >= 1, "{degraded:#}");
+    assert!(
+        processor["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("pipeline_offsets"),
+        "{degraded:#}"
+    );
+    let text = appliance.tickpipe(&["status"]).output().unwrap();
+    assert!(!text.status.success(), "status exits non-zero while a stage is down");
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(shown.contains("DEGRADED") && shown.contains("processor"), "{shown}");
+    let (code, body) = get(&format!("{}healthz", appliance.dashboard_url()));
+    assert_eq!(code, 503, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health:#}");
+    assert_eq!(health["stages"]["processor"]["state"], "restarting");
+
+    // Repaired: the next restart goes on, and nothing is lost.
+    sqlx::query("RENAME TABLE pipeline_offsets_parked TO pipeline_offsets")
+        .execute(&root)
+        .await
+        .unwrap();
+    for file in csv_files(more.path()) {
+        for (symbol, t) in input_totals(&[file]) {
+            let e = expected.entry(symbol).or_insert((0, 0, Decimal::ZERO));
+            (e.0, e.1, e.2) = (e.0 + t.0, e.1 + t.1, e.2 + t.2);
+        }
+    }
+    let total: i64 = expected.values().map(|t| t.0).sum();
+    let healthy = appliance.wait_status(&[], Duration::from_secs(90), |s| {
+        s["rows"] == total && s["stages"]["processor"]["state"] == "running"
+    });
+    assert_eq!(healthy["lag"], 0, "{healthy:#}");
+    assert_eq!(stored_totals(&root).await, expected);
+    let (code, body) = get(&format!("{}healthz", appliance.dashboard_url()));
+    assert_eq!(code, 200, "{body}");
+    assert!(appliance.interrupt(), "`up` exits with 0 after a stage recovered");
+}
+
+/// Status and body of a GET.
+fn get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_mysql_refuses_are_found_in_their_batch_quarantined_and_the_rest_commits() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "refuse").await;
+    let env = topics_env("refuse");
+    let env = as_refs(&env);
+    // The table's owner allows no volume of a billion or more: MySQL refuses such rows.
+    sqlx::query(
+        "ALTER TABLE stock_data ADD CONSTRAINT test_volume_cap CHECK (Volume < 1000000000)",
+    )
+    .execute(&root)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 2, 2, 5);
+    let mut expected = input_totals(&csv_files(dir.path()));
+    write(
+        &dir.path().join("CAP.csv"),
+        &format!(
+            "{SEED_HEADER}\
+             2024-03-01 09:15:00,CAPBANK,10,10,10,10,5\n\
+             2024-03-01 09:16:00,CAPBANK,10,10,10,10,5000000000\n\
+             2024-03-01 09:17:00,CAPBANK,10,10,10,10,7\n\
+             2024-03-01 09:18:00,CAPBANK,10,10,10,10,6000000000\n"
+        ),
+    );
+    expected.insert("CAPBANK".into(), (2, 12, Decimal::from(20)));
+    let outcome = std::panic::AssertUnwindSafe(async {
+        produce_and_drain(appliance, &env, &format!("{}/*.csv", dir.path().display()));
+        assert_eq!(stored_totals(&root).await, expected);
+        let refused = rejected(&root).await;
+        let sources: Vec<&str> = refused
+            .iter()
+            .map(|r| r.0.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(sources, ["CAP.csv:3", "CAP.csv:5"], "{refused:?}");
+        for (_, stage, reason) in &refused {
+            assert_eq!(stage, "store");
+            assert!(
+                reason.contains("refused by MySQL") && reason.contains("test_volume_cap"),
+                "{reason}"
+            );
+        }
+        // The quarantined rows' bars are not there; the others' are.
+        let bars: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ohlcv_1m WHERE Bank_Name = 'CAPBANK'")
+                .fetch_one(&root)
+                .await
+                .unwrap();
+        assert_eq!(bars, 2);
+        assert_eq!(appliance.status(&env)["lag"], 0);
+    });
+    let result = futures::FutureExt::catch_unwind(outcome).await;
+    sqlx::query("ALTER TABLE stock_data DROP CONSTRAINT test_volume_cap")
+        .execute(&root)
+        .await
+        .unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "txn").await;
+    let env = topics_env("txn");
+    let env = as_refs(&env);
+    let line = |verb: &str, minute: u32, volume: u32| {
+        format!(
+            "{verb} TXN {}\n",
+            tick_json(
+                "TXN",
+                &format!("2024-04-01T09:{minute:02}:00Z"),
+                "10",
+                &volume.to_string()
+            )
+        )
+    };
+    // plain, committed, aborted, committed, aborted, plain: on one partition.
+    let mut input = String::new();
+    input += &line("plain", 0, 1);
+    input += &line("commit", 1, 2);
+    input += &line("commit", 2, 3);
+    input += &line("abort", 3, 1000);
+    input += &line("abort", 4, 1000);
+    input += &line("commit", 5, 4);
+    input += &line("abort", 6, 1000);
+    input += &line("plain", 7, 5);
+    let config = tickpipe::config::Config::default();
+    let libs = tickpipe::supervisor::kafka_libs(&config.broker).unwrap();
+    let java = tickpipe::supervisor::find_java().unwrap();
+    let mut producer = Command::new(java)
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/TransactionalProducer.java"))
+        .args([&appliance.bootstrap(), "txn_ticks", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = producer.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let started = Instant::now();
+    appliance.run(&["process", "--drain"], &env);
+    assert!(started.elapsed() < Duration::from_secs(60), "--drain ended");
+    let volumes: Vec<i64> = sqlx::query_scalar("SELECT Volume FROM stock_data ORDER BY `Timestamp`")
+        .fetch_all(&root)
+        .await
+        .unwrap();
+    assert_eq!(volumes, [1, 2, 3, 4, 5], "only committed and plain records");
+    assert!(rejected(&root).await.is_empty());
+    let status = appliance.status(&env);
+    assert_eq!(status["lag"], 0, "{status:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_and_recreated_topic_is_read_from_its_start() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "recreate").await;
+    let env = topics_env("recreate");
+    let env = as_refs(&env);
+    let first = tempfile::tempdir().unwrap();
+    generate(first.path(), 2, 1, 31);
+    produce_and_drain(
+        appliance,
+        &env,
+        &format!("{}/*.csv", first.path().display()),
+    );
+    let mut expected = input_totals(&csv_files(first.path()));
+
+    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let old_id = broker.topic_id("recreate_ticks").await.unwrap();
+    assert!(old_id.is_some(), "Kafka 4 reports topic ids");
+    kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            &appliance.bootstrap(),
+            "--delete",
+            "--topic",
+            "recreate_ticks",
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.topics().await.unwrap().contains_key("recreate_ticks") {
+        assert!(Instant::now() < deadline, "the topic was not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    broker.ensure_topic("recreate_ticks", 6).await.unwrap();
+    assert_ne!(broker.topic_id("recreate_ticks").await.unwrap(), old_id);
+
+    // Twice the records on the same symbols (so the same partitions): the new topic's
+    // partitions reach past the stored offsets, where reading on would skip its first half.
+    let second = tempfile::tempdir().unwrap();
+    generate(second.path(), 2, 2, 32);
+    for file in csv_files(second.path()) {
+        let text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("2024-01-", "2024-02-");
+        std::fs::write(&file, text).unwrap();
+    }
+    for (symbol, t) in input_totals(&csv_files(second.path())) {
+        let e = expected.entry(symbol).or_insert((0, 0, Decimal::ZERO));
+        (e.0, e.1, e.2) = (e.0 + t.0, e.1 + t.1, e.2 + t.2);
+    }
+    produce_and_drain(
+        appliance,
+        &env,
+        &format!("{}/*.csv", second.path().display()),
+    );
+    assert_eq!(stored_totals(&root).await, expected);
+    let status = appliance.status(&env);
+    let incidents = status["incidents"].as_array().unwrap();
+    assert!(
+        incidents
+            .iter()
+            .any(|i| i["kind"] == "topic_recreated" && i["topic"] == "recreate_ticks"),
+        "{status:#}"
+    );
+    assert_eq!(status["lag"], 0, "{status:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_run_again_resumes_after_what_was_acknowledged() {
+    use tickpipe::ingest::{self, Progress};
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "resume").await;
+    let env = topics_env("resume");
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 2, 1, 71);
+    write(
+        &dir.path().join("BAD.csv"),
+        &format!("{SEED_HEADER}2024-01-01 09:15:00,BADBANK,1,1,1\n"),
+    );
+    let expected = input_totals(&csv_files(dir.path()));
+    let lines: u64 = 750 + 1;
+    let mut config = tickpipe::config::Config::default();
+    config.topics.ticks = env[0].1.clone();
+    config.topics.dlq = env[1].1.clone();
+    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let files = csv_files(dir.path());
+    let produce = |progress| {
+        let (config, broker, files) = (config.clone(), broker.clone(), files.clone());
+        async move {
+            ingest::produce(
+                &config,
+                &broker,
+                files,
+                tokio_util::sync::CancellationToken::new(),
+                false,
+                progress,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // A run that failed after 300 acknowledged lines: the next one sends the rest.
+    let progress = Progress::after(300);
+    let summary = produce(&progress).await;
+    assert_eq!(summary.records + summary.rejected, lines - 300);
+    assert_eq!(progress.acknowledged(), lines);
+    // Everything acknowledged: a run again sends nothing.
+    let summary = produce(&progress).await;
+    assert_eq!(summary.records + summary.rejected, 0);
+    // The first 300 lines, as the failed run had sent them.
+    let summary = produce(&Progress::default()).await;
+    assert_eq!(summary.records + summary.rejected, lines);
+    appliance.run(&["process", "--drain"], &as_refs(&env));
+    assert_eq!(stored_totals(&root).await, expected);
+    assert_eq!(rejected(&root).await.len(), 1);
+}
+
+/// Sends SIGCONT to a stopped process when dropped, however the test ends.
+struct Stopped(i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+fn wait_for_text(file: &Path, text: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(file).unwrap_or_default();
+        if log.contains(text) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{text:?} not logged within {timeout:?}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_mariadb_is_reported_within_the_deadline_and_nothing_is_lost() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "stall").await;
+    let mut env = topics_env("stall");
+    env.push(("TICKPIPE_MYSQL__STATEMENT_TIMEOUT".into(), "2s".into()));
+    let env = as_refs(&env);
+    let first = tempfile::tempdir().unwrap();
+    generate(first.path(), 2, 1, 41);
+    let mut expected = input_totals(&csv_files(first.path()));
+    let first_rows: i64 = expected.values().map(|t| t.0).sum();
+    appliance.run(
+        &["produce", "--data", &format!("{}/*.csv", first.path().display())],
+        &env,
+    );
+    let log = first.path().join("process.err");
+    let mut processor = appliance
+        .tickpipe(&["process"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_rows(&root).await < first_rows {
+        assert!(Instant::now() < deadline, "the first rows were not stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(root);
+
+    let mysqld: i32 = std::fs::read_to_string(appliance.dir().join("mysql/supervised.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stalled = Stopped(mysqld);
+    unsafe { libc::kill(mysqld, libc::SIGSTOP) };
+    let second = tempfile::tempdir().unwrap();
+    generate(second.path(), 2, 1, 42);
+    for file in csv_files(second.path()) {
+        let text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("2024-01-", "2024-03-");
+        std::fs::write(&file, text).unwrap();
+    }
+    appliance.run(
+        &["produce", "--data", &format!("{}/*.csv", second.path().display())],
+        &env,
+    );
+    let reported = wait_for_text(&log, "MySQL did not answer within 2s", Duration::from_secs(15));
+    eprintln!("stall reported after {reported:?}");
+
+    // Ctrl-C while MySQL is stalled: out within the deadline, nothing half-done.
+    let asked = Instant::now();
+    unsafe { libc::kill(processor.id() as i32, libc::SIGINT) };
+    loop {
+        if processor.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "`process` did not exit within 10 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("process exited {:?} after Ctrl-C", asked.elapsed());
+
+    drop(stalled);
+    appliance.run(&["process", "--drain"], &env);
+    for (symbol, t) in input_totals(&csv_files(second.path())) {
+        let e = expected.entry(symbol).or_insert((0, 0, Decimal::ZERO));
+        (e.0, e.1, e.2) = (e.0 + t.0, e.1 + t.1, e.2 + t.2);
+    }
+    let root = appliance.root_pool().await;
+    assert_eq!(stored_totals(&root).await, expected);
+    assert_eq!(appliance.status(&env)["lag"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_symbol_on_several_partitions_stays_exact_with_two_writers() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "crc").await;
+    let env = topics_env("crc");
+    let env = as_refs(&env);
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 6, 4, 51);
+    let files = csv_files(dir.path());
+    let expected = input_totals(&files);
+    // Each symbol's odd days through tickpipe (murmur2), even days through librdkafka (CRC32).
+    let ours = dir.path().join("ours");
+    std::fs::create_dir(&ours).unwrap();
+    let mut foreign = String::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut mine = String::from(SEED_HEADER);
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            let day: u32 = f[0][8..10].parse().unwrap();
+            if day % 2 == 1 {
+                mine += line;
+                mine.push('\n');
+            } else {
+                let at = format!("{}T{}Z", &f[0][..10], &f[0][11..]);
+                let value = format!(
+                    r#"{{"timestamp":"{at}","symbol":"{}","open":"{}","high":"{}","low":"{}","close":"{}","volume":{}}}"#,
+                    f[1], f[2], f[3], f[4], f[5], f[6]
+                );
+                foreign += &format!("{}\t{value}\n", f[1]);
+            }
+        }
+        std::fs::write(ours.join(file.file_name().unwrap()), mine).unwrap();
+    }
+    let mut python = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/librdkafka_producer.py"))
+        .args([&appliance.bootstrap(), "crc_ticks"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(foreign.as_bytes())
+        .unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let crc32: BTreeMap<String, i32> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            let (symbol, p) = l.split_once(' ').unwrap();
+            (symbol.to_string(), p.parse().unwrap())
+        })
+        .collect();
+    // With two writers, partition p belongs to writer p % 2.
+    let split: Vec<&String> = crc32
+        .iter()
+        .filter(|(s, p)| **p % 2 != tickpipe::broker::partition_for_key(s.as_bytes(), 6) % 2)
+        .map(|(s, _)| s)
+        .collect();
+    assert!(!split.is_empty(), "some symbol is written by both writers: {crc32:?}");
+    eprintln!("symbols on both writers: {split:?}");
+
+    appliance.run(
+        &["produce", "--data", &format!("{}/*.csv", ours.display())],
+        &env,
+    );
+    appliance.run(&["process", "--drain"], &[&env[..], &[("TICKPIPE_PROCESS__WRITERS", "2")]].concat());
+    assert_eq!(stored_totals(&root).await, expected);
+    assert_rollups_match_the_rows(&root).await;
+}
+
+/// Bars and latest quotes equal what SQL computes from `stock_data` directly.
+async fn assert_rollups_match_the_rows(root: &sqlx::MySqlPool) {
+    let differing: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM ( \
+           SELECT Bank_Name, DATE_FORMAT(`Timestamp`, '%Y-%m-%d %H:%i:00') AS m, \
+                  MAX(High) AS h, MIN(Low) AS l, SUM(Volume) AS v, COUNT(*) AS n, \
+                  SUM(Close * Volume) AS t \
+           FROM stock_data GROUP BY Bank_Name, m) AS s \
+         LEFT JOIN ohlcv_1m o ON o.Bank_Name = s.Bank_Name AND o.`Timestamp` = s.m \
+         WHERE o.Bank_Name IS NULL OR o.High <> s.h OR o.Low <> s.l OR o.Volume <> s.v \
+            OR o.Ticks <> s.n OR o.Turnover <> s.t",
+    )
+    .fetch_one(root)
+    .await
+    .unwrap();
+    assert_eq!(differing, 0, "bars that differ from the rows");
+    // Every minute with rows has its bar (above), and there are as many bars as such minutes.
+    let (bars, minutes): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM ohlcv_1m), (SELECT COUNT(*) FROM (SELECT DISTINCT \
+         Bank_Name, DATE_FORMAT(`Timestamp`, '%Y-%m-%d %H:%i') FROM stock_data) AS m)",
+    )
+    .fetch_one(root)
+    .await
+    .unwrap();
+    assert_eq!(bars, minutes, "bars without rows");
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM latest_quotes q JOIN ( \
+           SELECT d.Bank_Name, d.`Timestamp`, d.Close FROM stock_data d \
+           JOIN (SELECT Bank_Name, MAX(`Timestamp`) AS t FROM stock_data GROUP BY Bank_Name) n \
+             ON n.Bank_Name = d.Bank_Name AND n.t = d.`Timestamp`) l \
+         ON l.Bank_Name = q.Bank_Name \
+         WHERE q.`Timestamp` <> l.`Timestamp` OR q.Price <> l.Close",
+    )
+    .fetch_one(root)
+    .await
+    .unwrap();
+    assert_eq!(stale, 0, "latest quotes that are not the newest rows");
+    let (quotes, symbols): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM latest_quotes), \
+                (SELECT COUNT(DISTINCT Bank_Name) FROM stock_data)",
+    )
+    .fetch_one(root)
+    .await
+    .unwrap();
+    assert_eq!(quotes, symbols);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_backfill_many_files_and_a_huge_line_stay_within_the_memory_bound() {
+    const MB: u64 = 1 << 20;
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "memory").await;
+    let env = topics_env("memory");
+    let env = as_refs(&env);
+    let tickpipe = |args: &[&str]| {
+        let mut command = appliance.tickpipe(args);
+        command.envs(env.iter().copied());
+        command
+    };
+
+    // 10,000 files, with the file descriptors of a common default (1024).
+    let many = tempfile::tempdir().unwrap();
+    for i in 0..10_000u32 {
+        let (day, minute) = (1 + i / 1000, i % 1000);
+        let text = format!(
+            "{SEED_HEADER}2024-05-{day:02} {:02}:{:02}:00,FILES{},10,11,9,10,{i}\n",
+            minute / 60,
+            minute % 60,
+            i % 10
+        );
+        std::fs::write(many.path().join(format!("f{i:05}.csv")), text).unwrap();
+    }
+    let (output, rss) = run_measured(
+        tickpipe(&["produce", "--json", "--data", &format!("{}/*.csv", many.path().display())]),
+        Some(1024),
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["records"], 10_000, "{summary}");
+    eprintln!("produce of 10,000 files: peak RSS {} MB", rss / MB);
+    assert!(rss < 200 * MB, "{} MB", rss / MB);
+
+    // A 1 GB line between two good ones.
+    let huge = tempfile::tempdir().unwrap();
+    {
+        let mut file = std::fs::File::create(huge.path().join("HUGE.csv")).unwrap();
+        file.write_all(format!("{SEED_HEADER}2024-05-20 09:15:00,HUGE,1,1,1,1,1\n2024-05-20 09:16:00,HUGE,").as_bytes())
+            .unwrap();
+        let block = vec![b'9'; 8 << 20];
+        for _ in 0..128 {
+            file.write_all(&block).unwrap();
+        }
+        file.write_all(b"\n2024-05-20 09:17:00,HUGE,1,1,1,1,3\n").unwrap();
+    }
+    let (output, rss) = run_measured(
+        tickpipe(&["produce", "--json", "--data", &format!("{}/*.csv", huge.path().display())]),
+        None,
+    );
+    drop(huge);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((summary["records"].clone(), summary["rejected"].clone()), (2.into(), 1.into()));
+    eprintln!("produce of a 1 GB line: peak RSS {} MB", rss / MB);
+    assert!(rss < 200 * MB, "{} MB", rss / MB);
+
+    // A long history, then one row before it: the recomputation pages through the history.
+    let history = tempfile::tempdir().unwrap();
+    generate(history.path(), 1, 540, 61);
+    let history_rows: i64 = input_totals(&csv_files(history.path())).values().map(|t| t.0).sum();
+    let started = Instant::now();
+    produce_and_drain(appliance, &env, &format!("{}/*.csv", history.path().display()));
+    eprintln!("{history_rows} rows of history stored in {:?}", started.elapsed());
+    let symbol: String = sqlx::query_scalar(
+        "SELECT Bank_Name FROM stock_data GROUP BY Bank_Name ORDER BY COUNT(*) DESC LIMIT 1",
+    )
+    .fetch_one(&root)
+    .await
+    .unwrap();
+    let late = tempfile::tempdir().unwrap();
+    write(
+        &late.path().join("LATE.csv"),
+        &format!("{SEED_HEADER}2023-06-01 09:15:00,{symbol},10,10,10,10,1\n"),
+    );
+    appliance.run(
+        &["produce", "--data", &format!("{}/*.csv", late.path().display())],
+        &env,
+    );
+    let started = Instant::now();
+    let (output, rss) = run_measured(tickpipe(&["process", "--drain"]), None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    eprintln!(
+        "backfill before {history_rows} rows: recomputed in {:?}, peak RSS {} MB",
+        started.elapsed(),
+        rss / MB
+    );
+    // The history alone is ~100 MB as rows in memory.
+    assert!(rss < 100 * MB, "{} MB", rss / MB);
+    assert_rollups_match_the_rows(&root).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alike_symbols_and_same_named_files_do_not_merge() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "alike").await;
+    let env = topics_env("alike");
+    let env = as_refs(&env);
+    send_raw(
+        &appliance.bootstrap(),
+        "alike_ticks",
+        1,
+        &[
+            ("LOOK", tick_json("LOOK", "2024-06-03T09:15:00Z", "10", "1")),
+            ("LOOK ", tick_json("LOOK ", "2024-06-03T09:16:00Z", "11", "2")),
+            (" LOOK", tick_json(" LOOK", "2024-06-03T09:17:00Z", "12", "3")),
+            ("LO\u{200b}OK", tick_json("LO\u{200b}OK", "2024-06-03T09:18:00Z", "13", "4")),
+            ("\u{202e}LOOK", tick_json("\u{202e}LOOK", "2024-06-03T09:19:00Z", "14", "5")),
+            ("LOOK\u{a0}X", tick_json("LOOK\u{a0}X", "2024-06-03T09:20:00Z", "15", "6")),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["a", "b"] {
+        write(
+            &dir.path().join(folder).join("DUP.csv"),
+            &format!(
+                "{SEED_HEADER}2024-06-03 09:2{}:00,\"LOOK  \",10,10,10,10,7\nbroken line\n",
+                if folder == "a" { 1 } else { 2 }
+            ),
+        );
+    }
+    produce_and_drain(appliance, &env, &format!("{}/*/DUP.csv", dir.path().display()));
+
+    let symbols: Vec<(String, i64)> =
+        sqlx::query("SELECT HEX(Bank_Name), COUNT(*) FROM stock_data GROUP BY HEX(Bank_Name)")
+            .fetch_all(&root)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(symbols, [(hex("LOOK"), 5)], "spaces around a symbol are trimmed");
+    let bars: Vec<(String, i64)> =
+        sqlx::query("SELECT HEX(Bank_Name), COUNT(*) FROM ohlcv_1m GROUP BY HEX(Bank_Name)")
+            .fetch_all(&root)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(bars, [(hex("LOOK"), 5)]);
+    let refused = rejected(&root).await;
+    let invisible: Vec<&str> = refused
+        .iter()
+        .filter(|r| r.2.contains("invisible character"))
+        .map(|r| r.2.as_str())
+        .collect();
+    assert_eq!(invisible.len(), 3, "{refused:?}");
+    let broken: Vec<&str> = refused
+        .iter()
+        .filter(|r| r.0.ends_with("DUP.csv:3"))
+        .map(|r| r.0.as_str())
+        .collect();
+    assert_eq!(broken.len(), 2, "each file keeps its bad line: {refused:?}");
+    assert!(broken[0].ends_with("a/DUP.csv:3") && broken[1].ends_with("b/DUP.csv:3"));
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02X}")).collect()
+}
