@@ -112,11 +112,7 @@ async fn poison_rows_are_refused_or_summed_exactly_and_the_rows_around_them_stor
         )],
     )
     .await;
-    produce_and_drain(
-        appliance,
-        &env,
-        &format!("{}/*.csv", dir.path().display()),
-    );
+    produce_and_drain(appliance, &env, &format!("{}/*.csv", dir.path().display()));
 
     let rows: Vec<(String, i64)> = sqlx::query(
         "SELECT DATE_FORMAT(`Timestamp`, '%H:%i:%s'), Volume FROM stock_data ORDER BY `Timestamp`",
@@ -157,8 +153,16 @@ async fn poison_rows_are_refused_or_summed_exactly_and_the_rows_around_them_stor
             "{source} {stage}: {reason}"
         );
     }
-    assert!(refused.iter().any(|r| r.1 == "ingest" && r.0.ends_with("/POISON.csv:3")));
-    assert!(refused.iter().any(|r| r.1 == "process" && r.0.starts_with("poison_ticks/0/")));
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.1 == "ingest" && r.0.ends_with("/POISON.csv:3"))
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.1 == "process" && r.0.starts_with("poison_ticks/0/"))
+    );
     let status = appliance.status(&env);
     assert_eq!(status["lag"], 0, "{status:#}");
 }
@@ -173,9 +177,7 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
     let first_rows: i64 = expected.values().map(|t| t.0).sum();
     let pattern = format!("{}/first/*.csv", dir.path().display());
     let mut appliance = Appliance::start(&["--data", &pattern], &[]);
-    appliance.wait_status(&[], Duration::from_secs(60), |s| {
-        s["rows"] == first_rows
-    });
+    appliance.wait_status(&[], Duration::from_secs(60), |s| s["rows"] == first_rows);
     let root = appliance.root_pool().await;
 
     // The processor cannot commit without its offsets table: a permanent error, not retried.
@@ -186,7 +188,9 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
     let more = tempfile::tempdir().unwrap();
     for (i, file) in csv_files(&dir.path().join("more")).iter().enumerate() {
         // Same symbols, other days: shift the dates a week on.
-        let text = std::fs::read_to_string(file).unwrap().replace("2024-01-0", "2024-01-1");
+        let text = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("2024-01-0", "2024-01-1");
         write(&more.path().join(format!("m{i}.csv")), &text);
     }
     let more_pattern = format!("{}/*.csv", more.path().display());
@@ -204,9 +208,15 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
         "{degraded:#}"
     );
     let text = appliance.tickpipe(&["status"]).output().unwrap();
-    assert!(!text.status.success(), "status exits non-zero while a stage is down");
+    assert!(
+        !text.status.success(),
+        "status exits non-zero while a stage is down"
+    );
     let shown = String::from_utf8_lossy(&text.stdout);
-    assert!(shown.contains("DEGRADED") && shown.contains("processor"), "{shown}");
+    assert!(
+        shown.contains("DEGRADED") && shown.contains("processor"),
+        "{shown}"
+    );
     let (code, body) = get(&format!("{}healthz", appliance.dashboard_url()));
     assert_eq!(code, 503, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -232,7 +242,10 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
     assert_eq!(stored_totals(&root).await, expected);
     let (code, body) = get(&format!("{}healthz", appliance.dashboard_url()));
     assert_eq!(code, 200, "{body}");
-    assert!(appliance.interrupt(), "`up` exits with 0 after a stage recovered");
+    assert!(
+        appliance.interrupt(),
+        "`up` exits with 0 after a stage recovered"
+    );
 }
 
 /// Status and body of a GET.
@@ -343,7 +356,10 @@ async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
     let mut producer = Command::new(java)
         .arg("-cp")
         .arg(format!("{}/*", libs.display()))
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/TransactionalProducer.java"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/java/TransactionalProducer.java"
+        ))
         .args([&appliance.bootstrap(), "txn_ticks", "2"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -366,10 +382,11 @@ async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
     let started = Instant::now();
     appliance.run(&["process", "--drain"], &env);
     assert!(started.elapsed() < Duration::from_secs(60), "--drain ended");
-    let volumes: Vec<i64> = sqlx::query_scalar("SELECT Volume FROM stock_data ORDER BY `Timestamp`")
-        .fetch_all(&root)
-        .await
-        .unwrap();
+    let volumes: Vec<i64> =
+        sqlx::query_scalar("SELECT Volume FROM stock_data ORDER BY `Timestamp`")
+            .fetch_all(&root)
+            .await
+            .unwrap();
     assert_eq!(volumes, [1, 2, 3, 4, 5], "only committed and plain records");
     assert!(rejected(&root).await.is_empty());
     let status = appliance.status(&env);
@@ -409,7 +426,12 @@ async fn a_deleted_and_recreated_topic_is_read_from_its_start() {
         None,
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while broker.topics().await.unwrap().contains_key("recreate_ticks") {
+    while broker
+        .topics()
+        .await
+        .unwrap()
+        .contains_key("recreate_ticks")
+    {
         assert!(Instant::now() < deadline, "the topic was not deleted");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -537,7 +559,11 @@ async fn a_stalled_mariadb_is_reported_within_the_deadline_and_nothing_is_lost()
     let mut expected = input_totals(&csv_files(first.path()));
     let first_rows: i64 = expected.values().map(|t| t.0).sum();
     appliance.run(
-        &["produce", "--data", &format!("{}/*.csv", first.path().display())],
+        &[
+            "produce",
+            "--data",
+            &format!("{}/*.csv", first.path().display()),
+        ],
         &env,
     );
     let log = first.path().join("process.err");
@@ -571,10 +597,18 @@ async fn a_stalled_mariadb_is_reported_within_the_deadline_and_nothing_is_lost()
         std::fs::write(&file, text).unwrap();
     }
     appliance.run(
-        &["produce", "--data", &format!("{}/*.csv", second.path().display())],
+        &[
+            "produce",
+            "--data",
+            &format!("{}/*.csv", second.path().display()),
+        ],
         &env,
     );
-    let reported = wait_for_text(&log, "MySQL did not answer within 2s", Duration::from_secs(15));
+    let reported = wait_for_text(
+        &log,
+        "MySQL did not answer within 2s",
+        Duration::from_secs(15),
+    );
     eprintln!("stall reported after {reported:?}");
 
     // Ctrl-C while MySQL is stalled: out within the deadline, nothing half-done.
@@ -639,7 +673,10 @@ async fn one_symbol_on_several_partitions_stays_exact_with_two_writers() {
         std::fs::write(ours.join(file.file_name().unwrap()), mine).unwrap();
     }
     let mut python = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/librdkafka_producer.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/librdkafka_producer.py"
+        ))
         .args([&appliance.bootstrap(), "crc_ticks"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -671,14 +708,20 @@ async fn one_symbol_on_several_partitions_stays_exact_with_two_writers() {
         .filter(|(s, p)| **p % 2 != tickpipe::broker::partition_for_key(s.as_bytes(), 6) % 2)
         .map(|(s, _)| s)
         .collect();
-    assert!(!split.is_empty(), "some symbol is written by both writers: {crc32:?}");
+    assert!(
+        !split.is_empty(),
+        "some symbol is written by both writers: {crc32:?}"
+    );
     eprintln!("symbols on both writers: {split:?}");
 
     appliance.run(
         &["produce", "--data", &format!("{}/*.csv", ours.display())],
         &env,
     );
-    appliance.run(&["process", "--drain"], &[&env[..], &[("TICKPIPE_PROCESS__WRITERS", "2")]].concat());
+    appliance.run(
+        &["process", "--drain"],
+        &[&env[..], &[("TICKPIPE_PROCESS__WRITERS", "2")]].concat(),
+    );
     assert_eq!(stored_totals(&root).await, expected);
     assert_rollups_match_the_rows(&root).await;
 }
@@ -709,12 +752,11 @@ async fn assert_rollups_match_the_rows(root: &sqlx::MySqlPool) {
     .unwrap();
     assert_eq!(bars, minutes, "bars without rows");
     let stale: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM latest_quotes q JOIN ( \
-           SELECT d.Bank_Name, d.`Timestamp`, d.Close FROM stock_data d \
-           JOIN (SELECT Bank_Name, MAX(`Timestamp`) AS t FROM stock_data GROUP BY Bank_Name) n \
-             ON n.Bank_Name = d.Bank_Name AND n.t = d.`Timestamp`) l \
-         ON l.Bank_Name = q.Bank_Name \
-         WHERE q.`Timestamp` <> l.`Timestamp` OR q.Price <> l.Close",
+        "SELECT COUNT(*) FROM latest_quotes q \
+         WHERE q.`Timestamp` <> (SELECT MAX(d.`Timestamp`) FROM stock_data d \
+                                 WHERE d.Bank_Name = q.Bank_Name) \
+            OR q.Price <> (SELECT d.Close FROM stock_data d WHERE d.Bank_Name = q.Bank_Name \
+                           ORDER BY d.`Timestamp` DESC LIMIT 1)",
     )
     .fetch_one(root)
     .await
@@ -757,10 +799,19 @@ async fn a_late_backfill_many_files_and_a_huge_line_stay_within_the_memory_bound
         std::fs::write(many.path().join(format!("f{i:05}.csv")), text).unwrap();
     }
     let (output, rss) = run_measured(
-        tickpipe(&["produce", "--json", "--data", &format!("{}/*.csv", many.path().display())]),
+        tickpipe(&[
+            "produce",
+            "--json",
+            "--data",
+            &format!("{}/*.csv", many.path().display()),
+        ]),
         Some(1024),
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["records"], 10_000, "{summary}");
     eprintln!("produce of 10,000 files: peak RSS {} MB", rss / MB);
@@ -770,31 +821,53 @@ async fn a_late_backfill_many_files_and_a_huge_line_stay_within_the_memory_bound
     let huge = tempfile::tempdir().unwrap();
     {
         let mut file = std::fs::File::create(huge.path().join("HUGE.csv")).unwrap();
-        file.write_all(format!("{SEED_HEADER}2024-05-20 09:15:00,HUGE,1,1,1,1,1\n2024-05-20 09:16:00,HUGE,").as_bytes())
-            .unwrap();
+        file.write_all(
+            format!("{SEED_HEADER}2024-05-20 09:15:00,HUGE,1,1,1,1,1\n2024-05-20 09:16:00,HUGE,")
+                .as_bytes(),
+        )
+        .unwrap();
         let block = vec![b'9'; 8 << 20];
         for _ in 0..128 {
             file.write_all(&block).unwrap();
         }
-        file.write_all(b"\n2024-05-20 09:17:00,HUGE,1,1,1,1,3\n").unwrap();
+        file.write_all(b"\n2024-05-20 09:17:00,HUGE,1,1,1,1,3\n")
+            .unwrap();
     }
     let (output, rss) = run_measured(
-        tickpipe(&["produce", "--json", "--data", &format!("{}/*.csv", huge.path().display())]),
+        tickpipe(&[
+            "produce",
+            "--json",
+            "--data",
+            &format!("{}/*.csv", huge.path().display()),
+        ]),
         None,
     );
     drop(huge);
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!((summary["records"].clone(), summary["rejected"].clone()), (2.into(), 1.into()));
+    assert_eq!(
+        (summary["records"].clone(), summary["rejected"].clone()),
+        (2.into(), 1.into())
+    );
     eprintln!("produce of a 1 GB line: peak RSS {} MB", rss / MB);
     assert!(rss < 200 * MB, "{} MB", rss / MB);
 
     // A long history, then one row before it: the recomputation pages through the history.
     let history = tempfile::tempdir().unwrap();
     generate(history.path(), 1, 540, 61);
-    let history_rows: i64 = input_totals(&csv_files(history.path())).values().map(|t| t.0).sum();
+    let history_rows: i64 = input_totals(&csv_files(history.path()))
+        .values()
+        .map(|t| t.0)
+        .sum();
     let started = Instant::now();
-    produce_and_drain(appliance, &env, &format!("{}/*.csv", history.path().display()));
-    eprintln!("{history_rows} rows of history stored in {:?}", started.elapsed());
+    produce_and_drain(
+        appliance,
+        &env,
+        &format!("{}/*.csv", history.path().display()),
+    );
+    eprintln!(
+        "{history_rows} rows of history stored in {:?}",
+        started.elapsed()
+    );
     let symbol: String = sqlx::query_scalar(
         "SELECT Bank_Name FROM stock_data GROUP BY Bank_Name ORDER BY COUNT(*) DESC LIMIT 1",
     )
@@ -807,12 +880,20 @@ async fn a_late_backfill_many_files_and_a_huge_line_stay_within_the_memory_bound
         &format!("{SEED_HEADER}2023-06-01 09:15:00,{symbol},10,10,10,10,1\n"),
     );
     appliance.run(
-        &["produce", "--data", &format!("{}/*.csv", late.path().display())],
+        &[
+            "produce",
+            "--data",
+            &format!("{}/*.csv", late.path().display()),
+        ],
         &env,
     );
     let started = Instant::now();
     let (output, rss) = run_measured(tickpipe(&["process", "--drain"]), None);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     eprintln!(
         "backfill before {history_rows} rows: recomputed in {:?}, peak RSS {} MB",
         started.elapsed(),
@@ -836,11 +917,26 @@ async fn look_alike_symbols_and_same_named_files_do_not_merge() {
         1,
         &[
             ("LOOK", tick_json("LOOK", "2024-06-03T09:15:00Z", "10", "1")),
-            ("LOOK ", tick_json("LOOK ", "2024-06-03T09:16:00Z", "11", "2")),
-            (" LOOK", tick_json(" LOOK", "2024-06-03T09:17:00Z", "12", "3")),
-            ("LO\u{200b}OK", tick_json("LO\u{200b}OK", "2024-06-03T09:18:00Z", "13", "4")),
-            ("\u{202e}LOOK", tick_json("\u{202e}LOOK", "2024-06-03T09:19:00Z", "14", "5")),
-            ("LOOK\u{a0}X", tick_json("LOOK\u{a0}X", "2024-06-03T09:20:00Z", "15", "6")),
+            (
+                "LOOK ",
+                tick_json("LOOK ", "2024-06-03T09:16:00Z", "11", "2"),
+            ),
+            (
+                " LOOK",
+                tick_json(" LOOK", "2024-06-03T09:17:00Z", "12", "3"),
+            ),
+            (
+                "LO\u{200b}OK",
+                tick_json("LO\u{200b}OK", "2024-06-03T09:18:00Z", "13", "4"),
+            ),
+            (
+                "\u{202e}LOOK",
+                tick_json("\u{202e}LOOK", "2024-06-03T09:19:00Z", "14", "5"),
+            ),
+            (
+                "LOOK\u{a0}X",
+                tick_json("LOOK\u{a0}X", "2024-06-03T09:20:00Z", "15", "6"),
+            ),
         ],
     )
     .await;
@@ -854,7 +950,11 @@ async fn look_alike_symbols_and_same_named_files_do_not_merge() {
             ),
         );
     }
-    produce_and_drain(appliance, &env, &format!("{}/*/DUP.csv", dir.path().display()));
+    produce_and_drain(
+        appliance,
+        &env,
+        &format!("{}/*/DUP.csv", dir.path().display()),
+    );
 
     let symbols: Vec<(String, i64)> =
         sqlx::query("SELECT HEX(Bank_Name), COUNT(*) FROM stock_data GROUP BY HEX(Bank_Name)")
@@ -864,7 +964,11 @@ async fn look_alike_symbols_and_same_named_files_do_not_merge() {
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-    assert_eq!(symbols, [(hex("LOOK"), 5)], "spaces around a symbol are trimmed");
+    assert_eq!(
+        symbols,
+        [(hex("LOOK"), 5)],
+        "spaces around a symbol are trimmed"
+    );
     let bars: Vec<(String, i64)> =
         sqlx::query("SELECT HEX(Bank_Name), COUNT(*) FROM ohlcv_1m GROUP BY HEX(Bank_Name)")
             .fetch_all(&root)

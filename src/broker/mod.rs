@@ -93,12 +93,15 @@ impl Broker {
     /// created again under the same name); `None` when the broker does not report ids.
     pub async fn topic_id(&self, topic: &str) -> Result<Option<String>> {
         let topics = timed("listing topics", self.client.list_topics()).await?;
-        let found = topics.into_iter().find(|t| t.name == topic).ok_or_else(|| {
-            anyhow!(
-                "topic {topic} does not exist on {} (`tickpipe up` creates it)",
-                self.bootstrap
-            )
-        })?;
+        let found = topics
+            .into_iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| {
+                anyhow!(
+                    "topic {topic} does not exist on {} (`tickpipe up` creates it)",
+                    self.bootstrap
+                )
+            })?;
         Ok(found.topic_id.map(|id| id.to_string()))
     }
 

@@ -117,8 +117,7 @@ pub async fn run(
         // without an error: its id tells.
         if identity_checked.elapsed() >= IDENTITY_CHECK {
             identity_checked = Instant::now();
-            if let Some((earliest, incident)) =
-                recreated(&broker, &client, &topic_id, offset).await
+            if let Some((earliest, incident)) = recreated(&broker, &client, &topic_id, offset).await
             {
                 topic_id = broker.topic_id(&topic).await.ok().flatten();
                 offset = earliest;
@@ -158,14 +157,13 @@ pub async fn run(
             // Out of range: the only error not retried.
             Err(Failure::Gave(_)) => {
                 // Out of range may be a recreated topic: its id tells first.
-                let (next, incident) =
-                    match recreated(&broker, &client, &topic_id, offset).await {
-                        Some((earliest, incident)) => {
-                            topic_id = broker.topic_id(&topic).await.ok().flatten();
-                            (earliest, Some(incident))
-                        }
-                        None => recover_offset(&client, offset, &cancel).await,
-                    };
+                let (next, incident) = match recreated(&broker, &client, &topic_id, offset).await {
+                    Some((earliest, incident)) => {
+                        topic_id = broker.topic_id(&topic).await.ok().flatten();
+                        (earliest, Some(incident))
+                    }
+                    None => recover_offset(&client, offset, &cancel).await,
+                };
                 offset = next;
                 if let Some(incident) = incident {
                     let handover = Fetched {
@@ -206,7 +204,14 @@ pub async fn run(
                 chunk.last().map(|r| r.offset + 1).unwrap_or(offset)
             };
             let fetched = decode(
-                Fetched::empty(kind, &topic, partition, next_offset, next_offset >= end, &topic_id),
+                Fetched::empty(
+                    kind,
+                    &topic,
+                    partition,
+                    next_offset,
+                    next_offset >= end,
+                    &topic_id,
+                ),
                 chunk,
             );
             let count = (fetched.ticks.len() + fetched.rejects.len()) as u64;

@@ -129,8 +129,13 @@ pub async fn run(
                 &mut lanes[next_lane % writers],
             );
             next_lane += 1;
-            let (start, incidents) =
-                resume_point(topic, partition, stored.get(&partition), &topic_id, earliest);
+            let (start, incidents) = resume_point(
+                topic,
+                partition,
+                stored.get(&partition),
+                &topic_id,
+                earliest,
+            );
             if options.drain && latest > start {
                 lane.drain_targets
                     .insert((topic.clone(), partition), latest);
@@ -333,12 +338,10 @@ impl Writer<'_> {
             )),
             Failure::Gave(e) => anyhow::Error::new(e).context("the batch was not committed"),
         })?;
+        // Rows MySQL refused are in `rejected_ticks` (stage `store`), committed with the batch.
         let refused = committed.refused_rows;
-        if !refused.is_empty() {
-            for reject in &refused {
-                tracing::warn!(source = %reject.source, reason = %reject.reason, "row quarantined");
-            }
-            self.dead_letters.publish(&refused).await?;
+        for reject in &refused {
+            tracing::warn!(source = %reject.source, reason = %reject.reason, "row refused by MySQL, quarantined");
         }
         self.stats.rows.fetch_add(
             (pending.ticks.len() - refused.len()) as u64,
