@@ -437,6 +437,8 @@ pub fn run_measured(mut command: Command, max_open_files: Option<u64>) -> (Outpu
             });
         }
     }
+    // Reaped by wait4 below, which also gives its resource usage.
+    #[allow(clippy::zombie_processes)]
     let child = command.spawn().unwrap();
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
