@@ -34,7 +34,7 @@ fn read_between_good_lines(bad: &[u8], zone: chrono_tz::Tz) -> Result<Tick, Stri
     match &lines[1] {
         Line::Tick(t) => Ok(t.clone()),
         Line::Reject(r) => {
-            assert_eq!(r.source, "input.csv:3");
+            assert!(r.source.ends_with("/input.csv:3"), "{}", r.source);
             assert_eq!(r.stage, "ingest");
             assert!(r.raw.len() <= 64 * 1024, "raw input is cut to 64 KiB");
             Err(r.reason.clone())
@@ -159,7 +159,11 @@ fn bad_csv_lines_are_quarantined_with_their_reason() {
             b"2024-01-02 09:16:00,GOOD,\"100,5\",101,99,100,1".to_vec(),
             "\"100,5\" is not a decimal",
         ),
-        ("a 10 MB line", huge.into_bytes(), "has too many digits"),
+        (
+            "a 10 MB line",
+            huge.into_bytes(),
+            "line is longer than 1 MiB",
+        ),
     ];
     assert!(cases.len() >= 20);
     for (kind, line, expected) in cases {

@@ -160,7 +160,7 @@ fn expected_bars(trades: &[Trade]) -> BTreeMap<(String, NaiveDateTime), Expected
 
 async fn stored_bars(pool: &sqlx::MySqlPool) -> BTreeMap<(String, NaiveDateTime), Expected> {
     sqlx::query(
-        "SELECT o.Bank_Name, o.`Timestamp`, o.Open, o.High, o.Low, o.Close, o.Volume, \
+        "SELECT o.Bank_Name, o.`Timestamp`, o.Open, o.High, o.Low, o.Close, CAST(o.Volume AS SIGNED), \
                 i.SMA_20, i.SMA_50, i.EMA_20, i.VWAP \
          FROM ohlcv_1m o JOIN indicators_1m i USING (Bank_Name, `Timestamp`)",
     )
@@ -240,10 +240,12 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
     }
 
     // Latest quotes: the newest row, against the previous day's last close.
-    let quotes = sqlx::query("SELECT Bank_Name, Price, Prev_Close, Day_Volume FROM latest_quotes")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let quotes = sqlx::query(
+        "SELECT Bank_Name, Price, Prev_Close, CAST(Day_Volume AS SIGNED) FROM latest_quotes",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(quotes.len(), 3);
     for q in quotes {
         let symbol: String = q.get(0);
@@ -393,7 +395,7 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
     assert_eq!(status, 200);
     let bars = json(&body)["bars"].as_array().unwrap().clone();
     let stored = sqlx::query(
-        "SELECT UNIX_TIMESTAMP(`Timestamp`), Close, Volume FROM ohlcv_1m \
+        "SELECT UNIX_TIMESTAMP(`Timestamp`), Close, CAST(Volume AS SIGNED) FROM ohlcv_1m \
          WHERE Bank_Name = 'DELTA' ORDER BY `Timestamp` DESC LIMIT 3",
     )
     .fetch_all(&pool)
