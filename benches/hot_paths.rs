@@ -70,7 +70,11 @@ fn hot_paths(c: &mut Criterion) {
         b.iter(|| {
             messages
                 .iter()
-                .map(|m| Tick::from_json(black_box(m)).unwrap().volume)
+                .map(|m| {
+                    Tick::from_json(black_box(m), chrono_tz::UTC)
+                        .unwrap()
+                        .volume
+                })
                 .sum::<i64>()
         })
     });

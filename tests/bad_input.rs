@@ -254,13 +254,18 @@ fn foreign_kafka_messages_are_refused_with_their_reason() {
         ("missing keys", br#"{"symbol":"A","open":"1"}"#.to_vec(), "missing field"),
         (
             "wrong type",
-            br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":"many"}"#.to_vec(),
-            "not a tick message",
+            br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":true}"#.to_vec(),
+            "\"volume\" is a boolean, not a number or a string",
         ),
         (
-            "timestamp without offset",
-            br#"{"timestamp":"2024-01-02 09:15:00","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":1}"#.to_vec(),
-            "not a tick message",
+            "not a number",
+            br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":"many"}"#.to_vec(),
+            "volume: \"many\" is not a decimal number",
+        ),
+        (
+            "a time that does not exist in the source zone",
+            br#"{"timestamp":"2024-01-02 25:15:00","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":1}"#.to_vec(),
+            "is not a date and time",
         ),
         (
             "price as float NaN string",
@@ -286,7 +291,7 @@ fn foreign_kafka_messages_are_refused_with_their_reason() {
         ("invalid UTF-8", b"{\"symbol\":\"\xff\"}".to_vec(), "not a tick message"),
     ];
     for (kind, bytes, expected) in cases {
-        let reason = Tick::from_json(&bytes).expect_err(kind);
+        let reason = Tick::from_json(&bytes, chrono_tz::UTC).expect_err(kind);
         assert!(
             reason.contains(expected),
             "{kind}: {reason:?} should contain {expected:?}"

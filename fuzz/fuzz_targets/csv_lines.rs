@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         match line {
             Line::Tick(tick) => {
                 assert_eq!(tick.validate(), Ok(()));
-                assert_eq!(Tick::from_json(&tick.to_json()).as_ref(), Ok(&tick));
+                assert_eq!(Tick::from_json(&tick.to_json(), chrono_tz::UTC).as_ref(), Ok(&tick));
             }
             Line::Reject(reject) => {
                 assert!(!reject.reason.is_empty());

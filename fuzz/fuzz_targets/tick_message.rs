@@ -6,9 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use tickpipe::tick::{Reject, Tick};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(tick) = Tick::from_json(data) {
+    if let Ok(tick) = Tick::from_json(data, chrono_tz::UTC) {
         assert_eq!(tick.validate(), Ok(()));
-        assert_eq!(Tick::from_json(&tick.to_json()), Ok(tick));
+        assert_eq!(Tick::from_json(&tick.to_json(), chrono_tz::UTC), Ok(tick));
     }
     if let Ok(reject) = Reject::from_json(data) {
         assert_eq!(Reject::from_json(&reject.to_json()), Ok(reject));

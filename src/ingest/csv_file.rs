@@ -16,12 +16,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use csv::ByteRecord;
 use rust_decimal::Decimal;
 
-use crate::tick::{Reject, Tick, parse_decimal, shorten};
+use crate::tick::{Reject, Tick, parse_decimal, parse_timestamp, parse_volume};
 
 /// What one data line became.
 #[derive(Debug)]
@@ -398,51 +397,6 @@ fn source_name(path: &Path) -> String {
     let hash = hex::encode(&sha1::Sha1::digest(full.as_bytes())[..4]);
     let tail: String = full.chars().skip(chars - KEEP).collect();
     format!("#{hash}…{tail}")
-}
-
-/// Reads a volume: an integer, or an integral decimal such as `1200.0`.
-pub fn parse_volume(text: &str) -> Result<i64, String> {
-    if let Ok(v) = text.parse::<i64>() {
-        return Ok(v);
-    }
-    let d = parse_decimal(text).map_err(|e| format!("volume: {e}"))?;
-    if !d.fract().is_zero() {
-        return Err(format!("volume {text} is not a whole number"));
-    }
-    i64::try_from(d.trunc()).map_err(|_| format!("volume {text} is out of range"))
-}
-
-/// Reads a timestamp: RFC 3339 with an offset, or a date and time without one in `zone`.
-pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    const NAIVE: [&str; 6] = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-        "%Y/%m/%d %H:%M:%S",
-        "%Y/%m/%d %H:%M",
-    ];
-    let naive = NAIVE
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
-        .ok_or_else(|| {
-            let shown = shorten(text);
-            format!("timestamp {shown:?} is not a date and time (e.g. 2024-01-02 09:15:00)")
-        })?;
-    match zone.from_local_datetime(&naive) {
-        chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
-        // A repeated hour (clocks going back) reads as its first occurrence.
-        chrono::LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
-        chrono::LocalResult::None => Err(format!("timestamp {text:?} does not exist in {zone}")),
-    }
 }
 
 /// Expands glob patterns into the files they name, in a stable order. A pattern without glob

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use chrono_tz::Tz;
 use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
@@ -82,6 +83,8 @@ pub struct Source {
     pub start: i64,
     /// What to record with the first batch (found while choosing `start`).
     pub incidents: Vec<Incident>,
+    /// Zone of message times written without an offset (`ingest.source_timezone`).
+    pub zone: Tz,
 }
 
 pub async fn run(
@@ -98,6 +101,7 @@ pub async fn run(
         mut topic_id,
         start: mut offset,
         incidents,
+        zone,
     } = source;
     let topic = client.topic().to_string();
     let partition = client.partition();
@@ -213,6 +217,7 @@ pub async fn run(
                     &topic_id,
                 ),
                 chunk,
+                zone,
             );
             let count = (fetched.ticks.len() + fetched.rejects.len()) as u64;
             if tx.send(fetched).await.is_err() {
@@ -227,7 +232,7 @@ pub async fn run(
 /// Decodes and checks records into `fetched`. A refused record's source is
 /// `topic/partition/offset`, with `@` and the start of the topic's id when the broker reports
 /// one, so a recreated topic's records never share a source with the old one's.
-fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>) -> Fetched {
+fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, zone: Tz) -> Fetched {
     fetched.ticks.reserve(records.len());
     let incarnation = fetched
         .topic_id
@@ -241,7 +246,7 @@ fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>) -> Fetched {
         );
         let value = record.record.value.unwrap_or_default();
         match fetched.kind {
-            TopicKind::Ticks => match Tick::from_json(&value) {
+            TopicKind::Ticks => match Tick::from_json(&value, zone) {
                 Ok(tick) => fetched.ticks.push(tick),
                 Err(reason) => {
                     fetched

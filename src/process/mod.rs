@@ -147,6 +147,7 @@ pub async fn run(
                 topic_id: topic_id.clone(),
                 start,
                 incidents,
+                zone: config.source_timezone(),
             };
             fetchers.spawn(fetch::run(
                 source,

@@ -1,0 +1,109 @@
+//! Numbers and times read exactly from text: decimals that never pass through a float,
+//! whole volumes, timestamps with or without an offset.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+
+pub(super) fn truncate_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Parses a decimal exactly: `1520.50`, `1e3` and `+7` are accepted; `NaN`, `inf`, `0x10` and
+/// anything a float would round are not.
+pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty number".into());
+    }
+    let parsed = if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text)
+    } else {
+        Decimal::from_str_exact(text)
+    };
+    parsed.map_err(|_| {
+        let shown = shorten(text);
+        let numeric = text
+            .trim_start_matches(['+', '-'])
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.');
+        if numeric && text.matches('.').count() <= 1 {
+            format!("{shown:?} has too many digits")
+        } else {
+            format!("{shown:?} is not a decimal number")
+        }
+    })
+}
+
+/// A value as shown in a reason: long ones are cut (a reason must stay readable).
+pub fn shorten(text: &str) -> String {
+    const SHOWN: usize = 40;
+    if text.chars().count() <= SHOWN {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(SHOWN).collect::<String>())
+    }
+}
+
+/// A JSON number as the text it was written as. A JSON number is read as an f64 when it has
+/// a fraction or an exponent, which keeps about 15 significant digits: more would be silently
+/// rounded, so such a number is refused.
+pub(super) fn number_text(n: &serde_json::Number) -> Result<String, String> {
+    let text = n.to_string();
+    let digits = text
+        .chars()
+        .take_while(|c| *c != 'e' && *c != 'E')
+        .filter(char::is_ascii_digit)
+        .count();
+    if n.is_f64() && digits > 15 {
+        return Err(format!(
+            "number {text} has more digits than a JSON number keeps exactly; send prices as strings"
+        ));
+    }
+    Ok(text)
+}
+
+/// Reads a volume: an integer, or an integral decimal such as `1200.0`.
+pub fn parse_volume(text: &str) -> Result<i64, String> {
+    if let Ok(v) = text.parse::<i64>() {
+        return Ok(v);
+    }
+    let d = parse_decimal(text).map_err(|e| format!("volume: {e}"))?;
+    if !d.fract().is_zero() {
+        return Err(format!("volume {} is not a whole number", shorten(text)));
+    }
+    i64::try_from(d.trunc()).map_err(|_| format!("volume {} is out of range", shorten(text)))
+}
+
+/// Reads a timestamp: RFC 3339 with an offset, or a date and time without one in `zone`.
+pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    const NAIVE: [&str; 6] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y/%m/%d %H:%M:%S",
+        "%Y/%m/%d %H:%M",
+    ];
+    let naive = NAIVE
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .ok_or_else(|| {
+            let shown = shorten(text);
+            format!("timestamp {shown:?} is not a date and time (e.g. 2024-01-02 09:15:00)")
+        })?;
+    match zone.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+        // A repeated hour (clocks going back) reads as its first occurrence.
+        chrono::LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
+        chrono::LocalResult::None => Err(format!("timestamp {text:?} does not exist in {zone}")),
+    }
+}
