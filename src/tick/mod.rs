@@ -10,18 +10,49 @@ pub use reject::Reject;
 pub use text::{parse_decimal, parse_timestamp, parse_volume, shorten};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use rust_decimal::Decimal;
+use chrono_tz::Tz;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
 
 /// Longest symbol the store accepts (`Bank_Name VARCHAR(64)`).
 pub const MAX_SYMBOL_CHARS: usize = 64;
-/// Prices are stored as DECIMAL(18,4).
-pub const PRICE_SCALE: u32 = 4;
+/// Prices are stored as DECIMAL(22,8): equity feeds print 6 decimals, crypto feeds 8.
+pub const PRICE_SCALE: u32 = 8;
 const PRICE_INTEGER_DIGITS: u32 = 14;
 /// Largest close × volume a row may have (10^20, five orders of magnitude above any real
 /// bar's traded value in any currency): rollups sum turnovers per minute and per session, and
 /// this bound keeps those sums far inside what a decimal holds.
 pub const MAX_ROW_TURNOVER: Decimal =
     Decimal::from_parts(1_661_992_960, 1_808_227_885, 5, false, 0);
+
+/// What to do with a price of more decimal places than are stored ([`PRICE_SCALE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExcessDecimals {
+    /// Quarantine the record with the reason.
+    #[default]
+    Refuse,
+    /// Round to the stored places, half to even (counted).
+    Round,
+}
+
+/// How input text becomes a tick: the zone of times written without an offset, and the
+/// policy for prices with more decimal places than are stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    pub zone: Tz,
+    pub excess_decimals: ExcessDecimals,
+}
+
+impl From<Tz> for Reading {
+    /// Times in `zone`, excess decimals refused.
+    fn from(zone: Tz) -> Self {
+        Reading {
+            zone,
+            excess_decimals: ExcessDecimals::Refuse,
+        }
+    }
+}
 
 /// One OHLCV bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +125,36 @@ impl Tick {
             }
         }
         Ok(())
+    }
+
+    /// Applies `policy` to prices with more than [`PRICE_SCALE`] decimal places (trailing
+    /// zeros do not count): `Ok(true)` when some were rounded, the reason when refused.
+    pub fn fit_decimals(&mut self, policy: ExcessDecimals) -> Result<bool, String> {
+        let mut rounded = false;
+        for (name, price) in [
+            ("open", &mut self.open),
+            ("high", &mut self.high),
+            ("low", &mut self.low),
+            ("close", &mut self.close),
+        ] {
+            if price.scale() <= PRICE_SCALE || price.normalize().scale() <= PRICE_SCALE {
+                continue;
+            }
+            match policy {
+                ExcessDecimals::Refuse => {
+                    return Err(format!(
+                        "{name} {price} has more than {PRICE_SCALE} decimal places \
+                         (ingest.excess_decimals = \"round\" rounds them)"
+                    ));
+                }
+                ExcessDecimals::Round => {
+                    *price = price
+                        .round_dp_with_strategy(PRICE_SCALE, RoundingStrategy::MidpointNearestEven);
+                    rounded = true;
+                }
+            }
+        }
+        Ok(rounded)
     }
 
     fn prices(&self) -> [(&'static str, Decimal); 4] {
@@ -174,7 +235,7 @@ mod tests {
             (|t| t.low = dec!(1530), "low 1530 is above high"),
             (|t| t.close = dec!(1523), "close 1523 is outside"),
             (|t| t.volume = -5, "volume -5 is negative"),
-            (|t| t.high = dec!(1522.00001), "more than 4 decimal places"),
+            (|t| t.high = dec!(1522.000000001), "more than 8 decimal places"),
             (|t| t.symbol = "X".repeat(65), "longer than 64"),
             (|t| t.symbol = "HDFC ".into(), "spaces around it"),
             (
@@ -242,6 +303,28 @@ mod tests {
         assert_eq!(reject.reason.chars().count(), 1000);
         assert!(reject.raw.len() <= Reject::MAX_RAW_BYTES);
         assert!(reject.rejected_at.year() < 10000);
+    }
+
+    #[test]
+    fn excess_decimals_are_refused_or_rounded_half_to_even() {
+        let mut t = tick();
+        t.close = dec!(1521.000000005);
+        assert!(
+            t.clone()
+                .fit_decimals(ExcessDecimals::Refuse)
+                .unwrap_err()
+                .contains("close 1521.000000005 has more than 8 decimal places")
+        );
+        assert_eq!(t.fit_decimals(ExcessDecimals::Round), Ok(true));
+        assert_eq!(t.close, dec!(1521.00000000));
+        t.close = dec!(1521.000000015);
+        t.fit_decimals(ExcessDecimals::Round).unwrap();
+        assert_eq!(t.close, dec!(1521.00000002));
+        // Six and eight places are stored as they are; trailing zeros are no excess.
+        t.close = dec!(39.455002);
+        t.high = dec!(1522.1234567800);
+        assert_eq!(t.fit_decimals(ExcessDecimals::Refuse), Ok(false));
+        assert_eq!(t.close, dec!(39.455002));
     }
 
     #[test]

@@ -13,12 +13,11 @@
 //! in `ingest.source_timezone`.
 
 use chrono::SecondsFormat;
-use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::Tick;
+use super::{Reading, Tick};
 use super::text::{number_text, parse_decimal, parse_timestamp, parse_volume};
 
 /// The fields of a tick message, in the order of [`Field::ALL`].
@@ -81,9 +80,16 @@ impl Tick {
     }
 
     /// Decodes and checks a Kafka message value written by any producer (see the module
-    /// documentation); a time without an offset is read in `zone`. The symbol is trimmed, as
-    /// a CSV field is.
-    pub fn from_json(bytes: &[u8], zone: Tz) -> Result<Tick, String> {
+    /// documentation), read as `reading` says (the zone of times without an offset, excess
+    /// decimals). The symbol is trimmed, as a CSV field is. `Ok` tells whether prices were
+    /// rounded.
+    pub fn from_json(bytes: &[u8], reading: impl Into<Reading>) -> Result<Tick, String> {
+        Self::read_json(bytes, reading.into()).map(|(tick, _)| tick)
+    }
+
+    /// [`Tick::from_json`], also telling whether prices were rounded.
+    pub fn read_json(bytes: &[u8], reading: Reading) -> Result<(Tick, bool), String> {
+        let zone = reading.zone;
         let object: serde_json::Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| format!("not a tick message: {e}"))?;
         let mut fields: [Option<(&str, &Value)>; Field::COUNT] = [None; Field::COUNT];
@@ -120,7 +126,7 @@ impl Tick {
         let price = |field: Field| -> Result<Decimal, String> {
             parse_decimal(&required(field)?).map_err(|e| format!("{}: {e}", field.name()))
         };
-        let tick = Tick {
+        let mut tick = Tick {
             timestamp: parse_timestamp(&required(Field::Timestamp)?, zone)?,
             symbol: required(Field::Symbol)?,
             open: price(Field::Open)?,
@@ -136,8 +142,9 @@ impl Tick {
                 None => 0,
             },
         };
+        let rounded = tick.fit_decimals(reading.excess_decimals)?;
         tick.validate()?;
-        Ok(tick)
+        Ok((tick, rounded))
     }
 }
 
