@@ -100,6 +100,8 @@ pub struct IngestConfig {
     /// IANA zone of CSV timestamps that carry no offset.
     #[serde(deserialize_with = "lenient_string")]
     pub source_timezone: String,
+    /// Prices with more decimal places than are stored (8): refuse | round (half to even).
+    pub excess_decimals: crate::tick::ExcessDecimals,
     /// Records per Kafka produce request (per partition).
     pub batch_records: usize,
     /// Longest a record waits for its batch to fill.
@@ -202,6 +204,7 @@ impl Default for IngestConfig {
             data: vec!["data/*.csv".into()],
             speed: 0.0,
             source_timezone: "UTC".into(),
+            excess_decimals: crate::tick::ExcessDecimals::Refuse,
             batch_records: 5000,
             linger: Duration::from_millis(20),
             compression: "lz4".into(),
@@ -372,6 +375,14 @@ impl Config {
     }
 
     /// The zone naive CSV timestamps are read in (validated at load).
+    /// How input text becomes ticks: the source zone and the excess-decimals policy.
+    pub fn reading(&self) -> crate::tick::Reading {
+        crate::tick::Reading {
+            zone: self.source_timezone(),
+            excess_decimals: self.ingest.excess_decimals,
+        }
+    }
+
     pub fn source_timezone(&self) -> chrono_tz::Tz {
         self.ingest
             .source_timezone

@@ -261,6 +261,7 @@ async fn produce(config: Config, json: bool) -> Result<ExitCode> {
             serde_json::json!({
                 "records": summary.records,
                 "rejected": summary.rejected,
+                "rounded": summary.rounded,
                 "files": summary.files,
                 "bytes": summary.bytes,
                 "seconds": seconds,
@@ -270,9 +271,10 @@ async fn produce(config: Config, json: bool) -> Result<ExitCode> {
         );
     } else {
         println!(
-            "produced {} records ({} quarantined) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
+            "produced {} records ({} quarantined, {} rounded) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
             summary.records,
             summary.rejected,
+            summary.rounded,
             summary.files,
             summary.elapsed,
             summary.records_per_second(),
@@ -349,6 +351,7 @@ async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
             serde_json::json!({
                 "rows": rows,
                 "rejected": stats.rejected.load(Ordering::Relaxed),
+                "rounded": stats.rounded.load(Ordering::Relaxed),
                 "batches": stats.batches.load(Ordering::Relaxed),
                 "seconds": elapsed.as_secs_f64(),
                 "rows_per_second": rows as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -361,7 +364,8 @@ async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "committed {rows} rows and {} rejected records in {} batches in {elapsed:.2?}: {:.0} rows/s",
+        "committed {rows} rows ({} rounded) and {} rejected records in {} batches in {elapsed:.2?}: {:.0} rows/s",
+        stats.rounded.load(Ordering::Relaxed),
         stats.rejected.load(Ordering::Relaxed),
         stats.batches.load(Ordering::Relaxed),
         rows as f64 / elapsed.as_secs_f64().max(1e-9),

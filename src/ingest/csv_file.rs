@@ -16,11 +16,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
-use chrono_tz::Tz;
 use csv::ByteRecord;
 use rust_decimal::Decimal;
 
-use crate::tick::{Reject, Tick, parse_decimal, parse_timestamp, parse_volume};
+use crate::tick::{Reading, Reject, Tick, parse_decimal, parse_timestamp, parse_volume};
 
 /// What one data line became.
 #[derive(Debug)]
@@ -54,15 +53,42 @@ struct LineCounter<R> {
     /// Bytes handed to the parser so far.
     offset: u64,
     newlines: Rc<RefCell<Newlines>>,
-    /// Bytes of the current line handed over so far.
+    /// Bytes of the current record handed over so far.
     line_bytes: usize,
-    in_quotes: bool,
-    /// Dropping the rest of an overlong line, up to its newline.
+    /// Where in a field the last byte was, as the CSV parser sees it.
+    field: FieldState,
+    /// The last byte was a CR (so an LF right after it is the same line end).
+    after_cr: bool,
+    /// Dropping the rest of an overlong line, up to its end.
     skipping: bool,
     /// Read from `inner`: `chunk[pos..len]` is not handed over yet.
     chunk: Box<[u8]>,
     pos: usize,
     len: usize,
+}
+
+/// Where the CSV parser is within a field: a quote opens a quoted field only at its start,
+/// and inside one, line ends are data (RFC 4180, as the csv crate reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldState {
+    Start,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: it closes the field, or escapes the next quote.
+    QuoteInQuoted,
+}
+
+impl FieldState {
+    fn next(self, b: u8) -> FieldState {
+        use FieldState::*;
+        match (self, b) {
+            (Quoted, b'"') => QuoteInQuoted,
+            (Quoted, _) => Quoted,
+            (Start, b'"') | (QuoteInQuoted, b'"') => Quoted,
+            (_, b',' | b'\n' | b'\r') => Start,
+            _ => Unquoted,
+        }
+    }
 }
 
 /// Offsets of the newlines read ahead of the parser, and how many came before them.
@@ -103,7 +129,8 @@ impl<R: Read> LineCounter<R> {
             offset: 0,
             newlines,
             line_bytes: 0,
-            in_quotes: false,
+            field: FieldState::Start,
+            after_cr: false,
             skipping: false,
             chunk: vec![0; 64 * 1024].into_boxed_slice(),
             pos: 0,
@@ -127,7 +154,7 @@ impl<R: Read> Read for LineCounter<R> {
             }
             match self.chunk[self.pos..self.len]
                 .iter()
-                .position(|&b| b == b'\n')
+                .position(|&b| b == b'\n' || b == b'\r')
             {
                 Some(i) => {
                     self.pos += i;
@@ -147,30 +174,29 @@ impl<R: Read> Read for LineCounter<R> {
             written += 1;
             self.offset += 1;
             self.line_bytes += 1;
-            match b {
-                b'\n' => {
-                    newlines.pending.push_back(self.offset - 1);
-                    if !self.in_quotes {
-                        self.line_bytes = 0;
-                    }
-                }
-                b'"' => self.in_quotes = !self.in_quotes,
-                _ => {}
+            // Lines of the file end at LF, CR, or CRLF (counted once), quoted or not.
+            let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
+            if b == b'\r' || (b == b'\n' && !after_cr) {
+                newlines.pending.push_back(self.offset - 1);
+            }
+            // A record ends at a line end outside quotes.
+            let quoted = self.field == FieldState::Quoted;
+            self.field = self.field.next(b);
+            if matches!(b, b'\n' | b'\r') && !quoted {
+                self.line_bytes = 0;
             }
             if self.line_bytes > MAX_LINE_BYTES && written + 2 <= buf.len() {
                 // End the line here for the parser (closing an open quote), note the cut, and
                 // drop the rest of the line as it is read. The added newline is not a line of
                 // the file: it is not counted.
                 newlines.cuts.push_back(self.offset);
-                for end in [if self.in_quotes { Some(b'"') } else { None }, Some(b'\n')]
-                    .into_iter()
-                    .flatten()
-                {
+                let close = (self.field == FieldState::Quoted).then_some(b'"');
+                for end in [close, Some(b'\n')].into_iter().flatten() {
                     buf[written] = end;
                     written += 1;
                     self.offset += 1;
                 }
-                (self.line_bytes, self.in_quotes, self.skipping) = (0, false, true);
+                (self.line_bytes, self.field, self.skipping) = (0, FieldState::Start, true);
                 break;
             }
         }
@@ -187,7 +213,9 @@ pub struct CsvFile {
     file_symbol: String,
     /// `file name` used in `file:line` sources.
     name: String,
-    zone: Tz,
+    reading: Reading,
+    /// Lines whose prices were rounded to the stored places.
+    rounded: u64,
     record: ByteRecord,
     done: bool,
 }
@@ -195,7 +223,7 @@ pub struct CsvFile {
 impl CsvFile {
     /// Opens a file and reads its header; a file that cannot be read, or whose header names no
     /// known layout, is an error for the whole file.
-    pub fn open(path: &Path, zone: Tz) -> Result<Self> {
+    pub fn open(path: &Path, reading: impl Into<Reading>) -> Result<Self> {
         if path.is_dir() {
             bail!("{} is a directory, not a CSV file", path.display());
         }
@@ -205,7 +233,7 @@ impl CsvFile {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         // The line counter reads in chunks of its own: no buffer in between.
-        Self::from_reader(&source_name(path), &symbol, Box::new(file), zone)
+        Self::from_reader(&source_name(path), &symbol, Box::new(file), reading)
             .with_context(|| path.display().to_string())
     }
 
@@ -215,7 +243,7 @@ impl CsvFile {
         name: &str,
         file_symbol: &str,
         input: Box<dyn Read>,
-        zone: Tz,
+        reading: impl Into<Reading>,
     ) -> Result<Self> {
         let newlines = Rc::new(RefCell::new(Newlines::default()));
         let counted = LineCounter::new(input, newlines.clone());
@@ -234,10 +262,16 @@ impl CsvFile {
             columns,
             file_symbol: file_symbol.to_string(),
             name: name.to_string(),
-            zone,
+            reading: reading.into(),
+            rounded: 0,
             record: ByteRecord::new(),
             done: false,
         })
+    }
+
+    /// Lines read so far whose prices were rounded (`ingest.excess_decimals = "round"`).
+    pub fn rounded(&self) -> u64 {
+        self.rounded
     }
 
     /// Bytes of the file consumed so far.
@@ -275,7 +309,10 @@ impl CsvFile {
                     }
                     let source = format!("{}:{line}", self.name);
                     return Some(match self.parse(&source) {
-                        Ok(tick) => Line::Tick(tick),
+                        Ok((tick, rounded)) => {
+                            self.rounded += u64::from(rounded);
+                            Line::Tick(tick)
+                        }
                         Err(reason) => Line::Reject(Reject::new(
                             source,
                             "ingest",
@@ -295,7 +332,8 @@ impl CsvFile {
         }
     }
 
-    fn parse(&self, source: &str) -> Result<Tick, String> {
+    /// The record as a checked tick, and whether its prices were rounded.
+    fn parse(&self, source: &str) -> Result<(Tick, bool), String> {
         let c = &self.columns;
         let r = &self.record;
         if r.len() != c.width {
@@ -318,8 +356,8 @@ impl CsvFile {
             Some(i) => field(i, "symbol")?.to_string(),
             None => self.file_symbol.clone(),
         };
-        let tick = Tick {
-            timestamp: parse_timestamp(field(c.timestamp, "timestamp")?, self.zone)?,
+        let mut tick = Tick {
+            timestamp: parse_timestamp(field(c.timestamp, "timestamp")?, self.reading.zone)?,
             symbol,
             open: price(c.open, "open")?,
             high: price(c.high, "high")?,
@@ -329,8 +367,9 @@ impl CsvFile {
             source: source.to_string(),
             produced_at: 0,
         };
+        let rounded = tick.fit_decimals(self.reading.excess_decimals)?;
         tick.validate()?;
-        Ok(tick)
+        Ok((tick, rounded))
     }
 }
 
@@ -553,6 +592,34 @@ mod tests {
                 "ok X.csv:6 12",
             ]
         );
+    }
+
+    #[test]
+    fn cr_only_files_and_stray_quotes_keep_every_line_and_its_number() {
+        // Excel's "CSV (Macintosh)": lines end with CR alone; more than 1 MiB of them.
+        let mut content = b"timestamp,open,high,low,close,volume\r".to_vec();
+        for i in 0..40_000u32 {
+            content.extend_from_slice(format!("2024-01-02 09:15:{:02},1,2,1,2,{i}\r", i % 60).as_bytes());
+        }
+        let lines = read("CR.csv", &content);
+        assert_eq!(lines.len(), 40_000);
+        let Line::Tick(last) = &lines[39_999] else {
+            panic!("{:?}", lines[39_999])
+        };
+        assert!(last.source.ends_with("CR.csv:40001"), "{}", last.source);
+        // A quote inside an unquoted field is data: the lines after it are read as lines.
+        let mut content =
+            b"Timestamp,Bank_Name,Open,High,Low,Close,Volume\n2024-01-02 09:15:00,HD\"FC,1,1,1,1,1\n"
+                .to_vec();
+        for i in 0..40_000u32 {
+            content.extend_from_slice(format!("2024-01-02 10:00:00,GOOD,1,2,1,2,{i}\n").as_bytes());
+        }
+        let lines = read("Q.csv", &content);
+        let good = lines
+            .iter()
+            .filter(|l| matches!(l, Line::Tick(t) if t.symbol == "GOOD"))
+            .count();
+        assert_eq!(good, 40_000);
     }
 
     #[test]

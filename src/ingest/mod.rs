@@ -27,6 +27,8 @@ pub struct ProduceSummary {
     pub files: usize,
     pub records: u64,
     pub rejected: u64,
+    /// Records whose prices were rounded to the stored places (`ingest.excess_decimals`).
+    pub rounded: u64,
     pub bytes: u64,
     /// Files that could not be read at all, with why.
     pub failed_files: Vec<(PathBuf, String)>,
@@ -40,12 +42,15 @@ impl ProduceSummary {
 }
 
 /// How far a replay got: the lines (in the replay's merged order, ticks and refused lines
-/// alike) known to be acknowledged by the broker. A replay started again with the same files
-/// skips them: it resumes where the failed one stopped (a few lines may go twice, which the
-/// store's upsert makes harmless).
+/// alike) known to be acknowledged by the broker. A replay started again over the same files,
+/// unchanged, skips them: it resumes where the failed one stopped (a few lines may go twice,
+/// which the store's upsert makes harmless). Files that changed (size, modification time,
+/// which of them could be read) start the replay over, since the merged order may differ.
 #[derive(Debug, Default)]
 pub struct Progress {
     acknowledged: AtomicU64,
+    /// The files the acknowledged lines were read from.
+    files: std::sync::Mutex<Option<u64>>,
 }
 
 impl Progress {
@@ -53,6 +58,7 @@ impl Progress {
     pub fn after(lines: u64) -> Self {
         Progress {
             acknowledged: AtomicU64::new(lines),
+            files: Default::default(),
         }
     }
 
@@ -62,6 +68,26 @@ impl Progress {
 
     fn advance(&self, lines: u64) {
         self.acknowledged.fetch_max(lines, Ordering::Relaxed);
+    }
+
+    /// Lines to skip when replaying `files` now: none if they are not the files the progress
+    /// was made on.
+    fn resume_over(&self, files: &[PathBuf]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for file in files {
+            file.hash(&mut hasher);
+            match std::fs::metadata(file) {
+                Ok(m) => (m.len(), m.modified().ok()).hash(&mut hasher),
+                Err(_) => "unreadable".hash(&mut hasher),
+            }
+        }
+        let fingerprint = hasher.finish();
+        let mut known = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if known.replace(fingerprint).is_some_and(|f| f != fingerprint) {
+            self.acknowledged.store(0, Ordering::Relaxed);
+        }
+        self.acknowledged()
     }
 }
 
@@ -99,12 +125,19 @@ pub async fn produce(
         .map(|m| m.len())
         .sum();
     let bar = progress_bar(progress, total_bytes);
-    let bytes_read = Arc::new(AtomicU64::new(0));
+    let skip = resume.resume_over(&files);
+    if skip > 0 {
+        tracing::info!("resuming the replay after {skip} acknowledged lines");
+    }
+    let counters = Arc::new(replay::Counters::default());
     let mut replay = replay::start(
-        files.clone(),
-        config.source_timezone(),
-        config.ingest.speed,
-        bytes_read.clone(),
+        replay::Spec {
+            files: files.clone(),
+            reading: config.reading(),
+            speed: config.ingest.speed,
+            skip,
+        },
+        counters.clone(),
         cancel.clone(),
     );
 
@@ -115,20 +148,13 @@ pub async fn produce(
     let linger = config.ingest.linger;
     let mut tick_timer = tokio::time::interval(linger.max(Duration::from_millis(1)));
     tick_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let skip = resume.acknowledged();
-    if skip > 0 {
-        tracing::info!("resuming the replay after {skip} acknowledged lines");
-    }
-    // Lines of the replay so far, sent or skipped.
-    let mut seq = 0u64;
+    // Lines of the replay so far, skipped ones included (the reader drops those).
+    let mut seq = skip;
     loop {
         tokio::select! {
             line = replay.lines.recv() => {
                 let Some(line) = line else { break };
                 seq += 1;
-                if seq <= skip {
-                    continue;
-                }
                 match line {
                     Line::Tick(mut tick) => {
                         tick.produced_at = chrono::Utc::now().timestamp_micros();
@@ -148,7 +174,7 @@ pub async fn produce(
                 // Every line before the oldest unacknowledged one is acknowledged.
                 let oldest = ticks.oldest_unacked().into_iter().chain(dead.oldest_unacked()).min();
                 resume.advance(oldest.map_or(seq, |s| s - 1));
-                bar.set_position(bytes_read.load(Ordering::Relaxed));
+                bar.set_position(counters.bytes.load(Ordering::Relaxed));
                 bar.set_message(format!("{} records, {} quarantined", summary.records, summary.rejected));
             }
         }
@@ -158,6 +184,7 @@ pub async fn produce(
         resume.advance(seq);
     }
     summary.failed_files = replay.finish()?;
+    summary.rounded = counters.rounded.load(Ordering::Relaxed);
     for (file, error) in &summary.failed_files {
         tracing::error!(file = %file.display(), "file skipped: {error}");
     }

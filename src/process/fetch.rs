@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono_tz::Tz;
 use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
@@ -17,10 +16,13 @@ use crate::broker::{self, Broker, CallError};
 use crate::config::ProcessConfig;
 use crate::retry::{Backoff, Failure, Verdict, retry};
 use crate::store::Incident;
-use crate::tick::{Reject, Tick};
+use crate::tick::{Reading, Reject, Tick};
 
 /// Longest the broker holds a fetch open waiting for new records.
 const FETCH_WAIT_MS: i32 = 250;
+/// How long a partition's fetches may keep failing before the processor gives up (and `up`
+/// restarts it): a broker restart takes seconds.
+const FETCH_GIVE_UP: Duration = Duration::from_secs(300);
 /// How often a fetch loop checks that its topic is still the same one (by its id).
 const IDENTITY_CHECK: Duration = Duration::from_secs(5);
 
@@ -47,6 +49,8 @@ pub struct Fetched {
     pub incidents: Vec<Incident>,
     /// Kafka's id of the topic the records came from.
     pub topic_id: Option<String>,
+    /// Ticks whose prices were rounded to the stored places.
+    pub rounded: u64,
 }
 
 impl Fetched {
@@ -68,6 +72,7 @@ impl Fetched {
             rejects: Vec::new(),
             incidents: Vec::new(),
             topic_id: topic_id.clone(),
+            rounded: 0,
         }
     }
 }
@@ -83,8 +88,8 @@ pub struct Source {
     pub start: i64,
     /// What to record with the first batch (found while choosing `start`).
     pub incidents: Vec<Incident>,
-    /// Zone of message times written without an offset (`ingest.source_timezone`).
-    pub zone: Tz,
+    /// How messages' text becomes ticks (source zone, excess decimals).
+    pub reading: Reading,
 }
 
 pub async fn run(
@@ -93,7 +98,7 @@ pub async fn run(
     stats: Arc<ProcessStats>,
     tx: mpsc::Sender<Fetched>,
     cancel: CancellationToken,
-) {
+) -> anyhow::Result<()> {
     let Source {
         client,
         kind,
@@ -101,7 +106,7 @@ pub async fn run(
         mut topic_id,
         start: mut offset,
         incidents,
-        zone,
+        reading,
     } = source;
     let topic = client.topic().to_string();
     let partition = client.partition();
@@ -113,7 +118,7 @@ pub async fn run(
             ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
         };
         if tx.send(handover).await.is_err() {
-            return;
+            return Ok(());
         }
     }
     loop {
@@ -121,16 +126,17 @@ pub async fn run(
         // without an error: its id tells.
         if identity_checked.elapsed() >= IDENTITY_CHECK {
             identity_checked = Instant::now();
-            if let Some((earliest, incident)) = recreated(&broker, &client, &topic_id, offset).await
+            if let Some((earliest, incident, now)) =
+                recreated(&broker, &client, &topic_id, offset).await
             {
-                topic_id = broker.topic_id(&topic).await.ok().flatten();
+                topic_id = Some(now);
                 offset = earliest;
                 let handover = Fetched {
                     incidents: vec![incident],
                     ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
                 };
                 if tx.send(handover).await.is_err() {
-                    return;
+                    return Ok(());
                 }
             }
         }
@@ -138,7 +144,7 @@ pub async fn run(
         // producers are skipped, and `next_offset` moves past them.
         let fetch = retry(
             &what,
-            Backoff::service(None),
+            Backoff::service(Some(FETCH_GIVE_UP)),
             &cancel,
             || {
                 broker::call(
@@ -147,23 +153,33 @@ pub async fn run(
                 )
             },
             |e: &CallError| match e.code() {
-                Some(ProtocolError::OffsetOutOfRange) => Verdict::Stop,
+                Some(
+                    ProtocolError::OffsetOutOfRange
+                    | ProtocolError::TopicAuthorizationFailed
+                    | ProtocolError::ClusterAuthorizationFailed,
+                ) => Verdict::Stop,
                 _ => Verdict::Retry,
             },
         );
         let fetched = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => return Ok(()),
             fetched = fetch => fetched,
         };
         let fetched = match fetched {
             Ok(fetched) => fetched,
-            Err(Failure::Cancelled(_)) => return,
-            // Out of range: the only error not retried.
+            Err(Failure::Cancelled(_)) => return Ok(()),
+            Err(Failure::Gave(e)) if e.code() != Some(ProtocolError::OffsetOutOfRange) => {
+                // Not allowed, or failing for minutes: the processor stops (and `up` restarts
+                // it, reporting the error) rather than stall this partition unseen.
+                return Err(anyhow::Error::new(e).context(format!(
+                    "reading {topic}/{partition} at offset {offset} failed for {FETCH_GIVE_UP:?}"
+                )));
+            }
             Err(Failure::Gave(_)) => {
                 // Out of range may be a recreated topic: its id tells first.
                 let (next, incident) = match recreated(&broker, &client, &topic_id, offset).await {
-                    Some((earliest, incident)) => {
-                        topic_id = broker.topic_id(&topic).await.ok().flatten();
+                    Some((earliest, incident, now)) => {
+                        topic_id = Some(now);
                         (earliest, Some(incident))
                     }
                     None => recover_offset(&client, offset, &cancel).await,
@@ -175,7 +191,7 @@ pub async fn run(
                         ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
                     };
                     if tx.send(handover).await.is_err() {
-                        return;
+                        return Ok(());
                     }
                 }
                 continue;
@@ -193,7 +209,7 @@ pub async fn run(
                 let handover =
                     Fetched::empty(kind, &topic, partition, offset, offset >= end, &topic_id);
                 if tx.send(handover).await.is_err() {
-                    return;
+                    return Ok(());
                 }
             }
             continue;
@@ -217,11 +233,11 @@ pub async fn run(
                     &topic_id,
                 ),
                 chunk,
-                zone,
+                reading,
             );
             let count = (fetched.ticks.len() + fetched.rejects.len()) as u64;
             if tx.send(fetched).await.is_err() {
-                return;
+                return Ok(());
             }
             stats.fetched.fetch_add(count, Ordering::Relaxed);
             offset = next_offset;
@@ -232,7 +248,7 @@ pub async fn run(
 /// Decodes and checks records into `fetched`. A refused record's source is
 /// `topic/partition/offset`, with `@` and the start of the topic's id when the broker reports
 /// one, so a recreated topic's records never share a source with the old one's.
-fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, zone: Tz) -> Fetched {
+fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, reading: Reading) -> Fetched {
     fetched.ticks.reserve(records.len());
     let incarnation = fetched
         .topic_id
@@ -246,8 +262,11 @@ fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, zone: Tz) -> Fetc
         );
         let value = record.record.value.unwrap_or_default();
         match fetched.kind {
-            TopicKind::Ticks => match Tick::from_json(&value, zone) {
-                Ok(tick) => fetched.ticks.push(tick),
+            TopicKind::Ticks => match Tick::read_json(&value, reading) {
+                Ok((tick, rounded)) => {
+                    fetched.rounded += u64::from(rounded);
+                    fetched.ticks.push(tick)
+                }
                 Err(reason) => {
                     fetched
                         .rejects
@@ -268,13 +287,14 @@ fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, zone: Tz) -> Fetc
 }
 
 /// Whether the topic being read was deleted and created again (its id changed): then the
-/// earliest offset of the new one, and the incident.
+/// earliest offset of the new one, the incident, and the new id. A failed look-up is not a
+/// change.
 async fn recreated(
     broker: &Broker,
     client: &PartitionClient,
     known: &Option<String>,
     offset: i64,
-) -> Option<(i64, Incident)> {
+) -> Option<(i64, Incident, String)> {
     let topic = client.topic();
     let now = broker.topic_id(topic).await.ok().flatten()?;
     let was = known.as_ref()?;
@@ -297,6 +317,7 @@ async fn recreated(
             kind: "topic_recreated",
             detail,
         },
+        now,
     ))
 }
 

@@ -45,6 +45,8 @@ pub struct ProcessStats {
     pub fetched: AtomicU64,
     pub rows: AtomicU64,
     pub rejected: AtomicU64,
+    /// Ticks whose prices were rounded to the stored places (`ingest.excess_decimals`).
+    pub rounded: AtomicU64,
     pub batches: AtomicU64,
     /// Seconds each batch took to commit (rows, rollups and offsets), retries included.
     pub commit_seconds: Histogram,
@@ -58,6 +60,7 @@ impl Default for ProcessStats {
             fetched: AtomicU64::default(),
             rows: AtomicU64::default(),
             rejected: AtomicU64::default(),
+            rounded: AtomicU64::default(),
             batches: AtomicU64::default(),
             // 1 ms to ~33 s.
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -147,7 +150,7 @@ pub async fn run(
                 topic_id: topic_id.clone(),
                 start,
                 incidents,
-                zone: config.source_timezone(),
+                reading: config.reading(),
             };
             fetchers.spawn(fetch::run(
                 source,
@@ -178,7 +181,21 @@ pub async fn run(
         runs.push(writer.run(lane.rx));
     }
     // The first writer to fail stops the others (a dropped transaction rolls back).
-    let result = futures::future::try_join_all(runs).await.map(|_| ());
+    // The first writer to fail, or fetch loop to give up, stops the rest.
+    let fetch_failure = async {
+        while let Some(joined) = fetchers.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return e,
+                Err(e) => return anyhow::anyhow!("a fetch loop panicked: {e}"),
+            }
+        }
+        std::future::pending().await
+    };
+    let result = tokio::select! {
+        written = futures::future::try_join_all(runs) => written.map(|_| ()),
+        failure = fetch_failure => Err(failure),
+    };
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
     result
@@ -231,6 +248,7 @@ struct Pending {
     ticks: Vec<Tick>,
     rejects: Vec<Reject>,
     incidents: Vec<Incident>,
+    rounded: u64,
     /// Rejects refused by this processor, still to be published to the dead-letter topic.
     new_dead_letters: Vec<Reject>,
     /// Per partition: the next offset reached and the id of its topic.
@@ -270,10 +288,16 @@ impl Writer<'_> {
                         let caught_up = fetched.caught_up;
                         pending.since.get_or_insert_with(Instant::now);
                         pending.ticks.extend(fetched.ticks);
+                        pending.rounded += fetched.rounded;
                         if fetched.kind == TopicKind::Ticks {
                             pending.new_dead_letters.extend(fetched.rejects.iter().cloned());
                         }
                         pending.rejects.extend(fetched.rejects);
+                        if !fetched.incidents.is_empty() {
+                            // The partition started over (a recreated topic, a truncated
+                            // log): what was there at start is gone, no longer a drain target.
+                            self.drain_targets.remove(&(fetched.topic.clone(), fetched.partition));
+                        }
                         pending.incidents.extend(fetched.incidents);
                         pending.offsets.insert(
                             (fetched.topic, fetched.partition),
@@ -352,6 +376,9 @@ impl Writer<'_> {
             (pending.rejects.len() + refused.len()) as u64,
             Ordering::Relaxed,
         );
+        self.stats
+            .rounded
+            .fetch_add(pending.rounded, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats
             .commit_seconds

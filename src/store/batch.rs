@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{MySql, MySqlConnection, QueryBuilder};
+use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder};
 
 use super::error::{StoreError, timed};
 use super::{Store, rollups};
@@ -51,6 +51,10 @@ pub struct Batch<'a> {
     pub incidents: &'a [Incident],
 }
 
+/// Rows of one statement all refused alike from which the cause is taken for the server's
+/// set-up rather than the data.
+const SETUP_SUSPECT_ROWS: usize = 8;
+
 /// What a committed batch did beyond storing its rows.
 #[derive(Debug, Default)]
 pub struct Committed {
@@ -63,7 +67,15 @@ impl Store {
     pub async fn write_batch(&self, batch: Batch<'_>) -> Result<Committed, StoreError> {
         let deadline = self.statement_timeout;
         let mut connection = timed("connecting to MySQL", deadline, self.pool.acquire()).await?;
-        let result = self.write_batch_on(&mut connection, batch).await;
+        let result = async {
+            // sqlx rolls the transaction back if it is dropped uncommitted (an error, or this
+            // future dropped when another writer failed): never half a batch.
+            let mut tx = timed("starting a transaction", deadline, connection.begin()).await?;
+            let committed = self.write_batch_on(&mut tx, batch).await?;
+            timed("committing the batch", deadline, tx.commit()).await?;
+            Ok(committed)
+        }
+        .await;
         if result.is_err() {
             // A statement may still run (or hang) on the server: never reuse the connection.
             connection.close_on_drop();
@@ -82,12 +94,6 @@ impl Store {
         }: Batch<'_>,
     ) -> Result<Committed, StoreError> {
         let deadline = self.statement_timeout;
-        timed(
-            "starting a transaction",
-            deadline,
-            sqlx::query("BEGIN").execute(&mut *tx),
-        )
-        .await?;
         // Writers of other partitions may hold rows of the same symbols (a producer with
         // another partitioner): each symbol's rollups are recomputed by one writer at a time,
         // and after this lock every read sees what the others committed.
@@ -179,12 +185,6 @@ impl Store {
             )
             .await?;
         }
-        timed(
-            "committing the batch",
-            deadline,
-            sqlx::query("COMMIT").execute(&mut *tx),
-        )
-        .await?;
         Ok(Committed { refused_rows })
     }
 
@@ -223,6 +223,17 @@ impl Store {
                     }
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        // A statement's every row refused for the same reason is the server's set-up (a schema
+        // change, a trigger, a mode), not bad data: stop instead of quarantining the batch.
+        if items.len() >= SETUP_SUSPECT_ROWS && refused.len() == items.len() {
+            let first = &refused[0].1;
+            if refused.iter().all(|(_, reason)| reason == first) {
+                return Err(StoreError::Setup {
+                    rows: items.len(),
+                    reason: first.clone(),
+                });
             }
         }
         Ok(refused)
@@ -305,7 +316,7 @@ fn store_offsets(offsets: &[Reached]) -> QueryBuilder<MySql> {
     });
     upsert.push(
         " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
-         topic_id = VALUES(topic_id), updated_at = VALUES(updated_at)",
+         topic_id = COALESCE(VALUES(topic_id), topic_id), updated_at = VALUES(updated_at)",
     );
     upsert
 }

@@ -31,6 +31,9 @@ pub enum StoreError {
         number: u16,
         message: String,
     },
+    /// Every row of a statement refused for the same reason: the server's set-up, not the data.
+    #[error("MySQL refused all {rows} rows of a statement alike ({reason}): check the table's set-up")]
+    Setup { rows: usize, reason: String },
     /// Anything else (a missing table, a missing privilege, a bug): retrying cannot help.
     #[error("{what}: {source}")]
     Permanent {
@@ -84,7 +87,9 @@ impl StoreError {
     pub fn verdict(&self) -> Verdict {
         match self {
             StoreError::Transient { .. } | StoreError::Timeout { .. } => Verdict::Retry,
-            StoreError::Data { .. } | StoreError::Permanent { .. } => Verdict::Stop,
+            StoreError::Data { .. } | StoreError::Setup { .. } | StoreError::Permanent { .. } => {
+                Verdict::Stop
+            }
         }
     }
 }

@@ -149,7 +149,7 @@ impl Store {
 
     /// Applies the migrations in `sql/` (embedded in the binary).
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./sql")
+        migrator()
             .run(&self.pool)
             .await
             .context("applying the schema migrations in sql/")
@@ -197,6 +197,11 @@ impl Store {
         .context("counting rows")?;
         Ok((row.get(0), row.get(1)))
     }
+}
+
+/// The schema migrations in `sql/`, embedded in the binary, oldest first.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./sql")
 }
 
 /// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes.

@@ -16,8 +16,8 @@ use super::error::{StoreError, timed};
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK};
 use crate::tick::Tick;
 
-/// Symbols per change-detection query.
-const SYMBOLS_PER_QUERY: usize = 200;
+/// Keys (symbol, time) per change-detection query: far under the 65,535 placeholders.
+const KEYS_PER_QUERY: usize = 5000;
 /// Bars per upsert statement (10 placeholders each, far under the 65,535 limit).
 const BARS_PER_STATEMENT: usize = 2000;
 /// Rows read per page when recomputing a symbol's rollups.
@@ -39,25 +39,30 @@ pub async fn changed_rows<'t>(
             .or_default()
             .insert(tick.timestamp.naive_utc(), tick);
     }
-    let symbols: Vec<_> = by_symbol.iter().collect();
+    // The batch's own keys only: a range between a symbol's first and last row would read
+    // every stored row in between (years, for late rows among new ones).
+    let keys: Vec<(&str, &NaiveDateTime)> = by_symbol
+        .iter()
+        .flat_map(|(symbol, rows)| rows.keys().map(move |at| (*symbol, at)))
+        .collect();
     let mut stored: BTreeMap<(String, NaiveDateTime), ([Decimal; 4], i64)> = BTreeMap::new();
-    for chunk in symbols.chunks(SYMBOLS_PER_QUERY) {
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
         let mut query: QueryBuilder<MySql> = QueryBuilder::new(
             "SELECT Bank_Name, `Timestamp`, Open, High, Low, Close, Volume FROM stock_data WHERE ",
         );
-        for (i, (symbol, rows)) in chunk.iter().enumerate() {
-            let (first, last) = (rows.keys().next(), rows.keys().next_back());
+        for (i, group) in chunk.chunk_by(|a, b| a.0 == b.0).enumerate() {
             if i > 0 {
                 query.push(" OR ");
             }
             query
                 .push("(Bank_Name = ")
-                .push_bind(**symbol)
-                .push(" AND `Timestamp` BETWEEN ")
-                .push_bind(first)
-                .push(" AND ")
-                .push_bind(last)
-                .push(")");
+                .push_bind(group[0].0)
+                .push(" AND `Timestamp` IN (");
+            let mut times = query.separated(", ");
+            for (_, at) in group {
+                times.push_bind(**at);
+            }
+            query.push("))");
         }
         let rows = timed(
             "reading the stored rows a batch overlaps",

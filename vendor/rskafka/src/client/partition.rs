@@ -953,29 +953,19 @@ fn extract_records(
                         continue;
                     }
 
-                    let timestamp_millis =
-                        match batch.first_timestamp.checked_add(record.timestamp_delta) {
-                            Some(ts) => ts,
-                            None => {
-                                return Err(Error::InvalidResponse(format!(
-                                    "Timestamp overflow (first_timestamp={}, delta={}",
-                                    batch.first_timestamp, record.timestamp_delta
-                                )));
-                            }
-                        };
-                    let timestamp = match Utc.timestamp_millis_opt(timestamp_millis) {
-                        LocalResult::None => {
-                            return Err(Error::InvalidResponse(format!(
-                                "Not a valid timestamp ({timestamp_millis})"
-                            )));
-                        }
-                        LocalResult::Single(ts) => ts,
-                        LocalResult::Ambiguous(a, b) => {
-                            return Err(Error::InvalidResponse(format!(
-                                "Ambiguous timestamp ({timestamp_millis}): {a} or {b}"
-                            )));
-                        }
-                    };
+                    // PATCH (tickpipe): a record timestamp chrono cannot represent (another
+                    // producer's far-past or far-future time, or a delta that overflows) used to
+                    // fail the whole fetch, so one record stopped its partition for good. The
+                    // record is returned with the Unix epoch as its timestamp instead; its key
+                    // and value are what a consumer reads.
+                    let timestamp = batch
+                        .first_timestamp
+                        .checked_add(record.timestamp_delta)
+                        .and_then(|millis| match Utc.timestamp_millis_opt(millis) {
+                            LocalResult::Single(ts) => Some(ts),
+                            _ => None,
+                        })
+                        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
 
                     records.push(RecordAndOffset {
                         record: Record {
