@@ -345,6 +345,9 @@ impl CsvFile {
                 .trim();
             if text.is_empty() {
                 Err(format!("{name} is empty"))
+            } else if text.eq_ignore_ascii_case("null") {
+                // Yahoo Finance writes a day without data as a row of nulls.
+                Err(format!("{name} is null (the line has no data)"))
             } else {
                 Ok(text)
             }
@@ -599,7 +602,9 @@ mod tests {
         // Excel's "CSV (Macintosh)": lines end with CR alone; more than 1 MiB of them.
         let mut content = b"timestamp,open,high,low,close,volume\r".to_vec();
         for i in 0..40_000u32 {
-            content.extend_from_slice(format!("2024-01-02 09:15:{:02},1,2,1,2,{i}\r", i % 60).as_bytes());
+            content.extend_from_slice(
+                format!("2024-01-02 09:15:{:02},1,2,1,2,{i}\r", i % 60).as_bytes(),
+            );
         }
         let lines = read("CR.csv", &content);
         assert_eq!(lines.len(), 40_000);

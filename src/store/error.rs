@@ -32,7 +32,9 @@ pub enum StoreError {
         message: String,
     },
     /// Every row of a statement refused for the same reason: the server's set-up, not the data.
-    #[error("MySQL refused all {rows} rows of a statement alike ({reason}): check the table's set-up")]
+    #[error(
+        "MySQL refused all {rows} rows of a statement alike ({reason}): check the table's set-up"
+    )]
     Setup { rows: usize, reason: String },
     /// Anything else (a missing table, a missing privilege, a bug): retrying cannot help.
     #[error("{what}: {source}")]

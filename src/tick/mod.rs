@@ -235,7 +235,10 @@ mod tests {
             (|t| t.low = dec!(1530), "low 1530 is above high"),
             (|t| t.close = dec!(1523), "close 1523 is outside"),
             (|t| t.volume = -5, "volume -5 is negative"),
-            (|t| t.high = dec!(1522.000000001), "more than 8 decimal places"),
+            (
+                |t| t.high = dec!(1522.000000001),
+                "more than 8 decimal places",
+            ),
             (|t| t.symbol = "X".repeat(65), "longer than 64"),
             (|t| t.symbol = "HDFC ".into(), "spaces around it"),
             (

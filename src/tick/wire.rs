@@ -17,8 +17,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Reading, Tick};
 use super::text::{number_text, parse_decimal, parse_timestamp, parse_volume};
+use super::{Reading, Tick};
 
 /// The fields of a tick message, in the order of [`Field::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
