@@ -102,6 +102,8 @@ pub struct IngestConfig {
     pub source_timezone: String,
     /// Prices with more decimal places than are stored (8): refuse | round (half to even).
     pub excess_decimals: crate::tick::ExcessDecimals,
+    /// Column names of CSV files whose header the reader does not recognise.
+    pub columns: crate::ingest::layout::ColumnNames,
     /// Records per Kafka produce request (per partition).
     pub batch_records: usize,
     /// Longest a record waits for its batch to fill.
@@ -205,6 +207,7 @@ impl Default for IngestConfig {
             speed: 0.0,
             source_timezone: "UTC".into(),
             excess_decimals: crate::tick::ExcessDecimals::Refuse,
+            columns: Default::default(),
             batch_records: 5000,
             linger: Duration::from_millis(20),
             compression: "lz4".into(),

@@ -96,8 +96,8 @@ fn bad_csv_lines_are_quarantined_with_their_reason() {
         ),
         (
             "too many decimals",
-            b"2024-01-02 09:16:00,GOOD,100.12345,101,99,100,1".to_vec(),
-            "more than 4 decimal places",
+            b"2024-01-02 09:16:00,GOOD,100.123456789,101,99,100,1".to_vec(),
+            "more than 8 decimal places",
         ),
         (
             "too many integer digits",
@@ -210,7 +210,7 @@ fn bad_files_are_clear_errors() {
         (write("empty.csv", b""), "empty file (no header line)"),
         (
             write("unknown.csv", b"when,what,price\n1,2,3\n"),
-            "no timestamp column",
+            "unknown CSV layout: no time, open, high, low, close, volume columns among the header's columns [\"when\", \"what\", \"price\"]",
         ),
         (
             write("nohigh.csv", b"timestamp,open,low,close,volume\n"),

@@ -296,3 +296,102 @@ async fn a_database_of_the_previous_schema_is_upgraded_in_place() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layouts_people_download_are_read_exactly() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "layouts").await;
+    let env = topics_env("layouts");
+    let env = as_refs(&env);
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/layouts");
+    let mut args = vec!["produce".to_string()];
+    for pattern in [
+        "yahoo/*.csv",
+        "stooq/*.txt",
+        "alphavantage/*.csv",
+        "nse/*.csv",
+        "split/*.csv",
+        "daily/*.csv",
+        "semicolon/*.csv",
+    ] {
+        args.extend(["--data".to_string(), format!("{fixtures}/{pattern}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    appliance.run(&args, &env);
+    // A header the reader does not know, mapped in [ingest.columns].
+    let mapped = [
+        &env[..],
+        &[
+            ("TICKPIPE_INGEST__COLUMNS__DATE", "Datum"),
+            ("TICKPIPE_INGEST__COLUMNS__OPEN", "Erster"),
+            ("TICKPIPE_INGEST__COLUMNS__HIGH", "Hoch"),
+            ("TICKPIPE_INGEST__COLUMNS__LOW", "Tief"),
+            ("TICKPIPE_INGEST__COLUMNS__CLOSE", "Schluss"),
+            ("TICKPIPE_INGEST__COLUMNS__VOLUME", "Stücke"),
+        ],
+    ]
+    .concat();
+    appliance.run(
+        &["produce", "--data", &format!("{fixtures}/mapped/*.csv")],
+        &mapped,
+    );
+    appliance.run(&["process", "--drain"], &env);
+
+    // Per symbol: rows, sum of volumes, sum of closes, from the fixtures as written.
+    let d = |text: &str| text.parse::<Decimal>().unwrap();
+    let expected: Totals = [
+        ("YAHOO", 2, 140_903_200, d("369.889999")),
+        ("STOOQ.US", 2, 2_198_346, d("373.7501")),
+        ("ALPHA", 3, 788_151, d("480.58")),
+        ("NSE", 2, 66_927, d("1769.8")),
+        ("SPLIT", 2, 2_500, d("201.75")),
+        ("DAILY", 2, 2_200_000, d("102.25")),
+        ("SEMI", 2, 89_036_300, d("79.989998")),
+        ("MAPPED", 2, 218_000, d("33.80")),
+    ]
+    .into_iter()
+    .map(|(s, n, v, c)| (s.to_string(), (n, v, c)))
+    .collect();
+    assert_eq!(stored_totals(&root).await, expected);
+    let first = |symbol: &'static str| {
+        let root = root.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT DATE_FORMAT(MIN(`Timestamp`), '%Y-%m-%d %H:%i') FROM stock_data \
+                 WHERE Bank_Name = ?",
+            )
+            .bind(symbol)
+            .fetch_one(&root)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        first("NSE").await,
+        "2015-02-02 03:45",
+        "+05:30 taken as written"
+    );
+    assert_eq!(
+        first("STOOQ.US").await,
+        "2024-01-02 15:35",
+        "split date and time"
+    );
+    assert_eq!(first("SPLIT").await, "2024-01-02 09:15");
+    assert_eq!(
+        first("DAILY").await,
+        "2024-01-02 00:00",
+        "a date alone is the day's start"
+    );
+    assert_eq!(
+        first("ALPHA").await,
+        "2024-01-05 15:50",
+        "newest first is fine"
+    );
+    let refused = rejected(&root).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].0.ends_with("YAHOO.csv:4") && refused[0].1.contains("open is null"),
+        "{refused:?}"
+    );
+}

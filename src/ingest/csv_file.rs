@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use csv::ByteRecord;
 use rust_decimal::Decimal;
 
+use super::layout::{ColumnNames, Columns, When, sniff_delimiter};
 use crate::tick::{Reading, Reject, Tick, parse_decimal, parse_timestamp, parse_volume};
 
 /// What one data line became.
@@ -26,19 +27,6 @@ use crate::tick::{Reading, Reject, Tick, parse_decimal, parse_timestamp, parse_v
 pub enum Line {
     Tick(Tick),
     Reject(Reject),
-}
-
-/// Column positions of the fields a tick needs.
-#[derive(Debug, Clone, Copy)]
-struct Columns {
-    timestamp: usize,
-    symbol: Option<usize>,
-    open: usize,
-    high: usize,
-    low: usize,
-    close: usize,
-    volume: usize,
-    width: usize,
 }
 
 /// Longest line read: the rest of a longer one is skipped (never held in memory) and the line
@@ -59,6 +47,7 @@ struct LineCounter<R> {
     field: FieldState,
     /// The last byte was a CR (so an LF right after it is the same line end).
     after_cr: bool,
+    delimiter: u8,
     /// Dropping the rest of an overlong line, up to its end.
     skipping: bool,
     /// Read from `inner`: `chunk[pos..len]` is not handed over yet.
@@ -79,13 +68,14 @@ enum FieldState {
 }
 
 impl FieldState {
-    fn next(self, b: u8) -> FieldState {
+    fn next(self, b: u8, delimiter: u8) -> FieldState {
         use FieldState::*;
         match (self, b) {
             (Quoted, b'"') => QuoteInQuoted,
             (Quoted, _) => Quoted,
             (Start, b'"') | (QuoteInQuoted, b'"') => Quoted,
-            (_, b',' | b'\n' | b'\r') => Start,
+            (_, b'\n' | b'\r') => Start,
+            (_, b) if b == delimiter => Start,
             _ => Unquoted,
         }
     }
@@ -123,8 +113,9 @@ impl Newlines {
 }
 
 impl<R: Read> LineCounter<R> {
-    fn new(inner: R, newlines: Rc<RefCell<Newlines>>) -> Self {
+    fn new(inner: R, newlines: Rc<RefCell<Newlines>>, delimiter: u8) -> Self {
         LineCounter {
+            delimiter,
             inner,
             offset: 0,
             newlines,
@@ -181,7 +172,7 @@ impl<R: Read> Read for LineCounter<R> {
             }
             // A record ends at a line end outside quotes.
             let quoted = self.field == FieldState::Quoted;
-            self.field = self.field.next(b);
+            self.field = self.field.next(b, self.delimiter);
             if matches!(b, b'\n' | b'\r') && !quoted {
                 self.line_bytes = 0;
             }
@@ -209,6 +200,7 @@ pub struct CsvFile {
     reader: csv::Reader<LineCounter<Box<dyn Read>>>,
     newlines: Rc<RefCell<Newlines>>,
     columns: Columns,
+    delimiter: u8,
     /// The symbol of files whose rows carry none.
     file_symbol: String,
     /// `file name` used in `file:line` sources.
@@ -224,6 +216,15 @@ impl CsvFile {
     /// Opens a file and reads its header; a file that cannot be read, or whose header names no
     /// known layout, is an error for the whole file.
     pub fn open(path: &Path, reading: impl Into<Reading>) -> Result<Self> {
+        Self::open_with(path, reading, &ColumnNames::default())
+    }
+
+    /// [`CsvFile::open`] with the column names of `[ingest.columns]`.
+    pub fn open_with(
+        path: &Path,
+        reading: impl Into<Reading>,
+        names: &ColumnNames,
+    ) -> Result<Self> {
         if path.is_dir() {
             bail!("{} is a directory, not a CSV file", path.display());
         }
@@ -232,8 +233,7 @@ impl CsvFile {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // The line counter reads in chunks of its own: no buffer in between.
-        Self::from_reader(&source_name(path), &symbol, Box::new(file), reading)
+        Self::from_reader_with(&source_name(path), &symbol, Box::new(file), reading, names)
             .with_context(|| path.display().to_string())
     }
 
@@ -245,21 +245,41 @@ impl CsvFile {
         input: Box<dyn Read>,
         reading: impl Into<Reading>,
     ) -> Result<Self> {
+        Self::from_reader_with(name, file_symbol, input, reading, &ColumnNames::default())
+    }
+
+    fn from_reader_with(
+        name: &str,
+        file_symbol: &str,
+        input: Box<dyn Read>,
+        reading: impl Into<Reading>,
+        names: &ColumnNames,
+    ) -> Result<Self> {
+        // The header line tells the delimiter; the line counter then reads in chunks of its
+        // own (the buffer only lends it the bytes already read).
+        let mut input = BufReader::with_capacity(64 * 1024, input);
+        let delimiter = sniff_delimiter(input.fill_buf().context("reading the header")?);
         let newlines = Rc::new(RefCell::new(Newlines::default()));
-        let counted = LineCounter::new(input, newlines.clone());
+        let counted = LineCounter::new(
+            Box::new(input) as Box<dyn Read>,
+            newlines.clone(),
+            delimiter,
+        );
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
+            .delimiter(delimiter)
             .from_reader(counted);
         let header = reader.byte_headers().context("reading the header")?.clone();
         if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
             bail!("empty file (no header line)");
         }
-        let columns = Columns::from_header(&header).context("unknown CSV layout")?;
+        let columns = Columns::from_header(&header, names)?;
         Ok(CsvFile {
             reader,
             newlines,
             columns,
+            delimiter,
             file_symbol: file_symbol.to_string(),
             name: name.to_string(),
             reading: reading.into(),
@@ -299,7 +319,7 @@ impl CsvFile {
                             "line is longer than {} MiB (the rest of it was skipped)",
                             MAX_LINE_BYTES >> 20
                         );
-                        let raw = raw_line(&self.record);
+                        let raw = raw_line(&self.record, self.delimiter);
                         return Some(Line::Reject(Reject::new(source, "ingest", reason, &raw)));
                     }
                     // Blank lines carry nothing to keep or refuse.
@@ -317,7 +337,7 @@ impl CsvFile {
                             source,
                             "ingest",
                             reason,
-                            &raw_line(&self.record),
+                            &raw_line(&self.record, self.delimiter),
                         )),
                     });
                 }
@@ -352,21 +372,36 @@ impl CsvFile {
                 Ok(text)
             }
         };
+        // With `;` or tab between fields, numbers may have a decimal comma.
+        let number = |i: usize, name: &str| -> Result<String, String> {
+            let text = field(i, name)?;
+            Ok(if self.delimiter != b',' {
+                text.replacen(',', ".", 1)
+            } else {
+                text.to_string()
+            })
+        };
         let price = |i: usize, name: &str| -> Result<Decimal, String> {
-            parse_decimal(field(i, name)?).map_err(|e| format!("{name}: {e}"))
+            parse_decimal(&number(i, name)?).map_err(|e| format!("{name}: {e}"))
+        };
+        let time = match c.when {
+            When::One(i) => field(i, "timestamp")?.to_string(),
+            When::Split { date, time } => {
+                format!("{} {}", field(date, "date")?, field(time, "time")?)
+            }
         };
         let symbol = match c.symbol {
             Some(i) => field(i, "symbol")?.to_string(),
             None => self.file_symbol.clone(),
         };
         let mut tick = Tick {
-            timestamp: parse_timestamp(field(c.timestamp, "timestamp")?, self.reading.zone)?,
+            timestamp: parse_timestamp(&time, self.reading.zone)?,
             symbol,
             open: price(c.open, "open")?,
             high: price(c.high, "high")?,
             low: price(c.low, "low")?,
             close: price(c.close, "close")?,
-            volume: parse_volume(field(c.volume, "volume")?)?,
+            volume: parse_volume(&number(c.volume, "volume")?)?,
             source: source.to_string(),
             produced_at: 0,
         };
@@ -376,49 +411,12 @@ impl CsvFile {
     }
 }
 
-impl Columns {
-    fn from_header(header: &ByteRecord) -> Result<Columns> {
-        let names: Vec<String> = header
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let mut h = String::from_utf8_lossy(h).trim().to_ascii_lowercase();
-                if i == 0 {
-                    h = h.trim_start_matches('\u{feff}').to_string();
-                }
-                h
-            })
-            .collect();
-        let find = |aliases: &[&str]| names.iter().position(|n| aliases.contains(&n.as_str()));
-        let required = |aliases: &[&str]| {
-            find(aliases).with_context(|| {
-                format!(
-                    "no {} column in header {:?}; expected Timestamp,Bank_Name,Open,High,Low,Close,Volume \
-                     or timestamp,open,high,low,close,volume",
-                    aliases[0],
-                    names.join(",")
-                )
-            })
-        };
-        Ok(Columns {
-            timestamp: required(&["timestamp", "datetime", "date", "time"])?,
-            symbol: find(&["bank_name", "symbol", "ticker"]),
-            open: required(&["open"])?,
-            high: required(&["high"])?,
-            low: required(&["low"])?,
-            close: required(&["close"])?,
-            volume: required(&["volume"])?,
-            width: names.len(),
-        })
-    }
-}
-
-/// The line as it was read, fields joined by commas (for the quarantine record).
-fn raw_line(record: &ByteRecord) -> Vec<u8> {
+/// The line as it was read, fields joined by the delimiter (for the quarantine record).
+fn raw_line(record: &ByteRecord, delimiter: u8) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, field) in record.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.push(delimiter);
         }
         out.extend_from_slice(field);
     }
@@ -658,7 +656,7 @@ mod tests {
         std::fs::write(&path, "a,b,c\n1,2,3\n").unwrap();
         let e = format!("{:#}", CsvFile::open(&path, chrono_tz::UTC).err().unwrap());
         assert!(
-            e.contains("unknown CSV layout") && e.contains("no timestamp column"),
+            e.contains("unknown CSV layout") && e.contains(r#"header's columns ["a", "b", "c"]"#),
             "{e}"
         );
         std::fs::write(&path, "").unwrap();

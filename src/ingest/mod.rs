@@ -6,6 +6,7 @@
 //! the records per partition and sends each batch with bounded retries.
 
 pub mod csv_file;
+pub mod layout;
 mod replay;
 
 use std::path::PathBuf;
@@ -134,6 +135,7 @@ pub async fn produce(
         replay::Spec {
             files: files.clone(),
             reading: config.reading(),
+            columns: config.ingest.columns.clone(),
             speed: config.ingest.speed,
             skip,
         },

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::csv_file::{CsvFile, Line};
+use super::layout::ColumnNames;
 use crate::tick::Reading;
 
 const CHANNEL_LINES: usize = 16 * 1024;
@@ -63,6 +64,8 @@ pub fn start(spec: Spec, counters: Arc<Counters>, cancel: CancellationToken) -> 
 pub struct Spec {
     pub files: Vec<PathBuf>,
     pub reading: Reading,
+    /// `[ingest.columns]`.
+    pub columns: ColumnNames,
     /// 0: as fast as the channel takes lines; N: N times the data's own clock.
     pub speed: f64,
     /// Lines (in the merged order) to read without sending or pacing: a resumed replay.
@@ -144,7 +147,7 @@ fn read_merged(spec: Spec, counters: &Counters, send: &Sender) -> Vec<(PathBuf, 
     for group in spec.files.chunks(MAX_OPEN_FILES) {
         let mut readers = Vec::new();
         for path in group {
-            match CsvFile::open(path, spec.reading) {
+            match CsvFile::open_with(path, spec.reading, &spec.columns) {
                 Ok(reader) => readers.push(reader),
                 Err(e) => failed.push((path.clone(), format!("{e:#}"))),
             }
@@ -228,6 +231,7 @@ mod tests {
         let spec = Spec {
             files,
             reading: chrono_tz::UTC.into(),
+            columns: ColumnNames::default(),
             speed: 120.0,
             skip: 0,
         };

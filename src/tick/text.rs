@@ -75,25 +75,42 @@ pub fn parse_volume(text: &str) -> Result<i64, String> {
     i64::try_from(d.trunc()).map_err(|_| format!("volume {} is out of range", shorten(text)))
 }
 
-/// Reads a timestamp: RFC 3339 with an offset, or a date and time without one in `zone`.
+/// Reads a timestamp: RFC 3339 with an offset (`T` or a space between date and time); Unix
+/// time in seconds (10 digits) or milliseconds (13: Binance); or a date and time without an
+/// offset, read in `zone` — `2024-01-02 09:15:00`, `2024/01/02 09:15`, Stooq's
+/// `20240102 091500` — or a date alone (the day's start).
 pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    const NAIVE: [&str; 6] = [
+    if text.bytes().all(|b| b.is_ascii_digit()) && matches!(text.len(), 10 | 13) {
+        let number: i64 = text
+            .parse()
+            .map_err(|_| format!("timestamp {text:?} is too large"))?;
+        let at = if text.len() == 10 {
+            DateTime::from_timestamp(number, 0)
+        } else {
+            DateTime::from_timestamp_millis(number)
+        };
+        return at.ok_or_else(|| format!("timestamp {text:?} is out of range"));
+    }
+    const NAIVE: [&str; 8] = [
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M",
         "%Y-%m-%dT%H:%M",
         "%Y/%m/%d %H:%M:%S",
         "%Y/%m/%d %H:%M",
+        "%Y%m%d %H%M%S",
+        "%Y%m%d %H:%M:%S",
     ];
     let naive = NAIVE
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
         .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
+            ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d"]
+                .iter()
+                .find_map(|f| NaiveDate::parse_from_str(text, f).ok())
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
         })
         .ok_or_else(|| {

@@ -1,0 +1,246 @@
+//! Which column of a CSV file holds what, told from its header by the names people's files use
+//! (the seed's, Yahoo Finance, Stooq, Alpha Vantage, NSE exports, split date and time columns)
+//! or mapped in `[ingest.columns]`; and the field delimiter, told from the header line (a `;`
+//! header means decimal commas, as European spreadsheets write them).
+
+use anyhow::{Result, bail};
+use csv::ByteRecord;
+use serde::{Deserialize, Serialize};
+
+/// Column names given in `[ingest.columns]`; an empty one is found from the header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ColumnNames {
+    /// Date and time in one column.
+    pub timestamp: String,
+    /// Or a date column and a time column.
+    pub date: String,
+    pub time: String,
+    pub symbol: String,
+    pub open: String,
+    pub high: String,
+    pub low: String,
+    pub close: String,
+    pub volume: String,
+}
+
+/// Where the time of a row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// One column with date and time (or a date alone: the day's start).
+    One(usize),
+    /// A date column and a time column.
+    Split { date: usize, time: usize },
+}
+
+/// Column positions of the fields a tick needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub when: When,
+    /// `None`: the symbol is the file name's.
+    pub symbol: Option<usize>,
+    pub open: usize,
+    pub high: usize,
+    pub low: usize,
+    pub close: usize,
+    pub volume: usize,
+    pub width: usize,
+}
+
+/// The names each field goes by (compared after [`normalize`]).
+const TIMESTAMP: &[&str] = &["timestamp", "datetime", "date_time", "time_stamp"];
+const DATE: &[&str] = &["date", "day", "trade_date"];
+const TIME: &[&str] = &["time"];
+const SYMBOL: &[&str] = &["bank_name", "symbol", "ticker", "instrument"];
+const OPEN: &[&str] = &["open", "open_price"];
+const HIGH: &[&str] = &["high", "high_price"];
+const LOW: &[&str] = &["low", "low_price"];
+const CLOSE: &[&str] = &["close", "close_price", "last"];
+const VOLUME: &[&str] = &["volume", "vol", "shares_traded"];
+
+/// A header name as compared: lower case, without a BOM, spaces, `<>` (Stooq's `<CLOSE>`)
+/// and surrounding quotes; inner spaces and dashes become `_`.
+pub fn normalize(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .trim()
+        .trim_start_matches('\u{feff}')
+        .trim_matches(['<', '>', '"', ' '])
+        .to_lowercase()
+        .replace([' ', '-'], "_")
+}
+
+impl Columns {
+    /// The columns of a header, by `names` where given, else by the names files use.
+    pub fn from_header(header: &ByteRecord, names: &ColumnNames) -> Result<Columns> {
+        let found: Vec<String> = header.iter().map(normalize).collect();
+        let position = |given: &str, aliases: &[&str]| -> Option<usize> {
+            if given.is_empty() {
+                found.iter().position(|n| aliases.contains(&n.as_str()))
+            } else {
+                let given = normalize(given.as_bytes());
+                found.iter().position(|n| *n == given)
+            }
+        };
+        let when = match (
+            position(&names.timestamp, TIMESTAMP),
+            position(&names.date, DATE),
+            position(&names.time, TIME),
+        ) {
+            (Some(at), _, _) => Some(When::One(at)),
+            (None, Some(date), Some(time)) => Some(When::Split { date, time }),
+            (None, Some(date), None) | (None, None, Some(date)) => Some(When::One(date)),
+            (None, None, None) => None,
+        };
+        let [open, high, low, close, volume] = [
+            (&names.open, OPEN),
+            (&names.high, HIGH),
+            (&names.low, LOW),
+            (&names.close, CLOSE),
+            (&names.volume, VOLUME),
+        ]
+        .map(|(given, aliases)| position(given, aliases));
+        let missing: Vec<&str> = [
+            ("time", when.is_some()),
+            ("open", open.is_some()),
+            ("high", high.is_some()),
+            ("low", low.is_some()),
+            ("close", close.is_some()),
+            ("volume", volume.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, found)| !found)
+        .map(|(name, _)| name)
+        .collect();
+        match (when, open, high, low, close, volume) {
+            (Some(when), Some(open), Some(high), Some(low), Some(close), Some(volume)) => {
+                Ok(Columns {
+                    when,
+                    symbol: position(&names.symbol, SYMBOL),
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                    width: found.len(),
+                })
+            }
+            _ => bail!(
+                "unknown CSV layout: no {} column{} among the header's columns {found:?}; a file \
+                 needs a time (one of {TIMESTAMP:?}, or {DATE:?} with or without {TIME:?}), \
+                 {OPEN:?}, {HIGH:?}, {LOW:?}, {CLOSE:?} and {VOLUME:?} (and optionally \
+                 {SYMBOL:?}, else the file's name is the symbol); name your columns in \
+                 appliance.toml [ingest.columns] (e.g. close = \"Schluss\")",
+                missing.join(", "),
+                if missing.len() > 1 { "s" } else { "" },
+            ),
+        }
+    }
+}
+
+/// The field delimiter of a file, from its first line: the most frequent of `,` `;` and tab
+/// (outside quotes), `,` when none is there.
+pub fn sniff_delimiter(first_line: &[u8]) -> u8 {
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for &b in first_line {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            _ if !quoted => {
+                for (d, n) in counts.iter_mut() {
+                    if *d == b {
+                        *n += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    counts
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n > 0)
+        .map_or(b',', |(d, _)| *d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(header: &str) -> Result<Columns> {
+        let record = ByteRecord::from(header.split(',').collect::<Vec<_>>());
+        Columns::from_header(&record, &ColumnNames::default())
+    }
+
+    #[test]
+    fn the_layouts_people_download_are_recognised() {
+        // Yahoo: symbol from the file name, `Adj Close` ignored.
+        let yahoo = columns("Date,Open,High,Low,Close,Adj Close,Volume").unwrap();
+        assert_eq!(
+            (yahoo.when, yahoo.symbol, yahoo.close, yahoo.volume),
+            (When::One(0), None, 4, 6)
+        );
+        // Stooq's ASCII export: split date and time, `<...>` names, a ticker column.
+        let stooq =
+            columns("<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>,<OPENINT>")
+                .unwrap();
+        assert_eq!(
+            (stooq.when, stooq.symbol, stooq.volume),
+            (When::Split { date: 2, time: 3 }, Some(0), 8)
+        );
+        // Alpha Vantage and the seed.
+        assert_eq!(
+            columns("timestamp,open,high,low,close,volume")
+                .unwrap()
+                .when,
+            When::One(0)
+        );
+        assert_eq!(
+            columns("Timestamp,Bank_Name,Open,High,Low,Close,Volume")
+                .unwrap()
+                .symbol,
+            Some(1)
+        );
+        // Split columns by other names, a `Ticker` anywhere.
+        let split = columns("Ticker,Date,Time,Open,High,Low,Close,Volume").unwrap();
+        assert_eq!(split.when, When::Split { date: 1, time: 2 });
+    }
+
+    #[test]
+    fn an_unknown_layout_names_what_it_found_and_what_it_takes() {
+        let error = format!(
+            "{:#}",
+            columns("Datum,Erster,Hoch,Tief,Schluss,Stücke").unwrap_err()
+        );
+        assert!(
+            error.contains(r#"["datum", "erster", "hoch", "tief", "schluss", "stücke"]"#),
+            "{error}"
+        );
+        assert!(
+            error.contains("[ingest.columns]") && error.contains("\"close\""),
+            "{error}"
+        );
+        // Mapped explicitly, the same header reads.
+        let names = ColumnNames {
+            date: "Datum".into(),
+            open: "Erster".into(),
+            high: "Hoch".into(),
+            low: "Tief".into(),
+            close: "Schluss".into(),
+            volume: "Stücke".into(),
+            ..ColumnNames::default()
+        };
+        let record = ByteRecord::from(vec!["Datum", "Erster", "Hoch", "Tief", "Schluss", "Stücke"]);
+        let mapped = Columns::from_header(&record, &names).unwrap();
+        assert_eq!((mapped.when, mapped.close), (When::One(0), 4));
+    }
+
+    #[test]
+    fn the_delimiter_is_told_from_the_header_line() {
+        assert_eq!(sniff_delimiter(b"Date,Open,High\n1;2;3"), b',');
+        assert_eq!(sniff_delimiter(b"Datum;Erster;Hoch;Tief\r\n"), b';');
+        assert_eq!(sniff_delimiter(b"date\topen\thigh\n"), b'\t');
+        assert_eq!(sniff_delimiter(b"\"a;b\",c,d\n"), b',');
+        assert_eq!(sniff_delimiter(b"nothing"), b',');
+    }
+}
