@@ -51,6 +51,9 @@ pub struct Fetched {
     pub topic_id: Option<String>,
     /// Ticks whose prices were rounded to the stored places.
     pub rounded: u64,
+    /// Set when reading started over from another offset while running (a recreated topic,
+    /// a truncated log): the partition's end then, for `--drain`.
+    pub restarted_end: Option<i64>,
 }
 
 impl Fetched {
@@ -73,6 +76,7 @@ impl Fetched {
             incidents: Vec::new(),
             topic_id: topic_id.clone(),
             rounded: 0,
+            restarted_end: None,
         }
     }
 }
@@ -133,6 +137,7 @@ pub async fn run(
                 offset = earliest;
                 let handover = Fetched {
                     incidents: vec![incident],
+                    restarted_end: end_of(&client).await,
                     ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
                 };
                 if tx.send(handover).await.is_err() {
@@ -188,6 +193,7 @@ pub async fn run(
                 if let Some(incident) = incident {
                     let handover = Fetched {
                         incidents: vec![incident],
+                        restarted_end: end_of(&client).await,
                         ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
                     };
                     if tx.send(handover).await.is_err() {
@@ -284,6 +290,13 @@ fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, reading: Reading)
         }
     }
     fetched
+}
+
+/// The partition's end (last stable offset), if the broker answers.
+async fn end_of(client: &PartitionClient) -> Option<i64> {
+    broker::timed("reading an offset", client.get_offset(OffsetAt::Latest))
+        .await
+        .ok()
 }
 
 /// Whether the topic being read was deleted and created again (its id changed): then the

@@ -293,10 +293,13 @@ impl Writer<'_> {
                             pending.new_dead_letters.extend(fetched.rejects.iter().cloned());
                         }
                         pending.rejects.extend(fetched.rejects);
-                        if !fetched.incidents.is_empty() {
-                            // The partition started over (a recreated topic, a truncated
-                            // log): what was there at start is gone, no longer a drain target.
-                            self.drain_targets.remove(&(fetched.topic.clone(), fetched.partition));
+                        if let Some(end) = fetched.restarted_end {
+                            // The partition started over while being read (a recreated topic,
+                            // a truncated log): drain what it holds now.
+                            let key = (fetched.topic.clone(), fetched.partition);
+                            if let Some(target) = self.drain_targets.get_mut(&key) {
+                                *target = end;
+                            }
                         }
                         pending.incidents.extend(fetched.incidents);
                         pending.offsets.insert(
