@@ -100,6 +100,9 @@ pub struct IngestConfig {
     /// IANA zone of CSV timestamps that carry no offset.
     #[serde(deserialize_with = "lenient_string")]
     pub source_timezone: String,
+    /// A local time that happens twice in `source_timezone` (clocks going back):
+    /// refuse | earlier | later.
+    pub ambiguous_times: crate::tick::AmbiguousTimes,
     /// Prices with more decimal places than are stored (8): refuse | round (half to even).
     pub excess_decimals: crate::tick::ExcessDecimals,
     /// Column names of CSV files whose header the reader does not recognise.
@@ -206,6 +209,7 @@ impl Default for IngestConfig {
             data: vec!["data/*.csv".into()],
             speed: 0.0,
             source_timezone: "UTC".into(),
+            ambiguous_times: crate::tick::AmbiguousTimes::Refuse,
             excess_decimals: crate::tick::ExcessDecimals::Refuse,
             columns: Default::default(),
             batch_records: 5000,
@@ -382,6 +386,7 @@ impl Config {
     pub fn reading(&self) -> crate::tick::Reading {
         crate::tick::Reading {
             zone: self.source_timezone(),
+            ambiguous_times: self.ingest.ambiguous_times,
             excess_decimals: self.ingest.excess_decimals,
         }
     }

@@ -395,7 +395,7 @@ impl CsvFile {
             None => self.file_symbol.clone(),
         };
         let mut tick = Tick {
-            timestamp: parse_timestamp(&time, self.reading.zone)?,
+            timestamp: parse_timestamp(&time, self.reading.zone, self.reading.ambiguous_times)?,
             symbol,
             open: price(c.open, "open")?,
             high: price(c.high, "high")?,

@@ -36,19 +36,36 @@ pub enum ExcessDecimals {
     Round,
 }
 
+/// What to do with a local time (no offset) that happens twice in the source zone: the hour
+/// repeated when clocks go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmbiguousTimes {
+    /// Quarantine the record with the reason: two real rows are never written onto one.
+    #[default]
+    Refuse,
+    /// The first of the two (before the clocks went back).
+    Earlier,
+    /// The second of the two.
+    Later,
+}
+
 /// How input text becomes a tick: the zone of times written without an offset, and the
-/// policy for prices with more decimal places than are stored.
+/// policies for times that happen twice there and for prices with more decimal places than
+/// are stored.
 #[derive(Debug, Clone, Copy)]
 pub struct Reading {
     pub zone: Tz,
+    pub ambiguous_times: AmbiguousTimes,
     pub excess_decimals: ExcessDecimals,
 }
 
 impl From<Tz> for Reading {
-    /// Times in `zone`, excess decimals refused.
+    /// Times in `zone`; ambiguous times and excess decimals refused.
     fn from(zone: Tz) -> Self {
         Reading {
             zone,
+            ambiguous_times: AmbiguousTimes::Refuse,
             excess_decimals: ExcessDecimals::Refuse,
         }
     }

@@ -5,6 +5,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
+use super::AmbiguousTimes;
+
 pub(super) fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -79,7 +81,14 @@ pub fn parse_volume(text: &str) -> Result<i64, String> {
 /// time in seconds (10 digits) or milliseconds (13: Binance); or a date and time without an
 /// offset, read in `zone` — `2024-01-02 09:15:00`, `2024/01/02 09:15`, Stooq's
 /// `20240102 091500` — or a date alone (the day's start).
-pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+///
+/// A local time that happens twice (the hour repeated when clocks go back) follows
+/// `ambiguous`: refused with a reason unless told which of the two it is.
+pub fn parse_timestamp(
+    text: &str,
+    zone: Tz,
+    ambiguous: AmbiguousTimes,
+) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -119,8 +128,66 @@ pub fn parse_timestamp(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
         })?;
     match zone.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
-        // A repeated hour (clocks going back) reads as its first occurrence.
-        chrono::LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
+        chrono::LocalResult::Ambiguous(first, second) => match ambiguous {
+            AmbiguousTimes::Refuse => Err(format!(
+                "timestamp {text:?} happens twice in {zone} (clocks went back): it is {} or {}; \
+                 give an offset, or set ingest.ambiguous_times = \"earlier\" or \"later\"",
+                first.with_timezone(&Utc).format("%H:%M UTC"),
+                second.with_timezone(&Utc).format("%H:%M UTC"),
+            )),
+            AmbiguousTimes::Earlier => Ok(first.with_timezone(&Utc)),
+            AmbiguousTimes::Later => Ok(second.with_timezone(&Utc)),
+        },
         chrono::LocalResult::None => Err(format!("timestamp {text:?} does not exist in {zone}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_local_hour_is_refused_or_resolved_as_told() {
+        let zone = chrono_tz::America::New_York;
+        // 2024-11-03 01:30 happens at 05:30 UTC (EDT) and again at 06:30 UTC (EST).
+        let reason =
+            parse_timestamp("2024-11-03 01:30:00", zone, AmbiguousTimes::Refuse).unwrap_err();
+        assert!(
+            reason.contains("happens twice") && reason.contains("05:30 UTC or 06:30 UTC"),
+            "{reason}"
+        );
+        let at = |policy| {
+            parse_timestamp("2024-11-03 01:30:00", zone, policy)
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(at(AmbiguousTimes::Earlier), "2024-11-03T05:30:00+00:00");
+        assert_eq!(at(AmbiguousTimes::Later), "2024-11-03T06:30:00+00:00");
+        // With an offset there is nothing to guess; an hour skipped in spring does not exist.
+        let with_offset =
+            parse_timestamp("2024-11-03T01:30:00-05:00", zone, AmbiguousTimes::Refuse).unwrap();
+        assert_eq!(with_offset.to_rfc3339(), "2024-11-03T06:30:00+00:00");
+        assert!(
+            parse_timestamp("2024-03-10 02:30:00", zone, AmbiguousTimes::Earlier)
+                .unwrap_err()
+                .contains("does not exist")
+        );
+    }
+
+    #[test]
+    fn times_people_write_are_read() {
+        let utc = |text: &str| {
+            parse_timestamp(text, chrono_tz::UTC, AmbiguousTimes::Refuse)
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(utc("1704186900"), "2024-01-02T09:15:00+00:00");
+        assert_eq!(utc("1704186900000"), "2024-01-02T09:15:00+00:00");
+        assert_eq!(utc("20240102 091500"), "2024-01-02T09:15:00+00:00");
+        assert_eq!(utc("20240102"), "2024-01-02T00:00:00+00:00");
+        assert_eq!(
+            utc("2015-02-02 09:15:00+05:30"),
+            "2015-02-02T03:45:00+00:00"
+        );
     }
 }

@@ -127,7 +127,11 @@ impl Tick {
             parse_decimal(&required(field)?).map_err(|e| format!("{}: {e}", field.name()))
         };
         let mut tick = Tick {
-            timestamp: parse_timestamp(&required(Field::Timestamp)?, zone)?,
+            timestamp: parse_timestamp(
+                &required(Field::Timestamp)?,
+                zone,
+                reading.ambiguous_times,
+            )?,
             symbol: required(Field::Symbol)?,
             open: price(Field::Open)?,
             high: price(Field::High)?,
