@@ -262,6 +262,10 @@ async fn produce(config: Config, json: bool) -> Result<ExitCode> {
                 "records": summary.records,
                 "rejected": summary.rejected,
                 "rounded": summary.rounded,
+                "duplicates": {
+                    "identical": summary.duplicates_identical,
+                    "conflicting": summary.duplicates_conflicting,
+                },
                 "files": summary.files,
                 "bytes": summary.bytes,
                 "seconds": seconds,
@@ -271,10 +275,12 @@ async fn produce(config: Config, json: bool) -> Result<ExitCode> {
         );
     } else {
         println!(
-            "produced {} records ({} quarantined, {} rounded) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
+            "produced {} records ({} quarantined, {} rounded, {} identical and {} conflicting duplicates) from {} files in {:.2?}: {:.0} records/s, {:.1} MB/s",
             summary.records,
             summary.rejected,
             summary.rounded,
+            summary.duplicates_identical,
+            summary.duplicates_conflicting,
             summary.files,
             summary.elapsed,
             summary.records_per_second(),

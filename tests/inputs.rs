@@ -395,3 +395,59 @@ async fn the_layouts_people_download_are_read_exactly() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_lines_are_counted_and_a_conflict_names_both_sources() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "dups").await;
+    let env = topics_env("dups");
+    let env = as_refs(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let header = "Timestamp,Bank_Name,Open,High,Low,Close,Volume\n";
+    write(
+        &dir.path().join("a/DUP.csv"),
+        &format!(
+            "{header}2024-01-02 09:15:00,DUPBANK,10,10,10,10,100\n\
+             2024-01-02 09:15:00,DUPBANK,10,10,10,10,100\n\
+             2024-01-02 09:16:00,DUPBANK,11,11,11,11,200\n"
+        ),
+    );
+    write(
+        &dir.path().join("b/DUP.csv"),
+        &format!("{header}2024-01-02 09:16:00,DUPBANK,12,12,12,12,300\n"),
+    );
+    let output = appliance.run(
+        &[
+            "produce",
+            "--json",
+            "--data",
+            &format!("{}/*/DUP.csv", dir.path().display()),
+        ],
+        &env,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["records"], 4, "{summary}");
+    assert_eq!(summary["duplicates"]["identical"], 1, "{summary}");
+    assert_eq!(summary["duplicates"]["conflicting"], 1, "{summary}");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let conflict = log
+        .lines()
+        .find(|l| l.contains("the later line wins"))
+        .unwrap_or_else(|| panic!("no conflict logged:\n{log}"));
+    assert!(
+        conflict.contains("b/DUP.csv:2") && conflict.contains("a/DUP.csv:4"),
+        "{conflict}"
+    );
+    appliance.run(&["process", "--drain"], &env);
+    let volumes: Vec<i64> =
+        sqlx::query_scalar("SELECT Volume FROM stock_data ORDER BY `Timestamp`")
+            .fetch_all(&root)
+            .await
+            .unwrap();
+    assert_eq!(
+        volumes,
+        [100, 300],
+        "one row per key, the later line's figures"
+    );
+}

@@ -6,6 +6,7 @@
 //! the records per partition and sends each batch with bounded retries.
 
 pub mod csv_file;
+mod duplicates;
 pub mod layout;
 mod replay;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{self, Broker, TopicWriter};
 use crate::config::Config;
 use csv_file::Line;
+use duplicates::{Duplicates, Seen};
 
 /// What a producer run did.
 #[derive(Debug, Default, Clone)]
@@ -30,6 +32,10 @@ pub struct ProduceSummary {
     pub rejected: u64,
     /// Records whose prices were rounded to the stored places (`ingest.excess_decimals`).
     pub rounded: u64,
+    /// Records whose (symbol, timestamp) an earlier line of the run had, with the same figures
+    /// (one row is stored) and with other figures (the later line wins).
+    pub duplicates_identical: u64,
+    pub duplicates_conflicting: u64,
     pub bytes: u64,
     /// Files that could not be read at all, with why.
     pub failed_files: Vec<(PathBuf, String)>,
@@ -152,6 +158,7 @@ pub async fn produce(
     tick_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Lines of the replay so far, skipped ones included (the reader drops those).
     let mut seq = skip;
+    let mut duplicates = Duplicates::default();
     loop {
         tokio::select! {
             line = replay.lines.recv() => {
@@ -159,6 +166,14 @@ pub async fn produce(
                 seq += 1;
                 match line {
                     Line::Tick(mut tick) => {
+                        if let Seen::Conflicting { earlier } = duplicates.check(&tick) {
+                            tracing::warn!(
+                                symbol = %tick.symbol,
+                                timestamp = %tick.timestamp,
+                                "{} has other figures than {earlier} for the same time: the later line wins",
+                                tick.source
+                            );
+                        }
                         tick.produced_at = chrono::Utc::now().timestamp_micros();
                         ticks.push(tick.symbol.as_bytes(), tick.to_json(), seq).await?;
                         summary.records += 1;
@@ -187,6 +202,8 @@ pub async fn produce(
     }
     summary.failed_files = replay.finish()?;
     summary.rounded = counters.rounded.load(Ordering::Relaxed);
+    summary.duplicates_identical = duplicates.identical;
+    summary.duplicates_conflicting = duplicates.conflicting;
     for (file, error) in &summary.failed_files {
         tracing::error!(file = %file.display(), "file skipped: {error}");
     }
