@@ -25,6 +25,8 @@ pub struct Backoff {
     /// Give up after this long (measured from the first attempt); `None` retries until
     /// cancelled.
     pub deadline: Option<Duration>,
+    /// Log each failed attempt (not while waiting for a service to come up).
+    pub log: bool,
 }
 
 impl Backoff {
@@ -34,6 +36,17 @@ impl Backoff {
             first: Duration::from_millis(100),
             max: Duration::from_secs(5),
             deadline,
+            log: true,
+        }
+    }
+
+    /// 250 ms between attempts, quietly, until `deadline`: waiting for a service to start.
+    pub const fn startup(deadline: Duration) -> Backoff {
+        Backoff {
+            first: Duration::from_millis(250),
+            max: Duration::from_millis(250),
+            deadline: Some(deadline),
+            log: false,
         }
     }
 
@@ -90,7 +103,9 @@ where
         if cancel.is_cancelled() {
             return Err(Failure::Cancelled(error));
         }
-        tracing::warn!("{what} failed, retrying in {wait:?}: {error:#}");
+        if policy.log {
+            tracing::warn!("{what} failed, retrying in {wait:?}: {error:#}");
+        }
         tokio::select! {
             _ = cancel.cancelled() => return Err(Failure::Cancelled(error)),
             _ = tokio::time::sleep(wait) => {}
@@ -108,6 +123,7 @@ mod tests {
             first: Duration::from_millis(1),
             max: Duration::from_millis(4),
             deadline,
+            log: true,
         }
     }
 

@@ -17,6 +17,9 @@ use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
+use tokio_util::sync::CancellationToken;
+
+use crate::retry::{Backoff, Verdict, retry};
 
 /// How long one broker call may retry before it fails with an error.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
@@ -59,25 +62,24 @@ impl Broker {
 
     /// Waits until the broker answers a metadata request, or `deadline` passes.
     pub async fn wait_healthy(bootstrap: &str, deadline: Duration) -> Result<Self> {
-        let start = tokio::time::Instant::now();
-        let mut last_error = None;
-        while start.elapsed() < deadline {
-            let left = deadline
-                .saturating_sub(start.elapsed())
-                .min(Duration::from_secs(5));
-            match Broker::connect(bootstrap, left).await {
-                Ok(broker) => match broker.topics().await {
-                    Ok(_) => return Ok(broker),
-                    Err(e) => last_error = Some(e),
-                },
-                Err(e) => last_error = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        Err(anyhow!(
-            "Kafka at {bootstrap} did not answer a metadata request within {deadline:?}: {}",
-            last_error.map(|e| format!("{e:#}")).unwrap_or_default()
-        ))
+        let attempt = || async {
+            let broker = Broker::connect(bootstrap, deadline.min(Duration::from_secs(5))).await?;
+            broker.topics().await?;
+            anyhow::Ok(broker)
+        };
+        retry(
+            "waiting for Kafka",
+            Backoff::startup(deadline),
+            &CancellationToken::new(),
+            attempt,
+            |_| Verdict::Retry,
+        )
+        .await
+        .map_err(|failure| {
+            failure.into_inner().context(format!(
+                "Kafka at {bootstrap} did not answer a metadata request within {deadline:?}"
+            ))
+        })
     }
 
     /// Topic name → partition count.

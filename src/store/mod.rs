@@ -18,6 +18,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::retry::{Backoff, retry};
+use error::timed;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -204,50 +208,80 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./sql")
 }
 
-/// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes.
+/// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes. A
+/// refusal (wrong credentials, an unknown database) is not retried: it will not fix itself.
 pub async fn connect_pool(
     target: &MysqlTarget,
     with_database: bool,
     deadline: Duration,
 ) -> Result<MySqlPool> {
-    let start = tokio::time::Instant::now();
     let where_ = match &target.socket {
         Some(socket) => format!("socket {}", socket.display()),
         None => format!("{}:{}", target.host, target.port),
     };
-    loop {
-        let attempt = MySqlPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            // Every session works in UTC, whatever the server's zone.
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("SET time_zone = '+00:00'").await?;
-                    Ok(())
+    // One attempt never outlasts the whole wait.
+    let per_attempt = deadline.clamp(Duration::from_millis(500), Duration::from_secs(10));
+    let attempt = || async {
+        let pool = timed(
+            "connecting",
+            per_attempt,
+            MySqlPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(10))
+                // Every session works in UTC, whatever the server's zone.
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET time_zone = '+00:00'").await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(target.options(with_database));
-        let left = deadline
-            .saturating_sub(start.elapsed())
-            .max(Duration::from_millis(500));
-        let error = match tokio::time::timeout(left.min(Duration::from_secs(10)), attempt).await {
-            Ok(Ok(pool)) => match sqlx::query("SELECT 1").execute(&pool).await {
-                Ok(_) => return Ok(pool),
-                Err(e) => e.to_string(),
-            },
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer".to_string(),
+                .connect_with(target.options(with_database)),
+        )
+        .await?;
+        timed(
+            "SELECT 1",
+            per_attempt,
+            sqlx::query("SELECT 1").execute(&pool),
+        )
+        .await?;
+        Ok::<_, StoreError>(pool)
+    };
+    retry(
+        &format!("connecting to MySQL at {where_}"),
+        Backoff::startup(deadline),
+        &CancellationToken::new(),
+        attempt,
+        StoreError::verdict,
+    )
+    .await
+    .map_err(|failure| {
+        let error = failure.into_inner();
+        let message = if matches!(error, StoreError::Permanent { .. }) {
+            format!("MySQL at {where_} refused user {}", target.user)
+        } else {
+            format!("MySQL at {where_} did not answer SELECT 1 within {deadline:?}")
         };
-        // Wrong credentials will not fix themselves.
-        if error.contains("Access denied") {
-            bail!("MySQL at {where_} refused user {}: {error}", target.user);
-        }
-        if start.elapsed() >= deadline {
-            bail!("MySQL at {where_} did not answer SELECT 1 within {deadline:?}: {error}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        anyhow::Error::new(error).context(message)
+    })
 }
+
+/// Whether an error (anywhere in its chain) is MySQL refusing the login: access denied.
+pub fn is_access_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::Permanent {
+                source: sqlx::Error::Database(db),
+                ..
+            }) if db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|e| e.number() == ACCESS_DENIED)
+        )
+    })
+}
+
+/// ER_ACCESS_DENIED_ERROR.
+const ACCESS_DENIED: u16 = 1045;
 
 /// MySQL's `mysql_native_password` hash of a password (`*` + hex SHA1(SHA1(password))), so
 /// the plain password never appears in SQL text.

@@ -101,7 +101,7 @@ pub async fn start(
                 return Err(e);
             }
         }
-        Err(e) if format!("{e:#}").contains("Access denied") => {
+        Err(e) if store::is_access_denied(&e) => {
             secure_root(
                 &root.as_user("root", ""),
                 &credentials.root_password,

@@ -17,6 +17,7 @@ const RESTART: Backoff = Backoff {
     first: Duration::from_secs(1),
     max: Duration::from_secs(30),
     deadline: None,
+    log: true,
 };
 
 /// Runs `stage` (each call starts it afresh) until it finishes or `shutdown` fires; a
