@@ -333,7 +333,7 @@ fn reject_bytes(reject: &&Reject) -> usize {
 
 /// Splits `items` into runs of at most `max_items` whose `bytes` add up to at most
 /// `max_bytes` (a single larger item goes alone).
-pub fn byte_chunks<T>(
+fn byte_chunks<T>(
     items: &[T],
     bytes: impl Fn(&T) -> usize,
     max_bytes: usize,

@@ -7,9 +7,7 @@ mod error;
 mod read;
 mod rollups;
 
-pub use batch::{
-    Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, byte_chunks, upsert_rows,
-};
+pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, upsert_rows};
 pub use error::StoreError;
 pub use read::Quote;
 
