@@ -451,3 +451,48 @@ async fn duplicate_lines_are_counted_and_a_conflict_names_both_sources() {
         "one row per key, the later line's figures"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_local_hour_is_never_two_rows_written_onto_one() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "dst").await;
+    let mut env = topics_env("dst");
+    env.push((
+        "TICKPIPE_INGEST__SOURCE_TIMEZONE".into(),
+        "America/New_York".into(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    // Clocks go back at 02:00 EDT on 2024-11-03: 01:30 happens twice. An export without
+    // offsets writes both as 01:30.
+    write(
+        &dir.path().join("DST.csv"),
+        "Timestamp,Bank_Name,Open,High,Low,Close,Volume
+2024-11-03 00:30:00,DSTBANK,10,10,10,10,1
+2024-11-03 01:30:00,DSTBANK,11,11,11,11,2
+2024-11-03 01:30:00,DSTBANK,12,12,12,12,3
+2024-11-03 02:30:00,DSTBANK,13,13,13,13,4
+",
+    );
+    let pattern = format!("{}/*.csv", dir.path().display());
+    appliance.run(&["produce", "--data", &pattern], &as_refs(&env));
+    appliance.run(&["process", "--drain"], &as_refs(&env));
+    let volumes: Vec<i64> =
+        sqlx::query_scalar("SELECT Volume FROM stock_data ORDER BY `Timestamp`")
+            .fetch_all(&root)
+            .await
+            .unwrap();
+    assert_eq!(
+        volumes,
+        [1, 4],
+        "the two 01:30 lines are refused, not merged"
+    );
+    let refused = rejected(&root).await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for (_, reason) in &refused {
+        assert!(
+            reason.contains("happens twice") && reason.contains("05:30 UTC or 06:30 UTC"),
+            "{reason}"
+        );
+    }
+}
