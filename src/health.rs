@@ -32,6 +32,10 @@ pub struct StageHealth {
     pub last_error: Option<String>,
     /// When the state last changed.
     pub since: DateTime<Utc>,
+    /// What the stage's last run counted (the producer: records, quarantined, rounded,
+    /// duplicates).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, u64>,
 }
 
 impl StageHealth {
@@ -58,15 +62,24 @@ impl StageBoard {
         }
     }
 
+    /// Records what `stage` counted in its last run.
+    pub fn count(&self, stage: &str, counts: &[(&str, u64)]) {
+        self.update(|stages| {
+            if let Some(entry) = stages.get_mut(stage) {
+                entry.counts = counts.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            }
+        });
+    }
+
     /// Records a new state for `stage`; `error` (a failure) counts a restart.
     pub fn set(&self, stage: &str, state: StageState, error: Option<String>) {
-        let snapshot = {
-            let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        self.update(|stages| {
             let entry = stages.entry(stage.to_string()).or_insert(StageHealth {
                 state,
                 restarts: 0,
                 last_error: None,
                 since: Utc::now(),
+                counts: BTreeMap::new(),
             });
             if entry.state != state {
                 entry.since = Utc::now();
@@ -76,6 +89,14 @@ impl StageBoard {
                 entry.restarts += 1;
                 entry.last_error = Some(error);
             }
+        });
+    }
+
+    /// Changes the board and rewrites its file.
+    fn update(&self, change: impl FnOnce(&mut BTreeMap<String, StageHealth>)) {
+        let snapshot = {
+            let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+            change(&mut stages);
             stages.clone()
         };
         if let Some(file) = &self.file

@@ -229,11 +229,16 @@ pub fn render(status: &Status) -> String {
             StageState::Stopped => "stopped",
         };
         out.push(format!(
-            "{name:<9} {state}{}{}",
+            "{name:<9} {state}{}{}{}",
             match stage.restarts {
                 0 => String::new(),
                 n => format!(", {n} restart(s)"),
             },
+            stage
+                .counts
+                .iter()
+                .map(|(what, n)| format!(", {what} {n}"))
+                .collect::<String>(),
             stage
                 .last_error
                 .as_ref()

@@ -175,9 +175,22 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
     // Later days than the first files: rows of their own.
     let mut expected = input_totals(&csv_files(&dir.path().join("first")));
     let first_rows: i64 = expected.values().map(|t| t.0).sum();
+    // One line again in a file of its own: counted as an identical duplicate.
+    let again = std::fs::read_to_string(&csv_files(&dir.path().join("first"))[0]).unwrap();
+    let line = again.lines().nth(1).unwrap();
+    write(
+        &dir.path().join("first/zz_again.csv"),
+        &format!("{SEED_HEADER}{line}\n"),
+    );
     let pattern = format!("{}/first/*.csv", dir.path().display());
     let mut appliance = Appliance::start(&["--data", &pattern], &[]);
-    appliance.wait_status(&[], Duration::from_secs(60), |s| s["rows"] == first_rows);
+    let replayed = appliance.wait_status(&[], Duration::from_secs(60), |s| {
+        s["rows"] == first_rows && s["stages"]["producer"]["state"] == "finished"
+    });
+    let producer = &replayed["stages"]["producer"]["counts"];
+    assert_eq!(producer["records"], first_rows + 1, "{replayed:#}");
+    assert_eq!(producer["duplicates_identical"], 1, "{replayed:#}");
+    assert_eq!(producer["duplicates_conflicting"], 0, "{replayed:#}");
     let root = appliance.root_pool().await;
 
     // The processor cannot commit without its offsets table: a permanent error, not retried.

@@ -235,15 +235,17 @@ async fn run_pipeline(
         let shutdown = shutdown.clone();
         // Shared by the producer's runs: a restart resumes after what was acknowledged.
         let progress = Arc::new(ingest::Progress::default());
+        let counts = board.clone();
         stage::supervise("producer", board.clone(), shutdown.clone(), move || {
-            let (config, broker, files, shutdown, progress) = (
+            let (config, broker, files, shutdown, progress, board) = (
                 config.clone(),
                 broker.clone(),
                 files.clone(),
                 shutdown.clone(),
                 progress.clone(),
+                counts.clone(),
             );
-            async move { replay(&config, &broker, files, shutdown, &progress).await }
+            async move { replay(&config, &broker, files, shutdown, &progress, &board).await }
         })
     };
 
@@ -269,11 +271,22 @@ async fn replay(
     files: Vec<std::path::PathBuf>,
     shutdown: CancellationToken,
     progress: &ingest::Progress,
+    board: &StageBoard,
 ) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }
     let summary = ingest::produce(config, broker, files, shutdown, false, progress).await?;
+    board.count(
+        "producer",
+        &[
+            ("records", summary.records),
+            ("quarantined", summary.rejected),
+            ("rounded", summary.rounded),
+            ("duplicates_identical", summary.duplicates_identical),
+            ("duplicates_conflicting", summary.duplicates_conflicting),
+        ],
+    );
     tracing::info!(
         records = summary.records,
         quarantined = summary.rejected,
