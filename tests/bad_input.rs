@@ -157,7 +157,7 @@ fn bad_csv_lines_are_quarantined_with_their_reason() {
         (
             "quoted number with comma",
             b"2024-01-02 09:16:00,GOOD,\"100,5\",101,99,100,1".to_vec(),
-            "\"100,5\" is not a decimal",
+            "\"100,5\" is not a number whose decimal mark is clear",
         ),
         (
             "a 10 MB line",

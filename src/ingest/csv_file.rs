@@ -20,7 +20,7 @@ use csv::ByteRecord;
 use rust_decimal::Decimal;
 
 use super::layout::{ColumnNames, Columns, When, sniff_delimiter};
-use crate::tick::{Reading, Reject, Tick, parse_decimal, parse_timestamp, parse_volume};
+use crate::tick::{Reading, Reject, Tick, parse_decimal, parse_timestamp, parse_volume, shorten};
 
 /// What one data line became.
 #[derive(Debug)]
@@ -160,6 +160,17 @@ impl<R: Read> Read for LineCounter<R> {
         let mut written = 0;
         while written < room && self.pos < self.len {
             let b = self.chunk[self.pos];
+            if matches!(b, b'\n' | b'\r') && self.field == FieldState::Quoted {
+                // No stock layout breaks lines inside a field: a quote left open at the end of
+                // a line is closed there, so it costs that line alone, not the lines after it.
+                buf[written] = b'"';
+                written += 1;
+                self.offset += 1;
+                self.field = FieldState::QuoteInQuoted;
+                if written >= room {
+                    break;
+                }
+            }
             self.pos += 1;
             buf[written] = b;
             written += 1;
@@ -322,8 +333,11 @@ impl CsvFile {
                         let raw = raw_line(&self.record, self.delimiter);
                         return Some(Line::Reject(Reject::new(source, "ingest", reason, &raw)));
                     }
-                    // Blank lines carry nothing to keep or refuse.
-                    if self.record.len() == 1 && self.record[0].iter().all(u8::is_ascii_whitespace)
+                    // Blank lines (or lines of delimiters alone) carry nothing to keep or refuse.
+                    if self
+                        .record
+                        .iter()
+                        .all(|f| f.iter().all(u8::is_ascii_whitespace))
                     {
                         continue;
                     }
@@ -356,7 +370,12 @@ impl CsvFile {
     fn parse(&self, source: &str) -> Result<(Tick, bool), String> {
         let c = &self.columns;
         let r = &self.record;
-        if r.len() != c.width {
+        // Spreadsheets drop or add empty fields at the end of a line: what matters is that
+        // the needed columns are there and nothing else is in the way.
+        let extra_empty =
+            r.len() > c.width && r.iter().skip(c.width).all(|f| f.trim_ascii().is_empty());
+        let short_after_needed = r.len() < c.width && c.last_needed() < r.len();
+        if r.len() != c.width && !extra_empty && !short_after_needed {
             return Err(format!("expected {} fields, found {}", c.width, r.len()));
         }
         let field = |i: usize, name: &str| -> Result<&str, String> {
@@ -372,14 +391,9 @@ impl CsvFile {
                 Ok(text)
             }
         };
-        // With `;` or tab between fields, numbers may have a decimal comma.
         let number = |i: usize, name: &str| -> Result<String, String> {
-            let text = field(i, name)?;
-            Ok(if self.delimiter != b',' {
-                text.replacen(',', ".", 1)
-            } else {
-                text.to_string()
-            })
+            plain_number(field(i, name)?, self.delimiter != b',')
+                .map_err(|reason| format!("{name}: {reason}"))
         };
         let price = |i: usize, name: &str| -> Result<Decimal, String> {
             parse_decimal(&number(i, name)?).map_err(|e| format!("{name}: {e}"))
@@ -409,6 +423,61 @@ impl CsvFile {
         tick.validate()?;
         Ok((tick, rounded))
     }
+}
+
+/// A number as `parse_decimal` reads it. In a file with `;` or tab between fields a comma
+/// may be the decimal mark (`39,455002`); a number with both marks has its decimal mark last
+/// and groups of three digits before it (`1.234,50`, `1,234.50`). Anything else with a comma
+/// is refused rather than guessed.
+fn plain_number(text: &str, comma_may_be_decimal: bool) -> Result<String, String> {
+    let (commas, dots) = (text.matches(',').count(), text.matches('.').count());
+    let unclear = || {
+        format!(
+            "{:?} is not a number whose decimal mark is clear",
+            shorten(text)
+        )
+    };
+    let grouped = |mark: char, decimal: char| -> Option<String> {
+        let (whole, fraction) = match text.rsplit_once(decimal) {
+            Some((w, f)) if !f.contains(mark) => (w, Some(f)),
+            _ => (text, None),
+        };
+        let mut groups = whole.trim_start_matches(['-', '+']).split(mark);
+        let first = groups.next()?;
+        let ok = (1..=3).contains(&first.len())
+            && groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()));
+        ok.then(|| {
+            let digits = whole.replace(mark, "");
+            fraction.map_or(digits.clone(), |f| format!("{digits}.{f}"))
+        })
+    };
+    let plain = if commas == 0 {
+        if !comma_may_be_decimal || dots == 0 {
+            return Ok(text.to_string());
+        }
+        // Dots alone where commas may be decimal: 1.234.567 groups thousands, 39.455002 is a
+        // decimal dot, and 1.234 could be either.
+        return match grouped('.', ',') {
+            Some(digits) if dots > 1 => Ok(digits),
+            Some(_) => Err(unclear()),
+            None => Ok(text.to_string()),
+        };
+    } else if dots == 0 {
+        // 39,455002 in a `;` file; a comma alone elsewhere is not clear.
+        (comma_may_be_decimal && commas == 1).then(|| text.replace(',', "."))
+    } else if text.rfind(',') > text.rfind('.') {
+        // 1.234,50
+        grouped('.', ',')
+    } else {
+        // 1,234.50
+        (dots == 1).then(|| grouped(',', '.')).flatten()
+    };
+    plain.ok_or_else(|| {
+        format!(
+            "{:?} is not a number whose decimal mark is clear",
+            shorten(text)
+        )
+    })
 }
 
 /// The line as it was read, fields joined by the delimiter (for the quarantine record).
@@ -623,6 +692,55 @@ mod tests {
             .filter(|l| matches!(l, Line::Tick(t) if t.symbol == "GOOD"))
             .count();
         assert_eq!(good, 40_000);
+    }
+
+    #[test]
+    fn an_unclosed_quote_costs_its_line_alone() {
+        let mut content = b"Timestamp,Bank_Name,Open,High,Low,Close,Volume\n2024-01-02 09:15:00,\"HDFC,1,2,1,2,10\n".to_vec();
+        for i in 0..1000u32 {
+            content.extend_from_slice(format!("2024-01-02 10:00:00,GOOD,1,2,1,2,{i}\n").as_bytes());
+        }
+        let lines = read("U.csv", &content);
+        assert_eq!(lines.len(), 1001);
+        assert!(matches!(&lines[0], Line::Reject(r) if r.reason.contains("expected 7 fields")));
+        assert!(lines[1..].iter().all(|l| matches!(l, Line::Tick(_))));
+    }
+
+    #[test]
+    fn trailing_empty_fields_and_delimiter_only_lines_do_not_refuse_a_line() {
+        let lines = read(
+            "T.csv",
+            b"timestamp,open,high,low,close,volume\n\
+              2024-01-02 09:15,1,2,1,2,10,\n\
+              ,,,,,\n\
+              2024-01-02 09:16,1,2,1,2,11,,\n\
+              2024-01-02 09:17,1,2,1,2,12,x\n",
+        );
+        let kinds: Vec<bool> = lines.iter().map(|l| matches!(l, Line::Tick(_))).collect();
+        assert_eq!(
+            kinds,
+            [true, true, false],
+            "a non-empty extra field is refused"
+        );
+    }
+
+    #[test]
+    fn decimal_marks_are_read_when_clear_and_refused_when_not() {
+        assert_eq!(plain_number("39,455002", true).unwrap(), "39.455002");
+        assert_eq!(plain_number("1.234,50", true).unwrap(), "1234.50");
+        assert_eq!(plain_number("1.234.567,5", true).unwrap(), "1234567.5");
+        assert_eq!(plain_number("1,234.50", false).unwrap(), "1234.50");
+        assert_eq!(plain_number("1,234.50", true).unwrap(), "1234.50");
+        assert_eq!(plain_number("187.15", false).unwrap(), "187.15");
+        for unclear in ["1,5", "1,2345.6", "12,34,567.8"] {
+            assert!(plain_number(unclear, false).is_err(), "{unclear}");
+        }
+        assert!(plain_number("1.23,4.5", true).is_err());
+        // Dots alone in a `;` file: grouping, a decimal dot, or not clear.
+        assert_eq!(plain_number("1.234.567", true).unwrap(), "1234567");
+        assert_eq!(plain_number("39.455002", true).unwrap(), "39.455002");
+        assert!(plain_number("1.234", true).is_err());
+        assert_eq!(plain_number("1.234", false).unwrap(), "1.234");
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct Columns {
 
 /// The names each field goes by (compared after [`normalize`]).
 const TIMESTAMP: &[&str] = &["timestamp", "datetime", "date_time", "time_stamp"];
-const DATE: &[&str] = &["date", "day", "trade_date"];
+const DATE: &[&str] = &["date", "trade_date"];
 const TIME: &[&str] = &["time"];
 const SYMBOL: &[&str] = &["bank_name", "symbol", "ticker", "instrument"];
 const OPEN: &[&str] = &["open", "open_price"];
@@ -70,19 +70,49 @@ pub fn normalize(name: &[u8]) -> String {
 }
 
 impl Columns {
+    /// The last column a tick needs.
+    pub fn last_needed(&self) -> usize {
+        let when = match self.when {
+            When::One(at) => at,
+            When::Split { date, time } => date.max(time),
+        };
+        [
+            when,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+        ]
+        .into_iter()
+        .chain(self.symbol)
+        .max()
+        .unwrap_or(0)
+    }
+
     /// The columns of a header, by `names` where given, else by the names files use.
     pub fn from_header(header: &ByteRecord, names: &ColumnNames) -> Result<Columns> {
         let found: Vec<String> = header.iter().map(normalize).collect();
+        // Aliases in the order given (`close` before `last`), whatever the column order.
         let position = |given: &str, aliases: &[&str]| -> Option<usize> {
             if given.is_empty() {
-                found.iter().position(|n| aliases.contains(&n.as_str()))
+                aliases
+                    .iter()
+                    .find_map(|alias| found.iter().position(|n| n == alias))
             } else {
                 let given = normalize(given.as_bytes());
                 found.iter().position(|n| *n == given)
             }
         };
+        // A mapped date (and time) is what the user means, whatever else the header has.
+        let mapped_date = !names.date.is_empty() || !names.time.is_empty();
+        let timestamp = if mapped_date && names.timestamp.is_empty() {
+            None
+        } else {
+            position(&names.timestamp, TIMESTAMP)
+        };
         let when = match (
-            position(&names.timestamp, TIMESTAMP),
+            timestamp,
             position(&names.date, DATE),
             position(&names.time, TIME),
         ) {
@@ -201,6 +231,9 @@ mod tests {
                 .symbol,
             Some(1)
         );
+        // Aliases by preference, not by column order: `Close` over an earlier `Last`.
+        let last = columns("Date,Last,Open,High,Low,Close,Volume").unwrap();
+        assert_eq!(last.close, 5);
         // Split columns by other names, a `Ticker` anywhere.
         let split = columns("Ticker,Date,Time,Open,High,Low,Close,Volume").unwrap();
         assert_eq!(split.when, When::Split { date: 1, time: 2 });

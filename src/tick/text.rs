@@ -92,6 +92,16 @@ pub fn parse_timestamp(
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
+    // Ten digits that read as a date and hour (2024010215) are not taken for Unix seconds.
+    if text.len() == 10
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && NaiveDateTime::parse_from_str(&format!("{text}0000"), "%Y%m%d%H%M%S").is_ok()
+        && (text.starts_with("19") || text.starts_with("20"))
+    {
+        return Err(format!(
+            "timestamp {text:?} could be Unix seconds or a date and hour: write it with separators"
+        ));
+    }
     if text.bytes().all(|b| b.is_ascii_digit()) && matches!(text.len(), 10 | 13) {
         let number: i64 = text
             .parse()
@@ -103,7 +113,7 @@ pub fn parse_timestamp(
         };
         return at.ok_or_else(|| format!("timestamp {text:?} is out of range"));
     }
-    const NAIVE: [&str; 8] = [
+    const NAIVE: [&str; 12] = [
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M",
@@ -112,16 +122,24 @@ pub fn parse_timestamp(
         "%Y/%m/%d %H:%M",
         "%Y%m%d %H%M%S",
         "%Y%m%d %H:%M:%S",
+        "%d.%m.%Y %H:%M:%S",
+        "%d.%m.%Y %H:%M",
+        "%d-%b-%Y %H:%M:%S",
+        "%d-%b-%Y %H:%M",
     ];
+    // A date alone names a trading day: its bar is that UTC day's, whatever the zone.
+    const DATES: [&str; 6] = [
+        "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%d.%m.%Y", "%d-%b-%Y", "%d %b %Y",
+    ];
+    if let Some(day) = DATES
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(text, f).ok())
+    {
+        return Ok(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
     let naive = NAIVE
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-        .or_else(|| {
-            ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d"]
-                .iter()
-                .find_map(|f| NaiveDate::parse_from_str(text, f).ok())
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
         .ok_or_else(|| {
             let shown = shorten(text);
             format!("timestamp {shown:?} is not a date and time (e.g. 2024-01-02 09:15:00)")
@@ -185,6 +203,22 @@ mod tests {
         assert_eq!(utc("1704186900000"), "2024-01-02T09:15:00+00:00");
         assert_eq!(utc("20240102 091500"), "2024-01-02T09:15:00+00:00");
         assert_eq!(utc("20240102"), "2024-01-02T00:00:00+00:00");
+        assert_eq!(utc("02.01.2024"), "2024-01-02T00:00:00+00:00");
+        assert_eq!(utc("02-Jan-2024"), "2024-01-02T00:00:00+00:00");
+        assert_eq!(utc("02.01.2024 09:15"), "2024-01-02T09:15:00+00:00");
+        // A date alone is the UTC day, whatever the zone.
+        let kolkata = parse_timestamp(
+            "2024-01-02",
+            chrono_tz::Asia::Kolkata,
+            AmbiguousTimes::Refuse,
+        );
+        assert_eq!(kolkata.unwrap().to_rfc3339(), "2024-01-02T00:00:00+00:00");
+        // Ten digits that read as a date and hour are not guessed.
+        assert!(
+            parse_timestamp("2024010215", chrono_tz::UTC, AmbiguousTimes::Refuse)
+                .unwrap_err()
+                .contains("write it with separators")
+        );
         assert_eq!(
             utc("2015-02-02 09:15:00+05:30"),
             "2015-02-02T03:45:00+00:00"
