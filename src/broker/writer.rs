@@ -51,11 +51,14 @@ pub struct TopicWriter {
 }
 
 impl TopicWriter {
+    /// A writer to `topic`. After `cancel`, a batch the broker does not take is not retried
+    /// (Ctrl-C does not wait a minute for a broker that is gone).
     pub async fn open(
         broker: &Broker,
         topic: &str,
         batch_records: usize,
         compression: Compression,
+        cancel: &CancellationToken,
     ) -> Result<Self> {
         let partitions = broker.partition_count(topic).await?;
         let mut senders = Vec::new();
@@ -66,7 +69,13 @@ impl TopicWriter {
             // Two batches queued per partition: the reader waits instead of buffering more.
             let (tx, rx) = mpsc::channel(2);
             senders.push(tx);
-            tasks.spawn(send_batches(client, rx, compression, in_flight.clone()));
+            tasks.spawn(send_batches(
+                client,
+                rx,
+                compression,
+                in_flight.clone(),
+                cancel.clone(),
+            ));
         }
         Ok(TopicWriter {
             topic: topic.to_string(),
@@ -173,6 +182,7 @@ async fn send_batches(
     mut batches: mpsc::Receiver<Vec<Record>>,
     compression: Compression,
     in_flight: InFlight,
+    cancel: CancellationToken,
 ) -> Result<u64> {
     let mut bytes = 0u64;
     while let Some(batch) = batches.recv().await {
@@ -180,7 +190,7 @@ async fn send_batches(
             .iter()
             .map(|r| r.approximate_size() as u64)
             .sum::<u64>();
-        send_with_retry(&client, batch, compression).await?;
+        send_with_retry(&client, batch, compression, &cancel).await?;
         lock(&in_flight)[client.partition() as usize].pop_front();
     }
     Ok(bytes)
@@ -191,12 +201,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends one batch to a partition (acks=all), retrying for up to [`SEND_GIVE_UP`] while the
-/// broker is away; a batch the broker refuses as such (too large, invalid, not allowed) is not
-/// retried.
+/// broker is away, and not once `cancel` fired; a batch the broker refuses as such (too
+/// large, invalid, not allowed) is not retried.
 pub async fn send_with_retry(
     client: &PartitionClient,
     batch: Vec<Record>,
     compression: Compression,
+    cancel: &CancellationToken,
 ) -> Result<()> {
     // rskafka takes the records by value: each attempt sends a copy. A retried batch may
     // already be stored; the store upserts by (symbol, timestamp), so a duplicate changes
@@ -204,7 +215,7 @@ pub async fn send_with_retry(
     retry(
         "producing",
         Backoff::service(Some(SEND_GIVE_UP)),
-        &CancellationToken::new(),
+        cancel,
         || super::call("producing", client.produce(batch.clone(), compression)),
         |e: &CallError| match e.code() {
             Some(

@@ -115,6 +115,7 @@ pub async fn produce(
         &config.topics.ticks,
         config.ingest.batch_records,
         compression,
+        &cancel,
     )
     .await?;
     let mut dead = TopicWriter::open(
@@ -122,6 +123,7 @@ pub async fn produce(
         &config.topics.dlq,
         config.ingest.batch_records,
         compression,
+        &cancel,
     )
     .await?;
 

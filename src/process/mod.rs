@@ -170,7 +170,7 @@ pub async fn run(
         }
         let writer = Writer {
             store,
-            dead_letters: DeadLetters::open(broker, &config.topics.dlq).await?,
+            dead_letters: DeadLetters::open(broker, &config.topics.dlq, &cancel).await?,
             batch_rows: config.process.batch_rows,
             linger: config.process.batch_linger,
             stats: stats.clone(),
@@ -421,16 +421,21 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Publishes records refused by the processor to the dead-letter topic.
 struct DeadLetters {
     partitions: Vec<Arc<rskafka::client::partition::PartitionClient>>,
+    /// Shutdown asked: a failed send is not retried.
+    shutdown: CancellationToken,
 }
 
 impl DeadLetters {
-    async fn open(broker: &Broker, topic: &str) -> Result<Self> {
+    async fn open(broker: &Broker, topic: &str, shutdown: &CancellationToken) -> Result<Self> {
         let count = broker.partition_count(topic).await?;
         let mut partitions = Vec::new();
         for p in 0..count {
             partitions.push(broker.partition(topic, p).await?);
         }
-        Ok(DeadLetters { partitions })
+        Ok(DeadLetters {
+            partitions,
+            shutdown: shutdown.clone(),
+        })
     }
 
     async fn publish(&self, rejects: &[Reject]) -> Result<()> {
@@ -447,9 +452,14 @@ impl DeadLetters {
         }
         for (p, records) in by_partition {
             for batch in broker::byte_bounded(records) {
-                broker::send_with_retry(&self.partitions[p], batch, Compression::NoCompression)
-                    .await
-                    .context("publishing to the dead-letter topic")?;
+                broker::send_with_retry(
+                    &self.partitions[p],
+                    batch,
+                    Compression::NoCompression,
+                    &self.shutdown,
+                )
+                .await
+                .context("publishing to the dead-letter topic")?;
             }
         }
         Ok(())
