@@ -316,17 +316,6 @@ fn serve(appliance: &Appliance, env: &[(&str, &str)]) -> (Child, String) {
     (child, url)
 }
 
-/// Status and body of a GET.
-fn get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent.get(url).call().unwrap();
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap())
-}
-
 fn scrape(body: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
         .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e}):\n{body}"))
@@ -369,13 +358,13 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
     appliance.run(&["process", "--drain"], &env);
     let (mut server, url) = serve(appliance, &env);
 
-    let (status, body) = get(&format!("{url}/api/symbols"));
+    let (status, body) = http_get(&format!("{url}/api/symbols"));
     assert_eq!(
         (status, json(&body)),
         (200, serde_json::json!(["DELTA", "EPSILON"]))
     );
 
-    let (status, body) = get(&format!("{url}/api/quotes"));
+    let (status, body) = http_get(&format!("{url}/api/quotes"));
     assert_eq!(status, 200);
     let quotes = json(&body);
     let delta = trades.iter().rfind(|t| t.symbol == "DELTA").unwrap();
@@ -391,7 +380,7 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
     assert_eq!(quotes[0]["sparkline"].as_array().unwrap().len(), 30);
 
     // The newest bars, oldest first, as stored.
-    let (status, body) = get(&format!("{url}/api/bars?symbol=DELTA&interval=1m&limit=3"));
+    let (status, body) = http_get(&format!("{url}/api/bars?symbol=DELTA&interval=1m&limit=3"));
     assert_eq!(status, 200);
     let bars = json(&body)["bars"].as_array().unwrap().clone();
     let stored = sqlx::query(
@@ -410,7 +399,7 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
         assert_eq!(bar["volume"].as_i64(), Some(row.get::<i64, _>(2)));
     }
     // A day bar sums its minutes.
-    let (_, body) = get(&format!("{url}/api/bars?symbol=DELTA&interval=1d&limit=10"));
+    let (_, body) = http_get(&format!("{url}/api/bars?symbol=DELTA&interval=1d&limit=10"));
     let days = json(&body)["bars"].as_array().unwrap().clone();
     assert_eq!(days.len(), 2);
     let last_day = delta.at.date();
@@ -432,17 +421,17 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
         ("symbol=%07BELL", 400),
         ("symbol=NOPE", 404),
     ] {
-        let (got, body) = get(&format!("{url}/api/bars?{query}"));
+        let (got, body) = http_get(&format!("{url}/api/bars?{query}"));
         assert_eq!(got, status, "/api/bars?{query}: {body}");
         assert!(json(&body)["error"].is_string(), "{body}");
     }
-    assert_eq!(get(&format!("{url}/api/nothing")).0, 404);
+    assert_eq!(http_get(&format!("{url}/api/nothing")).0, 404);
 
-    let (status, body) = get(&format!("{url}/healthz"));
+    let (status, body) = http_get(&format!("{url}/healthz"));
     assert_eq!((status, json(&body)["status"].as_str()), (200, Some("ok")));
 
     // /metrics parses as Prometheus text and says the topics are drained.
-    let (status, body) = get(&format!("{url}/metrics"));
+    let (status, body) = http_get(&format!("{url}/metrics"));
     assert_eq!(status, 200);
     let scrape = scrape(&body);
     assert_eq!(number(&scrape, "tickpipe_lag_records"), 0.0);
@@ -558,7 +547,7 @@ async fn dashboard_shows_a_row_committed_while_it_is_open_within_a_second() {
     );
 
     // `up` serves the processor's own counters too.
-    let (_, body) = get(&format!("{}metrics", appliance.dashboard_url()));
+    let (_, body) = http_get(&format!("{}metrics", appliance.dashboard_url()));
     let scrape = scrape(&body);
     assert_eq!(
         number(&scrape, "tickpipe_rows_written_total"),

@@ -19,25 +19,10 @@ static SHARED_TABLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 const SEED_HEADER: &str = "Timestamp,Bank_Name,Open,High,Low,Close,Volume\n";
 
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 /// `produce` then `process --drain` on private topics of the shared appliance.
 fn produce_and_drain(appliance: &Appliance, env: &[(&str, &str)], pattern: &str) {
     appliance.run(&["produce", "--data", pattern], env);
     appliance.run(&["process", "--drain"], env);
-}
-
-async fn rejected(pool: &sqlx::MySqlPool) -> Vec<(String, String, String)> {
-    sqlx::query("SELECT source, stage, reason FROM rejected_ticks ORDER BY source")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
 }
 
 async fn scalar_text(pool: &sqlx::MySqlPool, sql: &'static str) -> String {
@@ -85,7 +70,7 @@ async fn poison_rows_are_refused_or_summed_exactly_and_the_rows_around_them_stor
     let env = topics_env("poison");
     let env = as_refs(&env);
     let dir = tempfile::tempdir().unwrap();
-    write(
+    write_file(
         &dir.path().join("POISON.csv"),
         &format!(
             "{SEED_HEADER}\
@@ -178,7 +163,7 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
     // One line again in a file of its own: counted as an identical duplicate.
     let again = std::fs::read_to_string(&csv_files(&dir.path().join("first"))[0]).unwrap();
     let line = again.lines().nth(1).unwrap();
-    write(
+    write_file(
         &dir.path().join("first/zz_again.csv"),
         &format!("{SEED_HEADER}{line}\n"),
     );
@@ -204,7 +189,7 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
         let text = std::fs::read_to_string(file)
             .unwrap()
             .replace("2024-01-0", "2024-01-1");
-        write(&more.path().join(format!("m{i}.csv")), &text);
+        write_file(&more.path().join(format!("m{i}.csv")), &text);
     }
     let more_pattern = format!("{}/*.csv", more.path().display());
     appliance.run(&["produce", "--data", &more_pattern], &[]);
@@ -230,7 +215,7 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
         shown.contains("DEGRADED") && shown.contains("processor"),
         "{shown}"
     );
-    let (code, body) = get(&format!("{}healthz", appliance.dashboard_url()));
+    let (code, body) = http_get(&format!("{}healthz", appliance.dashboard_url()));
     assert_eq!(code, 503, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "degraded", "{health:#}");
@@ -253,23 +238,12 @@ async fn a_failing_stage_is_restarted_and_reported_by_status_and_healthz() {
     });
     assert_eq!(healthy["lag"], 0, "{healthy:#}");
     assert_eq!(stored_totals(&root).await, expected);
-    let (code, body) = get(&format!("{}healthz", appliance.dashboard_url()));
+    let (code, body) = http_get(&format!("{}healthz", appliance.dashboard_url()));
     assert_eq!(code, 200, "{body}");
     assert!(
         appliance.interrupt(),
         "`up` exits with 0 after a stage recovered"
     );
-}
-
-/// Status and body of a GET.
-fn get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent.get(url).call().unwrap();
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +263,7 @@ async fn rows_mysql_refuses_are_found_in_their_batch_quarantined_and_the_rest_co
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 2, 2, 5);
     let mut expected = input_totals(&csv_files(dir.path()));
-    write(
+    write_file(
         &dir.path().join("CAP.csv"),
         &format!(
             "{SEED_HEADER}\
@@ -363,29 +337,14 @@ async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
     input += &line("commit", 5, 4);
     input += &line("abort", 6, 1000);
     input += &line("plain", 7, 5);
-    let config = tickpipe::config::Config::default();
-    let libs = tickpipe::supervisor::kafka_libs(&config.broker).unwrap();
-    let java = tickpipe::supervisor::find_java().unwrap();
-    let mut producer = Command::new(java)
-        .arg("-cp")
-        .arg(format!("{}/*", libs.display()))
+    let mut producer = kafka_java();
+    producer
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/java/TransactionalProducer.java"
         ))
-        .args([&appliance.bootstrap(), "txn_ticks", "2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    producer
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = producer.wait_with_output().unwrap();
+        .args([&appliance.bootstrap(), "txn_ticks", "2"]);
+    let output = feed(producer, &input);
     assert!(
         output.status.success(),
         "{}",
@@ -491,7 +450,7 @@ async fn a_replay_run_again_resumes_after_what_was_acknowledged() {
     let env = topics_env("resume");
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 2, 1, 71);
-    write(
+    write_file(
         &dir.path().join("BAD.csv"),
         &format!("{SEED_HEADER}2024-01-01 09:15:00,BADBANK,1,1,1\n"),
     );
@@ -685,24 +644,14 @@ async fn one_symbol_on_several_partitions_stays_exact_with_two_writers() {
         }
         std::fs::write(ours.join(file.file_name().unwrap()), mine).unwrap();
     }
-    let mut python = Command::new("python3")
+    let mut python = Command::new("python3");
+    python
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/python/librdkafka_producer.py"
         ))
-        .args([&appliance.bootstrap(), "crc_ticks"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    python
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(foreign.as_bytes())
-        .unwrap();
-    let output = python.wait_with_output().unwrap();
+        .args([&appliance.bootstrap(), "crc_ticks"]);
+    let output = feed(python, &foreign);
     assert!(
         output.status.success(),
         "{}",
@@ -888,7 +837,7 @@ async fn a_late_backfill_many_files_and_a_huge_line_stay_within_the_memory_bound
     .await
     .unwrap();
     let late = tempfile::tempdir().unwrap();
-    write(
+    write_file(
         &late.path().join("LATE.csv"),
         &format!("{SEED_HEADER}2023-06-01 09:15:00,{symbol},10,10,10,10,1\n"),
     );
@@ -955,7 +904,7 @@ async fn look_alike_symbols_and_same_named_files_do_not_merge() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     for folder in ["a", "b"] {
-        write(
+        write_file(
             &dir.path().join(folder).join("DUP.csv"),
             &format!(
                 "{SEED_HEADER}2024-06-03 09:2{}:00,\"LOOK  \",10,10,10,10,7\nbroken line\n",

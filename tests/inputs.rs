@@ -13,21 +13,6 @@ use sqlx::Row;
 /// Tests on the shared appliance clear its tables: they take turns.
 static SHARED_TABLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn write(path: &std::path::Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-async fn rejected(pool: &sqlx::MySqlPool) -> Vec<(String, String)> {
-    sqlx::query("SELECT source, reason FROM rejected_ticks ORDER BY source")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
-
 /// A Yahoo Finance daily download (`Date,Open,High,Low,Close,Adj Close,Volume`, 6 decimals,
 /// a row of nulls for a day without data), as published.
 const YAHOO: &str = "Date,Open,High,Low,Close,Adj Close,Volume
@@ -44,9 +29,9 @@ async fn six_and_eight_decimal_prices_are_stored_exactly_and_more_follow_the_pol
     let root = fresh_pipeline(appliance, "places").await;
     let env = topics_env("places");
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("INTC.csv"), YAHOO);
+    write_file(&dir.path().join("INTC.csv"), YAHOO);
     // A crypto feed: 8 places; and a line with 9 (refused, then rounded half to even).
-    write(
+    write_file(
         &dir.path().join("crypto/BTCUSDT.csv"),
         "timestamp,open,high,low,close,volume
 2024-01-02T00:00:00Z,0.00001234,0.00001240,0.00001230,0.00001238,120000000
@@ -92,8 +77,8 @@ async fn six_and_eight_decimal_prices_are_stored_exactly_and_more_follow_the_pol
     let reason_of = |suffix: &str| {
         reasons
             .iter()
-            .find(|(source, _)| source.ends_with(suffix))
-            .map(|(_, reason)| reason.clone())
+            .find(|(source, _, _)| source.ends_with(suffix))
+            .map(|(_, _, reason)| reason.clone())
             .unwrap_or_else(|| panic!("no refusal from {suffix}: {reasons:?}"))
     };
     assert!(
@@ -391,7 +376,7 @@ async fn the_layouts_people_download_are_read_exactly() {
     let refused = rejected(&root).await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(
-        refused[0].0.ends_with("YAHOO.csv:4") && refused[0].1.contains("open is null"),
+        refused[0].0.ends_with("YAHOO.csv:4") && refused[0].2.contains("open is null"),
         "{refused:?}"
     );
 }
@@ -405,7 +390,7 @@ async fn duplicate_lines_are_counted_and_a_conflict_names_both_sources() {
     let env = as_refs(&env);
     let dir = tempfile::tempdir().unwrap();
     let header = "Timestamp,Bank_Name,Open,High,Low,Close,Volume\n";
-    write(
+    write_file(
         &dir.path().join("a/DUP.csv"),
         &format!(
             "{header}2024-01-02 09:15:00,DUPBANK,10,10,10,10,100\n\
@@ -413,7 +398,7 @@ async fn duplicate_lines_are_counted_and_a_conflict_names_both_sources() {
              2024-01-02 09:16:00,DUPBANK,11,11,11,11,200\n"
         ),
     );
-    write(
+    write_file(
         &dir.path().join("b/DUP.csv"),
         &format!("{header}2024-01-02 09:16:00,DUPBANK,12,12,12,12,300\n"),
     );
@@ -465,7 +450,7 @@ async fn a_repeated_local_hour_is_never_two_rows_written_onto_one() {
     let dir = tempfile::tempdir().unwrap();
     // Clocks go back at 02:00 EDT on 2024-11-03: 01:30 happens twice. An export without
     // offsets writes both as 01:30.
-    write(
+    write_file(
         &dir.path().join("DST.csv"),
         "Timestamp,Bank_Name,Open,High,Low,Close,Volume
 2024-11-03 00:30:00,DSTBANK,10,10,10,10,1
@@ -489,7 +474,7 @@ async fn a_repeated_local_hour_is_never_two_rows_written_onto_one() {
     );
     let refused = rejected(&root).await;
     assert_eq!(refused.len(), 2, "{refused:?}");
-    for (_, reason) in &refused {
+    for (_, _, reason) in &refused {
         assert!(
             reason.contains("happens twice") && reason.contains("05:30 UTC or 06:30 UTC"),
             "{reason}"

@@ -135,11 +135,7 @@ pub async fn run(
             {
                 topic_id = Some(now);
                 offset = earliest;
-                let handover = Fetched {
-                    incidents: vec![incident],
-                    restarted_end: end_of(&client).await,
-                    ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
-                };
+                let handover = restarted(&client, kind, offset, &topic_id, incident).await;
                 if tx.send(handover).await.is_err() {
                     return Ok(());
                 }
@@ -191,11 +187,7 @@ pub async fn run(
                 };
                 offset = next;
                 if let Some(incident) = incident {
-                    let handover = Fetched {
-                        incidents: vec![incident],
-                        restarted_end: end_of(&client).await,
-                        ..Fetched::empty(kind, &topic, partition, offset, false, &topic_id)
-                    };
+                    let handover = restarted(&client, kind, offset, &topic_id, incident).await;
                     if tx.send(handover).await.is_err() {
                         return Ok(());
                     }
@@ -292,11 +284,28 @@ fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, reading: Reading)
     fetched
 }
 
-/// The partition's end (last stable offset), if the broker answers.
-async fn end_of(client: &PartitionClient) -> Option<i64> {
-    broker::timed("reading an offset", client.get_offset(OffsetAt::Latest))
-        .await
-        .ok()
+/// Tells the writer that reading started over at `offset` while running, why, and where the
+/// partition ends now (for `--drain`).
+async fn restarted(
+    client: &PartitionClient,
+    kind: TopicKind,
+    offset: i64,
+    topic_id: &Option<String>,
+    incident: Incident,
+) -> Fetched {
+    let end = broker::timed("reading an offset", client.get_offset(OffsetAt::Latest)).await;
+    Fetched {
+        incidents: vec![incident],
+        restarted_end: end.ok(),
+        ..Fetched::empty(
+            kind,
+            client.topic(),
+            client.partition(),
+            offset,
+            false,
+            topic_id,
+        )
+    }
 }
 
 /// Whether the topic being read was deleted and created again (its id changed): then the

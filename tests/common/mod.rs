@@ -388,16 +388,25 @@ pub async fn stored_rows(pool: &sqlx::MySqlPool) -> i64 {
         .get(0)
 }
 
-/// Runs one of Kafka's own command-line tools (from the same jars as the broker).
-pub fn kafka_tool(class: &str, args: &[&str], stdin: Option<&str>) -> Output {
+/// A `java` command with Kafka's jars on the class path (the same jars as the broker).
+pub fn kafka_java() -> Command {
     let config = tickpipe::config::Config::default();
     let libs = tickpipe::supervisor::kafka_libs(&config.broker).unwrap();
-    let java = tickpipe::supervisor::find_java().unwrap();
-    let mut child = Command::new(java)
-        .arg("-cp")
-        .arg(format!("{}/*", libs.display()))
-        .arg(class)
-        .args(args)
+    let mut command = Command::new(tickpipe::supervisor::find_java().unwrap());
+    command.arg("-cp").arg(format!("{}/*", libs.display()));
+    command
+}
+
+/// Runs one of Kafka's own command-line tools.
+pub fn kafka_tool(class: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = kafka_java();
+    command.arg(class).args(args);
+    feed(command, stdin.unwrap_or(""))
+}
+
+/// Runs `command` with `input` on its standard input; returns its output.
+pub fn feed(mut command: Command, input: &str) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -405,12 +414,42 @@ pub fn kafka_tool(class: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .unwrap();
     {
         use std::io::Write;
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
+}
+
+/// Writes a file, making its folders.
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `rejected_ticks` as (source, stage, reason), by source.
+pub async fn rejected(pool: &MySqlPool) -> Vec<(String, String, String)> {
+    sqlx::query("SELECT source, stage, reason FROM rejected_ticks ORDER BY source")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Status and body of a GET.
+pub fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
 }
 
 /// Runs a command to completion with its output captured, and returns the output with the
