@@ -6,17 +6,22 @@
 //! floats, computed step by step from the stored previous value, so a recomputation from any
 //! bar on gives bit-identical results.
 //!
-//! Every sum is checked: volumes add up in `i128` (no sum of `i64` volumes can reach its limit)
-//! and turnovers in decimals whose overflow is an [`OutOfRange`] error, never a panic or a wrap.
+//! Every sum is checked: volumes add up exactly as [`VolumeSum`]s (`i128` counts of 10^-8) and
+//! turnovers in decimals whose overflow is an [`OutOfRange`] error, never a panic or a wrap.
+//! A row's turnover is its close × volume rounded to 8 places, half away from zero (what
+//! MySQL's `ROUND(Close * Volume, 8)` gives).
 //! A row's own turnover is bounded by [`crate::tick::MAX_ROW_TURNOVER`] when it is checked, so
 //! a session would need about 10^8 rows of the largest turnover before one of its sums failed.
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
 use thiserror::Error;
+
+use crate::tick::VOLUME_SCALE;
 
 /// Bars the longest indicator looks back over.
 pub const LOOKBACK: usize = 50;
@@ -29,6 +34,89 @@ const INDICATOR_DP: u32 = 8;
 #[error("{0} is too large to represent")]
 pub struct OutOfRange(pub &'static str);
 
+/// A sum of volumes, exact: a count of 10^-8 units (a volume has at most [`VOLUME_SCALE`]
+/// places), wide enough that no sum of stored volumes loses a digit. Stored in DECIMAL(38,8)
+/// columns as text, since a `Decimal` holds only 28 digits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VolumeSum(i128);
+
+impl VolumeSum {
+    pub const ZERO: VolumeSum = VolumeSum(0);
+    const UNIT: i128 = 10i128.pow(VOLUME_SCALE);
+
+    /// One row's volume.
+    pub fn of(volume: Decimal) -> Result<VolumeSum, OutOfRange> {
+        let volume = volume.normalize();
+        let places = VOLUME_SCALE
+            .checked_sub(volume.scale())
+            .ok_or(OutOfRange("a volume with more than 8 decimal places"))?;
+        volume
+            .mantissa()
+            .checked_mul(10i128.pow(places))
+            .map(VolumeSum)
+            .ok_or(OutOfRange("a volume"))
+    }
+
+    pub fn checked_add(self, other: VolumeSum) -> Option<VolumeSum> {
+        self.0.checked_add(other.0).map(VolumeSum)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// As a decimal, when one holds it (sums below about 7.9 × 10^20).
+    pub fn to_decimal(self) -> Result<Decimal, OutOfRange> {
+        Decimal::try_from_i128_with_scale(self.0, VOLUME_SCALE)
+            .map(|d| d.normalize())
+            .map_err(|_| OutOfRange("a volume sum as a decimal"))
+    }
+
+    /// Reads the text of a stored DECIMAL (`CAST(Volume AS CHAR)`).
+    pub fn parse(text: &str) -> Result<VolumeSum, String> {
+        let bad = || format!("{text:?} is not a stored volume");
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(fraction) {
+            return Err(bad());
+        }
+        if fraction.len() > VOLUME_SCALE as usize {
+            return Err(bad());
+        }
+        let fraction = format!("{fraction:0<width$}", width = VOLUME_SCALE as usize);
+        let whole: i128 = whole.parse().map_err(|_| bad())?;
+        let fraction: i128 = fraction.parse().map_err(|_| bad())?;
+        whole
+            .checked_mul(Self::UNIT)
+            .and_then(|w| w.checked_add(fraction))
+            .map(VolumeSum)
+            .ok_or_else(bad)
+    }
+}
+
+/// Plain decimal text without trailing zeros (`1200`, `35.92724`): what MySQL and JSON take.
+impl fmt::Display for VolumeSum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let (whole, fraction) = (
+            (self.0 / Self::UNIT).unsigned_abs(),
+            (self.0 % Self::UNIT).unsigned_abs(),
+        );
+        if fraction == 0 {
+            return write!(f, "{sign}{whole}");
+        }
+        let fraction = format!("{fraction:0width$}", width = VOLUME_SCALE as usize);
+        write!(f, "{sign}{whole}.{}", fraction.trim_end_matches('0'))
+    }
+}
+
+/// Written as a string, like prices: exact, whoever reads it.
+impl serde::Serialize for VolumeSum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Open, high, low, close and volume over an interval (a row of `stock_data` is a bar too).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar {
@@ -38,9 +126,9 @@ pub struct Bar {
     pub high: Decimal,
     pub low: Decimal,
     pub close: Decimal,
-    /// Sum of the rows' volumes (wider than a row's `i64`: many rows share a bar).
-    pub volume: i128,
-    /// Sum of close × volume over the rows in the bar.
+    /// Sum of the rows' volumes.
+    pub volume: VolumeSum,
+    /// Sum of the rows' turnovers (close × volume, to 8 places).
     pub turnover: Decimal,
     /// Rows of `stock_data` in the bar.
     pub ticks: i64,
@@ -51,7 +139,7 @@ impl Bar {
     pub fn from_row(
         start: DateTime<Utc>,
         [open, high, low, close]: [Decimal; 4],
-        volume: i64,
+        volume: Decimal,
     ) -> Result<Bar, OutOfRange> {
         Ok(Bar {
             start,
@@ -59,10 +147,11 @@ impl Bar {
             high,
             low,
             close,
-            volume: volume.into(),
+            volume: VolumeSum::of(volume)?,
             turnover: close
-                .checked_mul(Decimal::from(volume))
-                .ok_or(OutOfRange("a row's turnover (close × volume)"))?,
+                .checked_mul(volume)
+                .ok_or(OutOfRange("a row's turnover (close × volume)"))?
+                .round_dp_with_strategy(8, RoundingStrategy::MidpointAwayFromZero),
             ticks: 1,
         })
     }
@@ -160,7 +249,7 @@ pub struct Indicators {
     pub ema_20: f64,
     pub vwap: Option<Decimal>,
     pub volatility_20: Option<f64>,
-    pub session_volume: i128,
+    pub session_volume: VolumeSum,
     pub session_turnover: Decimal,
 }
 
@@ -171,7 +260,7 @@ pub struct IndicatorState {
     closes: VecDeque<Decimal>,
     ema_20: Option<f64>,
     session: Option<NaiveDate>,
-    session_volume: i128,
+    session_volume: VolumeSum,
     session_turnover: Decimal,
 }
 
@@ -180,7 +269,7 @@ impl IndicatorState {
     /// started at `last_start` with the stored EMA and session sums given.
     pub fn resume(
         closes: impl IntoIterator<Item = Decimal>,
-        last: Option<(DateTime<Utc>, f64, i128, Decimal)>,
+        last: Option<(DateTime<Utc>, f64, VolumeSum, Decimal)>,
     ) -> IndicatorState {
         let mut closes: VecDeque<Decimal> = closes.into_iter().collect();
         while closes.len() > LOOKBACK {
@@ -217,7 +306,7 @@ impl IndicatorState {
         let session = bar.start.date_naive();
         if self.session != Some(session) {
             self.session = Some(session);
-            self.session_volume = 0;
+            self.session_volume = VolumeSum::ZERO;
             self.session_turnover = Decimal::ZERO;
         }
         self.session_volume = self
@@ -229,9 +318,10 @@ impl IndicatorState {
             .checked_add(bar.turnover)
             .ok_or(OutOfRange("a session's turnover"))?;
         let vwap = match self.session_volume {
-            0 => None,
+            volume if volume.is_zero() => None,
             volume => {
-                let volume = Decimal::try_from_i128_with_scale(volume, 0)
+                let volume = volume
+                    .to_decimal()
                     .map_err(|_| OutOfRange("a session's volume"))?;
                 Some(
                     self.session_turnover
@@ -313,14 +403,28 @@ mod tests {
     }
 
     fn row(minute: i64, second: i64, close: Decimal, volume: i64) -> Bar {
-        Bar::from_row(at(minute, second), [close, close, close, close], volume).unwrap()
+        Bar::from_row(
+            at(minute, second),
+            [close, close, close, close],
+            volume.into(),
+        )
+        .unwrap()
+    }
+
+    fn whole(volume: i128) -> VolumeSum {
+        VolumeSum::parse(&volume.to_string()).unwrap()
     }
 
     #[test]
     fn rows_bucket_into_minutes() {
         let rows = vec![
-            Bar::from_row(at(0, 0), [dec!(10), dec!(12), dec!(9), dec!(11)], 5).unwrap(),
-            Bar::from_row(at(0, 30), [dec!(11), dec!(13), dec!(10), dec!(10.5)], 7).unwrap(),
+            Bar::from_row(at(0, 0), [dec!(10), dec!(12), dec!(9), dec!(11)], dec!(5)).unwrap(),
+            Bar::from_row(
+                at(0, 30),
+                [dec!(11), dec!(13), dec!(10), dec!(10.5)],
+                dec!(7),
+            )
+            .unwrap(),
             row(1, 5, dec!(20), 1),
         ];
         let bars = bucket(rows, Interval::M1).unwrap();
@@ -330,7 +434,7 @@ mod tests {
             (bars[0].open, bars[0].high, bars[0].low, bars[0].close),
             (dec!(10), dec!(13), dec!(9), dec!(10.5))
         );
-        assert_eq!((bars[0].volume, bars[0].ticks), (12, 2));
+        assert_eq!((bars[0].volume, bars[0].ticks), (whole(12), 2));
         assert_eq!(bars[0].turnover, dec!(128.5));
     }
 
@@ -376,16 +480,16 @@ mod tests {
         // exact sum (a wrapping i64 would go negative).
         let rows = vec![row(0, 0, dec!(1), i64::MAX), row(0, 1, dec!(1), i64::MAX)];
         let bars = bucket(rows, Interval::M1).unwrap();
-        assert_eq!(bars[0].volume, 2 * i64::MAX as i128);
+        assert_eq!(bars[0].volume, whole(2 * i64::MAX as i128));
         let values = indicators(&bars).unwrap();
-        assert_eq!(values[0].session_volume, 2 * i64::MAX as i128);
+        assert_eq!(values[0].session_volume, whole(2 * i64::MAX as i128));
         assert_eq!(values[0].vwap, Some(dec!(1)));
     }
 
     #[test]
     fn sums_that_do_not_fit_are_errors_not_panics() {
         // close × volume beyond a decimal's 96 bits.
-        let huge = Bar::from_row(at(0, 0), [dec!(1e10); 4], 9_000_000_000_000_000_000);
+        let huge = Bar::from_row(at(0, 0), [dec!(1e10); 4], dec!(9_000_000_000_000_000_000));
         assert_eq!(
             huge.unwrap_err(),
             OutOfRange("a row's turnover (close × volume)")
@@ -402,5 +506,35 @@ mod tests {
             state.next(&later).unwrap_err(),
             OutOfRange("a session's turnover")
         );
+    }
+
+    #[test]
+    fn fractional_volumes_add_up_exactly() {
+        // Crypto base volumes of 8 places: no float and no rounding in the sums.
+        let rows = [dec!(35.92724), dec!(0.00000001), dec!(12.5)]
+            .map(|v| Bar::from_row(at(0, 0), [dec!(42298.61); 4], v).unwrap());
+        let bars = bucket(rows, Interval::M1).unwrap();
+        assert_eq!(bars[0].volume.to_string(), "48.42724001");
+        assert_eq!(bars[0].volume.to_decimal().unwrap(), dec!(48.42724001));
+        // Each row's turnover to 8 places, half away from zero, as MySQL's ROUND does.
+        let half = Bar::from_row(at(0, 0), [dec!(0.00000005); 4], dec!(0.1)).unwrap();
+        assert_eq!(half.turnover, dec!(0.00000001));
+        // Text as MySQL returns it, and back.
+        for text in [
+            "0",
+            "1200",
+            "35.92724",
+            "99999999999999999999999999999.99999999",
+        ] {
+            assert_eq!(VolumeSum::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(
+            VolumeSum::parse("1200.00000000").unwrap().to_string(),
+            "1200"
+        );
+        for bad in ["", "-1", "1.123456789", "1e5", ".5"] {
+            assert!(VolumeSum::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(VolumeSum::of(dec!(0.000000001)).is_err());
     }
 }

@@ -23,14 +23,14 @@ fn read_between_good_lines(bad: &[u8], zone: chrono_tz::Tz) -> Result<Tick, Stri
     let mut file = CsvFile::open(&path, zone).unwrap();
     let lines: Vec<Line> = std::iter::from_fn(|| file.next_line()).collect();
     assert_eq!(lines.len(), 3, "one line per input line");
-    let volumes: Vec<i64> = [&lines[0], &lines[2]]
+    let volumes: Vec<rust_decimal::Decimal> = [&lines[0], &lines[2]]
         .iter()
         .map(|l| match l {
             Line::Tick(t) => t.volume,
             Line::Reject(r) => panic!("a good line was refused: {r:?}"),
         })
         .collect();
-    assert_eq!(volumes, [10, 11]);
+    assert_eq!(volumes, [10.into(), 11.into()]);
     match &lines[1] {
         Line::Tick(t) => Ok(t.clone()),
         Line::Reject(r) => {

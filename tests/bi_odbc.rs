@@ -163,7 +163,7 @@ async fn bi_user_reads_the_views_over_odbc_as_stored_and_cannot_write() {
         over_odbc.iter().map(|d| (d.0.clone(), d.5, d.4)).collect();
     let input: Vec<(String, i64, i64)> = expected
         .iter()
-        .map(|(symbol, t)| (symbol.clone(), t.0, t.1))
+        .map(|(symbol, t)| (symbol.clone(), t.0, t.1.try_into().unwrap()))
         .collect();
     assert_eq!(
         sessions, input,

@@ -169,7 +169,10 @@ async fn the_original_python_producer_and_the_console_producer_are_stored() {
 
     appliance.run(&["process", "--drain"], &as_refs(&env));
     let mut expected = expected;
-    expected.insert("CONSOLEBANK".into(), (1, 300, Decimal::new(1075, 2)));
+    expected.insert(
+        "CONSOLEBANK".into(),
+        (1, Decimal::from(300), Decimal::new(1075, 2)),
+    );
     assert_eq!(stored_totals(&root).await, expected);
     assert!(rejected(&root).await.is_empty());
     // 09:15 in Kolkata is 03:45 UTC.
@@ -206,7 +209,8 @@ async fn a_database_of_the_previous_schema_is_upgraded_in_place() {
         .connect_with(options)
         .await
         .unwrap();
-    // The schema as the previous release left it: every migration before 0004.
+    // The schema as an earlier release left it: every migration before 0004 (prices to 8
+    // places; 0005 then widens volumes).
     let all = tickpipe::store::migrator();
     let previous = sqlx::migrate::Migrator {
         migrations: all
@@ -238,7 +242,8 @@ async fn a_database_of_the_previous_schema_is_upgraded_in_place() {
         .unwrap();
     }
     let before: Vec<(String, Decimal, i64)> = sqlx::query(
-        "SELECT CAST(`Timestamp` AS CHAR), Close, Volume FROM stock_data ORDER BY `Timestamp`",
+        "SELECT CAST(`Timestamp` AS CHAR), Close, CAST(Volume AS SIGNED) FROM stock_data \
+         ORDER BY `Timestamp`",
     )
     .fetch_all(&db)
     .await
@@ -249,7 +254,8 @@ async fn a_database_of_the_previous_schema_is_upgraded_in_place() {
 
     all.run(&db).await.unwrap();
     let after: Vec<(String, Decimal, i64)> = sqlx::query(
-        "SELECT CAST(`Timestamp` AS CHAR), Close, Volume FROM stock_data ORDER BY `Timestamp`",
+        "SELECT CAST(`Timestamp` AS CHAR), Close, CAST(Volume AS SIGNED) FROM stock_data \
+         ORDER BY `Timestamp`",
     )
     .fetch_all(&db)
     .await
@@ -266,6 +272,14 @@ async fn a_database_of_the_previous_schema_is_upgraded_in_place() {
     .await
     .unwrap();
     assert_eq!(close_type, "decimal(22,8)");
+    let volume_type: String = sqlx::query_scalar(
+        "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'upgrade_test' \
+         AND TABLE_NAME = 'stock_data' AND COLUMN_NAME = 'Volume'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(volume_type, "decimal(28,8)");
     sqlx::query("UPDATE stock_data SET Close = '1521.12345678' WHERE Volume = 20")
         .execute(&db)
         .await
@@ -299,6 +313,7 @@ async fn the_layouts_people_download_are_read_exactly() {
         "split/*.csv",
         "daily/*.csv",
         "semicolon/*.csv",
+        "binance/*.csv",
     ] {
         args.extend(["--data".to_string(), format!("{fixtures}/{pattern}")]);
     }
@@ -336,6 +351,13 @@ async fn the_layouts_people_download_are_read_exactly() {
         ("MAPPED", 2, 218_000, d("33.80")),
     ]
     .into_iter()
+    .map(|(s, n, v, c)| (s, n, Decimal::from(v), c))
+    .chain([
+        // Binance klines: base volumes of up to 8 places, stored exactly.
+        ("BTCUSDT", 3, d("56.99820345"), d("126944.11")),
+        ("ETHUSDT", 2, d("387.0367"), d("6678.43")),
+        ("BNBUSDT", 1, d("1234.567"), d("313.8")),
+    ])
     .map(|(s, n, v, c)| (s.to_string(), (n, v, c)))
     .collect();
     assert_eq!(stored_totals(&root).await, expected);
@@ -373,6 +395,31 @@ async fn the_layouts_people_download_are_read_exactly() {
         "2024-01-05 15:50",
         "newest first is fine"
     );
+    assert_eq!(
+        first("BTCUSDT").await,
+        "2024-01-01 00:00",
+        "epoch milliseconds, headerless, pair from the file name"
+    );
+    assert_eq!(
+        first("ETHUSDT").await,
+        "2025-01-01 00:00",
+        "epoch microseconds"
+    );
+    // The bars and the day's volume add the fractions up exactly.
+    let bar_volumes: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(Volume AS CHAR) FROM ohlcv_1m WHERE Bank_Name = 'BTCUSDT' ORDER BY `Timestamp`",
+    )
+    .fetch_all(&root)
+    .await
+    .unwrap();
+    assert_eq!(bar_volumes, ["35.92724000", "21.07084000", "0.00012345"]);
+    let day_volume: String = sqlx::query_scalar(
+        "SELECT CAST(Day_Volume AS CHAR) FROM latest_quotes WHERE Bank_Name = 'BTCUSDT'",
+    )
+    .fetch_one(&root)
+    .await
+    .unwrap();
+    assert_eq!(day_volume, "56.99820345");
     let refused = rejected(&root).await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(
@@ -426,7 +473,7 @@ async fn duplicate_lines_are_counted_and_a_conflict_names_both_sources() {
     );
     appliance.run(&["process", "--drain"], &env);
     let volumes: Vec<i64> =
-        sqlx::query_scalar("SELECT Volume FROM stock_data ORDER BY `Timestamp`")
+        sqlx::query_scalar("SELECT CAST(Volume AS SIGNED) FROM stock_data ORDER BY `Timestamp`")
             .fetch_all(&root)
             .await
             .unwrap();
@@ -463,7 +510,7 @@ async fn a_repeated_local_hour_is_never_two_rows_written_onto_one() {
     appliance.run(&["produce", "--data", &pattern], &as_refs(&env));
     appliance.run(&["process", "--drain"], &as_refs(&env));
     let volumes: Vec<i64> =
-        sqlx::query_scalar("SELECT Volume FROM stock_data ORDER BY `Timestamp`")
+        sqlx::query_scalar("SELECT CAST(Volume AS SIGNED) FROM stock_data ORDER BY `Timestamp`")
             .fetch_all(&root)
             .await
             .unwrap();

@@ -318,7 +318,7 @@ async fn kafka_console_clients_and_tickpipe_read_each_other() {
     appliance.run(&["produce", "--data", &csv.display().to_string()], &env);
     appliance.run(&["process", "--drain"], &env);
 
-    let row = sqlx::query("SELECT `Timestamp`, Open, High, Low, Close, Volume FROM stock_data WHERE Bank_Name = 'JAVABANK'")
+    let row = sqlx::query("SELECT `Timestamp`, Open, High, Low, Close, CAST(Volume AS SIGNED) FROM stock_data WHERE Bank_Name = 'JAVABANK'")
         .fetch_one(&pool)
         .await
         .expect("the console producer's tick is stored");

@@ -189,7 +189,7 @@ const overlays = OVERLAYS.map((o) => ({
 }));
 
 const toCandle = (b) => ({ time: b.time, open: +b.open, high: +b.high, low: +b.low, close: +b.close });
-const toVolume = (b) => ({ time: b.time, value: b.volume, color: +b.close >= +b.open ? UP_FILL : DOWN_FILL });
+const toVolume = (b) => ({ time: b.time, value: +b.volume, color: +b.close >= +b.open ? UP_FILL : DOWN_FILL });
 const lastBar = () => candles.data().at(-1) ?? null;
 
 function showNotice(text) {

@@ -6,18 +6,25 @@
 use chrono::DateTime;
 use libfuzzer_sys::fuzz_target;
 use rust_decimal::Decimal;
-use tickpipe::rollup::{self, Bar, IndicatorState, Interval};
+use tickpipe::rollup::{self, Bar, IndicatorState, Interval, VolumeSum};
 use tickpipe::tick::Tick;
 
-/// One row from 18 bytes: seconds after the previous row (2), a price mantissa (8), its
-/// scale and whether the volume is the largest (1), and a volume (7).
+/// One row from 18 bytes: seconds after the previous row (2), a price mantissa (8), the price's
+/// and the volume's scales and whether the volume is the largest (1), and a volume (7).
 fn row(at: i64, bytes: &[u8]) -> Option<Tick> {
     let mantissa = u64::from_le_bytes(bytes[2..10].try_into().ok()?) % 100_000_000_000_000_000;
     let price = Decimal::from_i128_with_scale(mantissa.max(1) as i128, u32::from(bytes[10] % 9));
     let mut volume = [0u8; 8];
     volume[..7].copy_from_slice(&bytes[11..18]);
-    // Up to 2^56, and the largest volume a row can have.
-    let volume = if bytes[10] & 0x80 != 0 { i64::MAX } else { i64::from_le_bytes(volume) };
+    // Up to 2^56 units of 10^-0..10^-8, and the largest volume a row can have.
+    let volume = if bytes[10] & 0x80 != 0 {
+        Decimal::from_i128_with_scale(10i128.pow(28) - 1, 8)
+    } else {
+        Decimal::from_i128_with_scale(
+            i64::from_le_bytes(volume).into(),
+            u32::from((bytes[10] >> 4) % 9),
+        )
+    };
     let tick = Tick {
         timestamp: DateTime::from_timestamp(at, 0)?,
         symbol: "FUZZ".into(),
@@ -49,8 +56,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for interval in [Interval::M1, Interval::D1] {
         if let Ok(bars) = rollup::bucket(rows.clone(), interval) {
-            let volume: i128 = rows.iter().map(|r| r.volume).sum();
-            assert_eq!(bars.iter().map(|b| b.volume).sum::<i128>(), volume);
+            let sum = |bars: &[Bar]| {
+                bars.iter().try_fold(VolumeSum::ZERO, |sum, b| sum.checked_add(b.volume))
+            };
+            assert_eq!(sum(&bars), sum(&rows));
             let mut state = IndicatorState::default();
             for bar in &bars {
                 if state.next(bar).is_err() {

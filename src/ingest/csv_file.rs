@@ -1,9 +1,9 @@
 //! Reads one CSV file into [`Tick`]s, quarantining the lines it cannot use.
 //!
-//! Layouts, told apart by the header (case and surrounding spaces ignored, extra columns
-//! ignored):
-//! - the seed's `Timestamp,Bank_Name,Open,High,Low,Close,Volume` (symbol in a column);
-//! - minute bars `timestamp,open,high,low,close,volume` (symbol = the file name's stem).
+//! Layouts are told apart by the header or the first line (`layout`): the seed's
+//! `Timestamp,Bank_Name,Open,High,Low,Close,Volume` (symbol in a column), minute bars
+//! `timestamp,open,high,low,close,volume` (symbol = the file's name), Yahoo, Stooq, Binance
+//! klines and the others the README lists.
 //!
 //! Timestamps with an offset are taken as written; without one they are read in the
 //! configured source zone.
@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use csv::ByteRecord;
 use rust_decimal::Decimal;
 
-use super::layout::{ColumnNames, Columns, When, sniff_delimiter};
+use super::layout::{ColumnNames, Columns, When, file_symbol, sniff_delimiter};
 use crate::tick::{Reading, Reject, Tick, parse_decimal, parse_timestamp, parse_volume, shorten};
 
 /// What one data line became.
@@ -219,6 +219,8 @@ pub struct CsvFile {
     reading: Reading,
     /// Lines whose prices were rounded to the stored places.
     rounded: u64,
+    /// The first line, already in `record`, is a row (a headerless layout), not a header.
+    first_line_is_data: bool,
     record: ByteRecord,
     done: bool,
 }
@@ -240,11 +242,12 @@ impl CsvFile {
             bail!("{} is a directory, not a CSV file", path.display());
         }
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let symbol = path
+        let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Self::from_reader_with(&source_name(path), &symbol, Box::new(file), reading, names)
+        let symbol = file_symbol(&stem);
+        Self::from_reader_with(&source_name(path), symbol, Box::new(file), reading, names)
             .with_context(|| path.display().to_string())
     }
 
@@ -276,16 +279,26 @@ impl CsvFile {
             newlines.clone(),
             delimiter,
         );
+        // Read without headers: a first line of data (Binance's kline dumps) is a row.
         let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
+            .has_headers(false)
             .flexible(true)
             .delimiter(delimiter)
             .from_reader(counted);
-        let header = reader.byte_headers().context("reading the header")?.clone();
-        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        let mut header = ByteRecord::new();
+        if !reader
+            .read_byte_record(&mut header)
+            .context("reading the header")?
+            || header.is_empty()
+            || (header.len() == 1 && header[0].is_empty())
+        {
             bail!("empty file (no header line)");
         }
-        let columns = Columns::from_header(&header, names)?;
+        let headerless = Columns::headerless_klines(&header).filter(|_| names.is_empty());
+        let columns = match headerless {
+            Some(columns) => columns,
+            None => Columns::from_header(&header, names)?,
+        };
         Ok(CsvFile {
             reader,
             newlines,
@@ -295,7 +308,8 @@ impl CsvFile {
             name: name.to_string(),
             reading: reading.into(),
             rounded: 0,
-            record: ByteRecord::new(),
+            first_line_is_data: headerless.is_some(),
+            record: header,
             done: false,
         })
     }
@@ -316,9 +330,13 @@ impl CsvFile {
             if self.done {
                 return None;
             }
-            let start = self.reader.position().byte();
-            let result = self.reader.read_byte_record(&mut self.record);
-            let start = self.record.position().map(|p| p.byte()).unwrap_or(start);
+            let (result, start) = if std::mem::take(&mut self.first_line_is_data) {
+                (Ok(true), 0)
+            } else {
+                let start = self.reader.position().byte();
+                let result = self.reader.read_byte_record(&mut self.record);
+                (result, self.record.position().map_or(start, |p| p.byte()))
+            };
             let line = self.newlines.borrow_mut().line_of(start);
             match result {
                 Ok(false) => return None,
@@ -557,7 +575,7 @@ mod tests {
         assert_eq!(t.symbol, "HDFC");
         assert_eq!(t.timestamp.to_rfc3339(), "2024-01-02T03:45:00+00:00");
         assert_eq!(t.open, dec!(1520.5));
-        assert_eq!(t.volume, 1_500_000_000);
+        assert_eq!(t.volume, rust_decimal::Decimal::from(1_500_000_000));
         assert!(t.source.ends_with("/seed.csv:2"), "{}", t.source);
     }
 
@@ -571,7 +589,7 @@ mod tests {
             panic!("{lines:?}")
         };
         assert_eq!(t.symbol, "AAPL");
-        assert_eq!(t.volume, 1000);
+        assert_eq!(t.volume, rust_decimal::Decimal::from(1000));
     }
 
     #[test]
@@ -585,7 +603,7 @@ mod tests {
               \n\
               2024-13-02 09:18,1,2,1,2,10\n\
               2024-01-02 09:19,1,2,1,2,-3\n\
-              2024-01-02 09:20,1,2,1,2,2.5\n\
+              2024-01-02 09:20,1,2,1,2,2.5e-9\n\
               2024-01-02 09:21,3,2,1,2,10\n\
               2024-01-02 09:22,1,\xff,1,2,10\n\
               2024-01-02 09:23,1,2,1,2,11\n",
@@ -607,7 +625,7 @@ mod tests {
             "X.csv:4: open: \"abc\" is not a decimal number",
             "X.csv:6: timestamp \"2024-13-02 09:18\" is not a date and time",
             "X.csv:7: volume -3 is negative",
-            "X.csv:8: volume 2.5 is not a whole number",
+            "X.csv:8: volume 0.0000000025 has more than 8 decimal places (ingest.excess_decimals = \"round\" rounds them)",
             "X.csv:9: open 3 is outside low 1 .. high 2",
             "X.csv:10: high is not valid UTF-8",
             "ok X.csv:11",

@@ -83,7 +83,7 @@ mod tests {
             high: price,
             low: price,
             close: price,
-            volume: 1,
+            volume: rust_decimal::Decimal::ONE,
             source: source.into(),
             produced_at: 0,
         }

@@ -1,7 +1,8 @@
 //! Which column of a CSV file holds what, told from its header by the names people's files use
 //! (the seed's, Yahoo Finance, Stooq, Alpha Vantage, NSE exports, split date and time columns)
-//! or mapped in `[ingest.columns]`; and the field delimiter, told from the header line (a `;`
-//! header means decimal commas, as European spreadsheets write them).
+//! or mapped in `[ingest.columns]`, or — for Binance's headerless kline dumps — from a first line
+//! that is already data; the field delimiter, told from the header line (a `;` header means
+//! decimal commas, as European spreadsheets write them); and the symbol a file's name gives.
 
 use anyhow::{Result, bail};
 use csv::ByteRecord;
@@ -22,6 +23,13 @@ pub struct ColumnNames {
     pub low: String,
     pub close: String,
     pub volume: String,
+}
+
+impl ColumnNames {
+    /// No column mapped: the header decides.
+    pub fn is_empty(&self) -> bool {
+        *self == ColumnNames::default()
+    }
 }
 
 /// Where the time of a row is.
@@ -48,7 +56,14 @@ pub struct Columns {
 }
 
 /// The names each field goes by (compared after [`normalize`]).
-const TIMESTAMP: &[&str] = &["timestamp", "datetime", "date_time", "time_stamp"];
+const TIMESTAMP: &[&str] = &[
+    "timestamp",
+    "datetime",
+    "date_time",
+    "time_stamp",
+    "open_time",
+    "unix",
+];
 const DATE: &[&str] = &["date", "trade_date"];
 const TIME: &[&str] = &["time"];
 const SYMBOL: &[&str] = &["bank_name", "symbol", "ticker", "instrument"];
@@ -88,6 +103,31 @@ impl Columns {
         .chain(self.symbol)
         .max()
         .unwrap_or(0)
+    }
+
+    /// The columns of Binance's kline dumps (data.binance.vision), which have no header: open
+    /// time in Unix milliseconds or microseconds, open, high, low, close, base volume, then
+    /// close time, quote volume and counts (ignored) — when `first_line` is such a line.
+    pub fn headerless_klines(first_line: &ByteRecord) -> Option<Columns> {
+        let epoch = first_line
+            .get(0)
+            .is_some_and(|t| matches!(t.len(), 13 | 16) && t.iter().all(u8::is_ascii_digit));
+        let numbers = (1..=5).all(|i| {
+            first_line
+                .get(i)
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .is_some_and(|f| f.trim().parse::<f64>().is_ok_and(f64::is_finite))
+        });
+        (epoch && numbers).then_some(Columns {
+            when: When::One(0),
+            symbol: None,
+            open: 1,
+            high: 2,
+            low: 3,
+            close: 4,
+            volume: 5,
+            width: first_line.len(),
+        })
     }
 
     /// The columns of a header, by `names` where given, else by the names files use.
@@ -167,6 +207,27 @@ impl Columns {
     }
 }
 
+/// The symbol of a file whose rows carry none: its name without the extension, except that
+/// Binance's dumps (`BTCUSDT-1m-2024-01-01.csv`, `ETHUSDT-1h-2024-01.csv`) name the pair first.
+pub fn file_symbol(stem: &str) -> &str {
+    let parts: Vec<&str> = stem.split('-').collect();
+    let interval = |p: &str| {
+        let unit = p.trim_start_matches(|c: char| c.is_ascii_digit());
+        unit.len() < p.len() && matches!(unit, "s" | "m" | "h" | "d" | "w" | "mo")
+    };
+    let digits = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
+    let binance = match parts.as_slice() {
+        [_, i, y, m] => interval(i) && digits(y, 4) && digits(m, 2),
+        [_, i, y, m, d] => interval(i) && digits(y, 4) && digits(m, 2) && digits(d, 2),
+        _ => false,
+    };
+    if binance && !parts[0].is_empty() {
+        parts[0]
+    } else {
+        stem
+    }
+}
+
 /// The field delimiter of a file, from its first line: the most frequent of `,` `;` and tab
 /// (outside quotes), `,` when none is there.
 pub fn sniff_delimiter(first_line: &[u8]) -> u8 {
@@ -237,6 +298,41 @@ mod tests {
         // Split columns by other names, a `Ticker` anywhere.
         let split = columns("Ticker,Date,Time,Open,High,Low,Close,Volume").unwrap();
         assert_eq!(split.when, When::Split { date: 1, time: 2 });
+    }
+
+    #[test]
+    fn binance_klines_are_read_with_or_without_a_header() {
+        let line = "1704067200000,42283.58000000,42298.62000000,42261.02000000,42298.61000000,\
+                    35.92724000,1704067259999,1519569.94719130,1327,17.94432000,758970.84785570,0";
+        let record = ByteRecord::from(line.split(',').collect::<Vec<_>>());
+        let klines = Columns::headerless_klines(&record).unwrap();
+        assert_eq!(
+            (klines.when, klines.symbol, klines.close, klines.volume),
+            (When::One(0), None, 4, 5)
+        );
+        // A header line, or a date in the first field, is not a kline.
+        let header = ByteRecord::from(vec!["open_time", "open", "high", "low", "close", "volume"]);
+        assert_eq!(Columns::headerless_klines(&header), None);
+        let dated = ByteRecord::from(vec!["2024-01-01", "1", "1", "1", "1", "1"]);
+        assert_eq!(Columns::headerless_klines(&dated), None);
+        // The futures dumps' header.
+        let futures = columns(
+            "open_time,open,high,low,close,volume,close_time,quote_volume,count,\
+             taker_buy_volume,taker_buy_quote_volume,ignore",
+        )
+        .unwrap();
+        assert_eq!((futures.when, futures.volume), (When::One(0), 5));
+    }
+
+    #[test]
+    fn binance_file_names_give_the_pair() {
+        assert_eq!(file_symbol("BTCUSDT-1m-2024-01-01"), "BTCUSDT");
+        assert_eq!(file_symbol("ETHUSDT-1h-2024-01"), "ETHUSDT");
+        assert_eq!(file_symbol("BNBUSDT-1mo-2023-12"), "BNBUSDT");
+        // Other names stay whole, dashes and all.
+        assert_eq!(file_symbol("BRK-B"), "BRK-B");
+        assert_eq!(file_symbol("HDFC"), "HDFC");
+        assert_eq!(file_symbol("NIFTY-50-2024-01"), "NIFTY-50-2024-01");
     }
 
     #[test]

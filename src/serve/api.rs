@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::rollup::{self, Bar, Indicators, Interval, LOOKBACK};
+use crate::rollup::{self, Bar, Indicators, Interval, LOOKBACK, VolumeSum};
 use crate::store::Quote;
 
 /// Closes in a watchlist sparkline.
@@ -61,7 +61,7 @@ pub struct BarJson {
     high: Decimal,
     low: Decimal,
     close: Decimal,
-    volume: i128,
+    volume: VolumeSum,
     sma_20: Option<f64>,
     sma_50: Option<f64>,
     ema_20: Option<f64>,

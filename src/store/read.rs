@@ -5,13 +5,12 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::mysql::MySqlRow;
 
 use super::Store;
-use crate::rollup::{Bar, Indicators};
+use crate::rollup::{Bar, Indicators, VolumeSum};
 
 /// A row of `latest_quotes`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,7 +22,7 @@ pub struct Quote {
     pub prev_close: Option<Decimal>,
     pub change: Option<Decimal>,
     pub change_pct: Option<f64>,
-    pub day_volume: i128,
+    pub day_volume: VolumeSum,
     /// When the processor committed it.
     pub updated_at: DateTime<Utc>,
 }
@@ -33,7 +32,7 @@ impl Store {
     pub async fn quotes(&self) -> Result<Vec<Quote>> {
         let rows = sqlx::query(
             "SELECT Bank_Name, `Timestamp`, Price, Prev_Close, Price_Change, Change_Pct, \
-             Day_Volume, Updated_At FROM latest_quotes ORDER BY Bank_Name",
+             CAST(Day_Volume AS CHAR), Updated_At FROM latest_quotes ORDER BY Bank_Name",
         )
         .fetch_all(&self.pool)
         .await
@@ -47,7 +46,7 @@ impl Store {
                     prev_close: r.try_get(3)?,
                     change: r.try_get(4)?,
                     change_pct: r.try_get(5)?,
-                    day_volume: whole(r.try_get(6)?)?,
+                    day_volume: volume_sum(r.try_get(6)?)?,
                     updated_at: r.try_get::<NaiveDateTime, _>(7)?.and_utc(),
                 })
             })
@@ -77,9 +76,9 @@ impl Store {
             t.naive_utc()
         });
         let rows = sqlx::query(
-            "SELECT o.`Timestamp`, o.Open, o.High, o.Low, o.Close, o.Volume, o.Turnover, o.Ticks, \
-                    i.SMA_20, i.SMA_50, i.EMA_20, i.VWAP, i.Volatility_20, i.Session_Volume, \
-                    i.Session_Turnover \
+            "SELECT o.`Timestamp`, o.Open, o.High, o.Low, o.Close, CAST(o.Volume AS CHAR), \
+                    o.Turnover, o.Ticks, i.SMA_20, i.SMA_50, i.EMA_20, i.VWAP, i.Volatility_20, \
+                    CAST(i.Session_Volume AS CHAR), i.Session_Turnover \
              FROM ohlcv_1m o \
              JOIN indicators_1m i ON i.Bank_Name = o.Bank_Name AND i.`Timestamp` = o.`Timestamp` \
              WHERE o.Bank_Name = ? AND o.`Timestamp` >= ? \
@@ -125,7 +124,7 @@ fn bar_with_indicators(r: &MySqlRow) -> Result<(Bar, Indicators)> {
             high: r.try_get(2)?,
             low: r.try_get(3)?,
             close: r.try_get(4)?,
-            volume: whole(r.try_get(5)?)?,
+            volume: volume_sum(r.try_get(5)?)?,
             turnover: r.try_get(6)?,
             ticks: r.try_get::<i32, _>(7)?.into(),
         },
@@ -135,16 +134,13 @@ fn bar_with_indicators(r: &MySqlRow) -> Result<(Bar, Indicators)> {
             ema_20: r.try_get(10)?,
             vwap: r.try_get(11)?,
             volatility_20: r.try_get(12)?,
-            session_volume: whole(r.try_get(13)?)?,
+            session_volume: volume_sum(r.try_get(13)?)?,
             session_turnover: r.try_get(14)?,
         },
     ))
 }
 
-/// A stored volume sum (DECIMAL(38,0)) as an integer.
-fn whole(volume: Decimal) -> Result<i128> {
-    volume
-        .to_i128()
-        .filter(|_| volume.fract().is_zero())
-        .with_context(|| format!("stored volume {volume} is not a whole number"))
+/// A stored volume sum (DECIMAL(38,8), read as text: it can hold more than a `Decimal`).
+fn volume_sum(text: String) -> Result<VolumeSum> {
+    VolumeSum::parse(&text).map_err(anyhow::Error::msg)
 }

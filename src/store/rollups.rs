@@ -13,7 +13,7 @@ use rust_decimal::prelude::ToPrimitive;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::error::{StoreError, timed};
-use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK};
+use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
 use crate::tick::Tick;
 
 /// Keys (symbol, time) per change-detection query: far under the 65,535 placeholders.
@@ -45,7 +45,7 @@ pub async fn changed_rows<'t>(
         .iter()
         .flat_map(|(symbol, rows)| rows.keys().map(move |at| (*symbol, at)))
         .collect();
-    let mut stored: BTreeMap<(String, NaiveDateTime), ([Decimal; 4], i64)> = BTreeMap::new();
+    let mut stored: BTreeMap<(String, NaiveDateTime), ([Decimal; 4], Decimal)> = BTreeMap::new();
     for chunk in keys.chunks(KEYS_PER_QUERY) {
         let mut query: QueryBuilder<MySql> = QueryBuilder::new(
             "SELECT Bank_Name, `Timestamp`, Open, High, Low, Close, Volume FROM stock_data WHERE ",
@@ -88,6 +88,7 @@ pub async fn changed_rows<'t>(
     let mut changed = Vec::new();
     for (symbol, rows) in by_symbol {
         for (at, tick) in rows {
+            // Decimals compare by value: 1200 equals the stored 1200.00000000.
             let fresh = ([tick.open, tick.high, tick.low, tick.close], tick.volume);
             if stored.get(&(symbol.to_string(), at)) != Some(&fresh) {
                 changed.push(tick);
@@ -236,24 +237,16 @@ impl<'s> BarWriter<'s> {
             return Ok(());
         }
         let symbol = self.symbol;
-        // Volumes are i128 in memory; DECIMAL(38,0) columns take them as decimals (a sum of
-        // i64 volumes that no decimal holds would need ~10^10 rows in one session).
-        let wide = |v: i128| {
-            Decimal::try_from_i128_with_scale(v, 0).map_err(|_| StoreError::Data {
-                what: "storing a bar",
-                number: 0,
-                message: format!("a volume sum of {symbol} is too large to store"),
-            })
-        };
+        // Volume sums go in as text: DECIMAL(38,8) holds more digits than a `Decimal`.
+        let volumes: Vec<(String, String)> = self
+            .bars
+            .iter()
+            .map(|(b, i)| (b.volume.to_string(), i.session_volume.to_string()))
+            .collect();
         let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
             "INSERT INTO ohlcv_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, \
              Turnover, Ticks) ",
         );
-        let volumes = self
-            .bars
-            .iter()
-            .map(|(b, i)| Ok((wide(b.volume)?, wide(i.session_volume)?)))
-            .collect::<Result<Vec<_>>>()?;
         upsert.push_values(self.bars.iter().zip(&volumes), |mut row, ((b, _), v)| {
             row.push_bind(symbol)
                 .push_bind(b.start.naive_utc())
@@ -261,7 +254,7 @@ impl<'s> BarWriter<'s> {
                 .push_bind(b.high)
                 .push_bind(b.low)
                 .push_bind(b.close)
-                .push_bind(v.0)
+                .push_bind(&v.0)
                 .push_bind(b.turnover)
                 .push_bind(b.ticks.min(i32::MAX as i64) as i32);
         });
@@ -288,7 +281,7 @@ impl<'s> BarWriter<'s> {
                 .push_bind(i.ema_20)
                 .push_bind(i.vwap)
                 .push_bind(i.volatility_20)
-                .push_bind(v.1)
+                .push_bind(&v.1)
                 .push_bind(i.session_turnover);
         });
         upsert.push(
@@ -328,7 +321,8 @@ async fn resume_state(
     )
     .await?;
     let last = sqlx::query(
-        "SELECT `Timestamp`, EMA_20, Session_Volume, Session_Turnover FROM indicators_1m \
+        "SELECT `Timestamp`, EMA_20, CAST(Session_Volume AS CHAR), Session_Turnover \
+         FROM indicators_1m \
          WHERE Bank_Name = ? AND `Timestamp` < ? ORDER BY `Timestamp` DESC LIMIT 1",
     )
     .bind(symbol)
@@ -347,12 +341,15 @@ async fn resume_state(
     let last = match last {
         None => None,
         Some(r) => {
-            let volume: Decimal = r.try_get(2)?;
+            let volume: String = r.try_get(2)?;
             Some((
                 r.try_get::<NaiveDateTime, _>(0)?.and_utc(),
                 r.try_get(1)?,
-                // Written by us from an i128, so always whole.
-                volume.to_i128().unwrap_or_default(),
+                VolumeSum::parse(&volume).map_err(|message| StoreError::Data {
+                    what: "reading a session's volume",
+                    number: 0,
+                    message,
+                })?,
                 r.try_get(3)?,
             ))
         }
@@ -373,7 +370,7 @@ async fn store_latest_quote(
     let today = sqlx::query(
         "SELECT (SELECT Open FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ? \
                  ORDER BY `Timestamp` LIMIT 1), \
-                MAX(High), MIN(Low), SUM(Volume), \
+                MAX(High), MIN(Low), CAST(SUM(Volume) AS CHAR), \
                 (SELECT Close FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
                  ORDER BY `Timestamp` DESC LIMIT 1) \
          FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
@@ -420,7 +417,7 @@ async fn store_latest_quote(
     .bind(today.try_get::<Decimal, _>(0)?)
     .bind(today.try_get::<Decimal, _>(1)?)
     .bind(today.try_get::<Decimal, _>(2)?)
-    .bind(today.try_get::<Decimal, _>(3)?);
+    .bind(today.try_get::<String, _>(3)?);
     timed(
         "upserting latest_quotes",
         deadline,

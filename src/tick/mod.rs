@@ -19,13 +19,17 @@ pub const MAX_SYMBOL_CHARS: usize = 64;
 /// Prices are stored as DECIMAL(22,8): equity feeds print 6 decimals, crypto feeds 8.
 pub const PRICE_SCALE: u32 = 8;
 const PRICE_INTEGER_DIGITS: u32 = 14;
+/// Volumes are stored as DECIMAL(28,8): shares are whole, crypto base volumes have 8 places.
+pub const VOLUME_SCALE: u32 = 8;
+const VOLUME_INTEGER_DIGITS: u32 = 20;
 /// Largest close × volume a row may have (10^20, five orders of magnitude above any real
 /// bar's traded value in any currency): rollups sum turnovers per minute and per session, and
 /// this bound keeps those sums far inside what a decimal holds.
 pub const MAX_ROW_TURNOVER: Decimal =
     Decimal::from_parts(1_661_992_960, 1_808_227_885, 5, false, 0);
 
-/// What to do with a price of more decimal places than are stored ([`PRICE_SCALE`]).
+/// What to do with a price or volume of more decimal places than are stored ([`PRICE_SCALE`],
+/// [`VOLUME_SCALE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExcessDecimals {
@@ -80,7 +84,8 @@ pub struct Tick {
     pub high: Decimal,
     pub low: Decimal,
     pub close: Decimal,
-    pub volume: i64,
+    /// Shares, contracts or coins: whole for equities, up to 8 decimal places for crypto.
+    pub volume: Decimal,
     /// Where the record came from: `file:line` for CSV input.
     pub source: String,
     /// Producer clock when it was sent, microseconds since the Unix epoch.
@@ -107,16 +112,7 @@ impl Tick {
             if price <= Decimal::ZERO {
                 return Err(format!("{name} {price} is not a positive price"));
             }
-            if price.scale() > PRICE_SCALE && price.normalize().scale() > PRICE_SCALE {
-                return Err(format!(
-                    "{name} {price} has more than {PRICE_SCALE} decimal places"
-                ));
-            }
-            if price.trunc() >= Decimal::from(10i64.pow(PRICE_INTEGER_DIGITS)) {
-                return Err(format!(
-                    "{name} {price} has more than {PRICE_INTEGER_DIGITS} integer digits"
-                ));
-            }
+            check_digits(name, price, PRICE_INTEGER_DIGITS, PRICE_SCALE)?;
         }
         if self.low > self.high {
             return Err(format!("low {} is above high {}", self.low, self.high));
@@ -129,10 +125,11 @@ impl Tick {
                 ));
             }
         }
-        if self.volume < 0 {
+        if self.volume.is_sign_negative() && !self.volume.is_zero() {
             return Err(format!("volume {} is negative", self.volume));
         }
-        match self.close.checked_mul(Decimal::from(self.volume)) {
+        check_digits("volume", self.volume, VOLUME_INTEGER_DIGITS, VOLUME_SCALE)?;
+        match self.close.checked_mul(self.volume) {
             Some(turnover) if turnover <= MAX_ROW_TURNOVER => {}
             _ => {
                 return Err(format!(
@@ -144,29 +141,30 @@ impl Tick {
         Ok(())
     }
 
-    /// Applies `policy` to prices with more than [`PRICE_SCALE`] decimal places (trailing
-    /// zeros do not count): `Ok(true)` when some were rounded, the reason when refused.
+    /// Applies `policy` to prices and a volume with more decimal places than are stored
+    /// (trailing zeros do not count): `Ok(true)` when some were rounded, the reason when refused.
     pub fn fit_decimals(&mut self, policy: ExcessDecimals) -> Result<bool, String> {
         let mut rounded = false;
-        for (name, price) in [
-            ("open", &mut self.open),
-            ("high", &mut self.high),
-            ("low", &mut self.low),
-            ("close", &mut self.close),
+        for (name, value, scale) in [
+            ("open", &mut self.open, PRICE_SCALE),
+            ("high", &mut self.high, PRICE_SCALE),
+            ("low", &mut self.low, PRICE_SCALE),
+            ("close", &mut self.close, PRICE_SCALE),
+            ("volume", &mut self.volume, VOLUME_SCALE),
         ] {
-            if price.scale() <= PRICE_SCALE || price.normalize().scale() <= PRICE_SCALE {
+            if value.scale() <= scale || value.normalize().scale() <= scale {
                 continue;
             }
             match policy {
                 ExcessDecimals::Refuse => {
                     return Err(format!(
-                        "{name} {price} has more than {PRICE_SCALE} decimal places \
+                        "{name} {value} has more than {scale} decimal places \
                          (ingest.excess_decimals = \"round\" rounds them)"
                     ));
                 }
                 ExcessDecimals::Round => {
-                    *price = price
-                        .round_dp_with_strategy(PRICE_SCALE, RoundingStrategy::MidpointNearestEven);
+                    *value =
+                        value.round_dp_with_strategy(scale, RoundingStrategy::MidpointNearestEven);
                     rounded = true;
                 }
             }
@@ -182,6 +180,22 @@ impl Tick {
             ("close", self.close),
         ]
     }
+}
+
+/// A stored number has at most `scale` decimal places (trailing zeros do not count) and fewer
+/// than `integer_digits` digits before the point: what its DECIMAL column holds.
+fn check_digits(name: &str, value: Decimal, integer_digits: u32, scale: u32) -> Result<(), String> {
+    if value.scale() > scale && value.normalize().scale() > scale {
+        return Err(format!(
+            "{name} {value} has more than {scale} decimal places"
+        ));
+    }
+    if value.trunc().abs() >= Decimal::from(10i128.pow(integer_digits)) {
+        return Err(format!(
+            "{name} {value} has more than {integer_digits} integer digits"
+        ));
+    }
+    Ok(())
 }
 
 /// A symbol is a key in Kafka and in MySQL: it must mean the same in both. MariaDB compares
@@ -236,7 +250,7 @@ mod tests {
             high: dec!(1522),
             low: dec!(1519.25),
             close: dec!(1521.0001),
-            volume: 1_500_000_000,
+            volume: dec!(1_500_000_000),
             source: "HDFC.csv:2".into(),
             produced_at: 1_700_000_000_000_000,
         }
@@ -251,7 +265,15 @@ mod tests {
             (|t| t.open = dec!(-1), "open -1 is not a positive price"),
             (|t| t.low = dec!(1530), "low 1530 is above high"),
             (|t| t.close = dec!(1523), "close 1523 is outside"),
-            (|t| t.volume = -5, "volume -5 is negative"),
+            (|t| t.volume = dec!(-5), "volume -5 is negative"),
+            (
+                |t| t.volume = dec!(0.000000001),
+                "volume 0.000000001 has more than 8 decimal places",
+            ),
+            (
+                |t| t.volume = dec!(100_000_000_000_000_000_000),
+                "volume 100000000000000000000 has more than 20 integer digits",
+            ),
             (
                 |t| t.high = dec!(1522.000000001),
                 "more than 8 decimal places",
@@ -278,7 +300,7 @@ mod tests {
                 |t| {
                     t.close = dec!(1e10);
                     t.high = dec!(1e10);
-                    t.volume = 9_000_000_000_000_000_000;
+                    t.volume = dec!(9_000_000_000_000_000_000);
                 },
                 "beyond the largest turnover",
             ),
@@ -345,6 +367,18 @@ mod tests {
         t.high = dec!(1522.1234567800);
         assert_eq!(t.fit_decimals(ExcessDecimals::Refuse), Ok(false));
         assert_eq!(t.close, dec!(39.455002));
+        // A crypto base volume of 8 places is stored as it is; a ninth is rounded or refused.
+        t.volume = dec!(12.34567891);
+        assert_eq!(t.fit_decimals(ExcessDecimals::Refuse), Ok(false));
+        t.volume = dec!(0.123456785);
+        assert!(
+            t.clone()
+                .fit_decimals(ExcessDecimals::Refuse)
+                .unwrap_err()
+                .contains("volume 0.123456785 has more than 8 decimal places")
+        );
+        assert_eq!(t.fit_decimals(ExcessDecimals::Round), Ok(true));
+        assert_eq!(t.volume, dec!(0.12345678));
     }
 
     #[test]

@@ -65,20 +65,14 @@ pub(super) fn number_text(n: &serde_json::Number) -> Result<String, String> {
     Ok(text)
 }
 
-/// Reads a volume: an integer, or an integral decimal such as `1200.0`.
-pub fn parse_volume(text: &str) -> Result<i64, String> {
-    if let Ok(v) = text.parse::<i64>() {
-        return Ok(v);
-    }
-    let d = parse_decimal(text).map_err(|e| format!("volume: {e}"))?;
-    if !d.fract().is_zero() {
-        return Err(format!("volume {} is not a whole number", shorten(text)));
-    }
-    i64::try_from(d.trunc()).map_err(|_| format!("volume {} is out of range", shorten(text)))
+/// Reads a volume: shares (`1200`, `1200.0`) or a crypto base volume (`12.34567800`).
+pub fn parse_volume(text: &str) -> Result<Decimal, String> {
+    parse_decimal(text).map_err(|e| format!("volume: {e}"))
 }
 
 /// Reads a timestamp: RFC 3339 with an offset (`T` or a space between date and time); Unix
-/// time in seconds (10 digits) or milliseconds (13: Binance); or a date and time without an
+/// time in seconds (10 digits), milliseconds (13: Binance klines) or microseconds (16: Binance
+/// spot klines since 2025); or a date and time without an
 /// offset, read in `zone` — `2024-01-02 09:15:00`, `2024/01/02 09:15`, Stooq's
 /// `20240102 091500` — or a date alone (the day's start).
 ///
@@ -102,14 +96,14 @@ pub fn parse_timestamp(
             "timestamp {text:?} could be Unix seconds or a date and hour: write it with separators"
         ));
     }
-    if text.bytes().all(|b| b.is_ascii_digit()) && matches!(text.len(), 10 | 13) {
+    if text.bytes().all(|b| b.is_ascii_digit()) && matches!(text.len(), 10 | 13 | 16) {
         let number: i64 = text
             .parse()
             .map_err(|_| format!("timestamp {text:?} is too large"))?;
-        let at = if text.len() == 10 {
-            DateTime::from_timestamp(number, 0)
-        } else {
-            DateTime::from_timestamp_millis(number)
+        let at = match text.len() {
+            10 => DateTime::from_timestamp(number, 0),
+            13 => DateTime::from_timestamp_millis(number),
+            _ => DateTime::from_timestamp_micros(number),
         };
         return at.ok_or_else(|| format!("timestamp {text:?} is out of range"));
     }
@@ -201,6 +195,7 @@ mod tests {
         };
         assert_eq!(utc("1704186900"), "2024-01-02T09:15:00+00:00");
         assert_eq!(utc("1704186900000"), "2024-01-02T09:15:00+00:00");
+        assert_eq!(utc("1735689600000000"), "2025-01-01T00:00:00+00:00");
         assert_eq!(utc("20240102 091500"), "2024-01-02T09:15:00+00:00");
         assert_eq!(utc("20240102"), "2024-01-02T00:00:00+00:00");
         assert_eq!(utc("02.01.2024"), "2024-01-02T00:00:00+00:00");

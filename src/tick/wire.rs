@@ -2,8 +2,9 @@
 //! producer.
 //!
 //! Written (key = symbol): `{"timestamp":"2024-01-02T09:15:00Z","symbol":"HDFC","open":"1520.5",
-//! "high":"1522","low":"1519.25","close":"1521","volume":1200,"source":"data/HDFC.csv:2",
-//! "produced_at":1700000000000000}`; prices are decimal strings and never pass through a float.
+//! "high":"1522","low":"1519.25","close":"1521","volume":"1200","source":"data/HDFC.csv:2",
+//! "produced_at":1700000000000000}`; prices and volumes are decimal strings and never pass
+//! through a float.
 //!
 //! Accepted: a JSON object whose field names match in any case, `_`, `-` and spaces ignored —
 //! `timestamp` (or `datetime`, `date`, `time`), `symbol` (or `bank_name`, `ticker`), `open`,
@@ -176,7 +177,8 @@ struct WireTick<'a> {
     low: Decimal,
     #[serde(serialize_with = "as_text")]
     close: Decimal,
-    volume: i64,
+    #[serde(serialize_with = "as_text")]
+    volume: Decimal,
     source: &'a str,
     produced_at: i64,
 }
@@ -197,7 +199,7 @@ impl<'a> From<&'a Tick> for WireTick<'a> {
     }
 }
 
-/// Prices are written as strings: exact, whoever reads them.
+/// Prices and volumes are written as strings: exact, whoever reads them.
 fn as_text<S: serde::Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
@@ -218,6 +220,7 @@ mod tests {
         let json = t.to_json();
         let text = std::str::from_utf8(&json).unwrap();
         assert!(text.contains(r#""open":"1520.50""#), "{text}");
+        assert!(text.contains(r#""volume":"1500000000""#), "{text}");
         assert!(
             text.contains(r#""timestamp":"2024-01-02T09:15:00Z""#),
             "{text}"
@@ -244,12 +247,18 @@ mod tests {
         let t = Tick::from_json(json, chrono_tz::Asia::Kolkata).unwrap();
         assert_eq!(t.symbol, "HDFCBANK");
         assert_eq!(t.timestamp, utc("2024-01-02T03:45:00Z"));
-        assert_eq!((t.close, t.volume), (dec!(1521), 1200));
+        assert_eq!((t.close, t.volume), (dec!(1521), dec!(1200)));
         // Any case, spaces or dashes in names; numbers or strings; volume "1200.0".
         let json = br#"{"DATE-TIME":"2024-01-02T09:15:00Z","ticker":" SBIN ","OPEN":"1",
             "high":1,"Low":"1","close":1.0,"VOLUME":"1200.0","Adj Close":"0.9"}"#;
         let t = Tick::from_json(json, chrono_tz::UTC).unwrap();
-        assert_eq!((t.symbol.as_str(), t.volume), ("SBIN", 1200));
+        assert_eq!((t.symbol.as_str(), t.volume), ("SBIN", dec!(1200)));
+        // A crypto base volume as a number or a string, exactly.
+        let json = br#"{"timestamp":1704067200000,"symbol":"BTCUSDT","open":"42283.58",
+            "high":"42298.62","low":"42261.02","close":"42298.61","volume":35.92724}"#;
+        let t = Tick::from_json(json, chrono_tz::UTC).unwrap();
+        assert_eq!(t.volume, dec!(35.92724));
+        assert_eq!(Tick::from_json(&t.to_json(), chrono_tz::UTC).unwrap(), t);
     }
 
     #[test]
@@ -267,8 +276,8 @@ mod tests {
                 "\"yesterday\" is not a date and time",
             ),
             (
-                br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":1.5}"#,
-                "volume 1.5 is not a whole number",
+                br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":"1","high":"1","low":"1","close":"1","volume":-1.5}"#,
+                "volume -1.5 is negative",
             ),
             (
                 br#"{"timestamp":"2024-01-02T09:15:00Z","symbol":"A","open":[1],"high":"1","low":"1","close":"1","volume":1}"#,

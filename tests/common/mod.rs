@@ -18,7 +18,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 pub const BIN: &str = env!("CARGO_BIN_EXE_tickpipe");
 
 /// Per symbol: rows, sum of Volume, sum of Close.
-pub type Totals = BTreeMap<String, (i64, i64, Decimal)>;
+pub type Totals = BTreeMap<String, (i64, Decimal, Decimal)>;
 
 /// A running `tickpipe up` on its own state directory.
 pub struct Appliance {
@@ -310,11 +310,12 @@ pub fn input_totals(files: &[PathBuf]) -> Totals {
             else {
                 continue;
             };
-            let entry = totals
-                .entry(fields[1].to_string())
-                .or_insert((0, 0, Decimal::ZERO));
+            let entry =
+                totals
+                    .entry(fields[1].to_string())
+                    .or_insert((0, Decimal::ZERO, Decimal::ZERO));
             entry.0 += 1;
-            entry.1 += volume;
+            entry.1 += Decimal::from(volume);
             entry.2 += close.parse::<Decimal>().unwrap();
         }
     }
@@ -324,13 +325,22 @@ pub fn input_totals(files: &[PathBuf]) -> Totals {
 /// The same totals, from `stock_data`.
 pub async fn stored_totals(pool: &MySqlPool) -> Totals {
     sqlx::query(
-        "SELECT Bank_Name, COUNT(*), CAST(SUM(Volume) AS SIGNED), SUM(Close) FROM stock_data GROUP BY Bank_Name",
+        "SELECT Bank_Name, COUNT(*), SUM(Volume), SUM(Close) FROM stock_data GROUP BY Bank_Name",
     )
     .fetch_all(pool)
     .await
     .unwrap()
     .into_iter()
-    .map(|r| (r.get::<String, _>(0), (r.get::<i64, _>(1), r.get::<i64, _>(2), r.get::<Decimal, _>(3))))
+    .map(|r| {
+        (
+            r.get::<String, _>(0),
+            (
+                r.get::<i64, _>(1),
+                r.get::<Decimal, _>(2).normalize(),
+                r.get::<Decimal, _>(3),
+            ),
+        )
+    })
     .collect()
 }
 
