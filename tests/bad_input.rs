@@ -85,14 +85,14 @@ fn bad_csv_lines_are_quarantined_with_their_reason() {
             "volume -1 is negative",
         ),
         (
-            "fractional volume",
-            b"2024-01-02 09:16:00,GOOD,100,101,99,100,1.5".to_vec(),
-            "volume 1.5 is not a whole number",
+            "volume finer than 10^-8",
+            b"2024-01-02 09:16:00,GOOD,100,101,99,100,1.123456789".to_vec(),
+            "volume 1.123456789 has more than 8 decimal places",
         ),
         (
             "volume out of range",
-            b"2024-01-02 09:16:00,GOOD,100,101,99,100,99999999999999999999".to_vec(),
-            "out of range",
+            b"2024-01-02 09:16:00,GOOD,1,1,1,1,123456789012345678901".to_vec(),
+            "volume 123456789012345678901 has more than 20 integer digits",
         ),
         (
             "too many decimals",

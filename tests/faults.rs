@@ -125,11 +125,11 @@ async fn poison_rows_are_refused_or_summed_exactly_and_the_rows_around_them_stor
             "SELECT CAST(Volume AS CHAR) FROM ohlcv_1m WHERE `Timestamp` = '2024-01-02 09:17:00'"
         )
         .await,
-        "18000000000000000000"
+        "18000000000000000000.00000000"
     );
     assert_eq!(
         scalar_text(&root, "SELECT CAST(Day_Volume AS CHAR) FROM latest_quotes").await,
-        "18000000000000000200"
+        "18000000000000000200.00000000"
     );
     let refused = rejected(&root).await;
     assert_eq!(refused.len(), 2, "{refused:?}");

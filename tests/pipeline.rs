@@ -367,7 +367,7 @@ async fn kafka_console_clients_and_tickpipe_read_each_other() {
         serde_json::from_str(line.trim_start_matches("RUSTBANK|")).unwrap();
     assert_eq!(message["symbol"], "RUSTBANK");
     assert_eq!(message["close"], "20.15");
-    assert_eq!(message["volume"], 7);
+    assert_eq!(message["volume"], "7");
     assert_eq!(message["timestamp"], "2024-03-01T04:31:00Z");
     assert!(
         message["source"]

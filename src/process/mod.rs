@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rskafka::client::partition::Compression;
 use rskafka::record::Record;
-use sqlx::Row;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{self, Broker};
 use crate::config::Config;
 use crate::retry::{self, Backoff, Failure};
-use crate::store::{Batch, Incident, Reached, Store, StoreError, StoredOffset};
+use crate::store::{Batch, Claim, Incident, RENEW_EVERY, Reached, Store, StoreError, StoredOffset};
 use crate::tick::{Reject, Tick};
 use fetch::{Fetched, TopicKind};
 
@@ -93,7 +92,28 @@ pub async fn run(
     let store = &store
         .clone()
         .with_statement_timeout(config.mysql.statement_timeout);
-    let _lock = SingleConsumerLock::acquire(store, &config.topics.ticks).await?;
+    let claim = store.claim(&config.topics.ticks).await?;
+    let result = consume(config, broker, store, &claim, options, stats, cancel).await;
+    if !matches!(
+        result.as_ref().map_err(|e| e.downcast_ref::<StoreError>()),
+        Err(Some(StoreError::ClaimLost { .. }))
+    ) {
+        store.release(&claim).await;
+    }
+    result
+}
+
+/// The processor's work while it holds `claim`: fetch loops feeding writers, and the claim
+/// renewed until they stop.
+async fn consume(
+    config: &Config,
+    broker: &Broker,
+    store: &Store,
+    claim: &Claim,
+    options: RunOptions,
+    stats: Arc<ProcessStats>,
+    cancel: CancellationToken,
+) -> Result<()> {
     let topics = [
         (config.topics.ticks.clone(), TopicKind::Ticks),
         (config.topics.dlq.clone(), TopicKind::DeadLetters),
@@ -170,6 +190,7 @@ pub async fn run(
         }
         let writer = Writer {
             store,
+            claim,
             dead_letters: DeadLetters::open(broker, &config.topics.dlq, &cancel).await?,
             batch_rows: config.process.batch_rows,
             linger: config.process.batch_linger,
@@ -195,6 +216,7 @@ pub async fn run(
     let result = tokio::select! {
         written = futures::future::try_join_all(runs) => written.map(|_| ()),
         failure = fetch_failure => Err(failure),
+        lost = keep_claim(store, claim) => Err(lost.into()),
     };
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
@@ -267,6 +289,7 @@ impl Pending {
 
 struct Writer<'a> {
     store: &'a Store,
+    claim: &'a Claim,
     dead_letters: DeadLetters,
     batch_rows: usize,
     linger: Duration,
@@ -350,6 +373,7 @@ impl Writer<'_> {
             &self.shutdown,
             || {
                 self.store.write_batch(Batch {
+                    claim: self.claim,
                     ticks: &pending.ticks,
                     rejects: &pending.rejects,
                     offsets: &offsets,
@@ -466,33 +490,20 @@ impl DeadLetters {
     }
 }
 
-/// A MySQL named lock held while a processor consumes a topic into a database: without
-/// consumer groups, two processors would both read every partition.
-struct SingleConsumerLock {
-    /// Out of the pool: closing it (when the processor stops, however it stops) frees the lock,
-    /// and no pooled connection keeps it after a failed run.
-    _connection: sqlx::MySqlConnection,
-}
-
-impl SingleConsumerLock {
-    async fn acquire(store: &Store, topic: &str) -> Result<Self> {
-        let mut connection = store
-            .pool
-            .acquire()
-            .await
-            .context("connecting to MySQL")?
-            .detach();
-        let row =
-            sqlx::query("SELECT GET_LOCK(CONCAT('tickpipe.process.', DATABASE(), '.', ?), 0)")
-                .bind(topic)
-                .fetch_one(&mut connection)
-                .await
-                .context("taking the processor lock")?;
-        if row.get::<Option<i64>, _>(0) != Some(1) {
-            bail!("another processor is already consuming {topic} into this database");
+/// Renews the processor's claim on its topic (without consumer groups, two processors would
+/// both read every partition) until another processor holds it; an unreachable MySQL only
+/// delays renewal (the batches cannot commit then either).
+async fn keep_claim(store: &Store, claim: &Claim) -> StoreError {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        match store.renew(claim).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return StoreError::ClaimLost {
+                    topic: claim.topic.clone(),
+                };
+            }
+            Err(e) => tracing::warn!("renewing the processor claim: {e}; trying again"),
         }
-        Ok(SingleConsumerLock {
-            _connection: connection,
-        })
     }
 }

@@ -1,4 +1,5 @@
-//! The exactly-once batch write: in one transaction, the batch's new or changed rows, the
+//! The exactly-once batch write: in one transaction, a check that the processor still holds
+//! its claim on the topic, the batch's new or changed rows, the
 //! rollups of the symbols they touch, the refused records (once per source) and the offsets
 //! the batch reached. Either all of it commits or none of it.
 //!
@@ -13,6 +14,7 @@ use std::collections::BTreeSet;
 use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder};
 
 use super::error::{StoreError, timed};
+use super::lease::{self, Claim};
 use super::{Store, rollups};
 use crate::tick::{Reject, Tick};
 
@@ -44,6 +46,8 @@ pub struct Reached {
 /// One batch of what the fetch loops handed over.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
+    /// The processor's claim on the topic, checked in the batch's transaction.
+    pub claim: &'a Claim,
     pub ticks: &'a [Tick],
     pub rejects: &'a [Reject],
     /// Where the batch reached in each partition.
@@ -87,6 +91,7 @@ impl Store {
         &self,
         tx: &mut MySqlConnection,
         Batch {
+            claim,
             ticks,
             rejects,
             offsets,
@@ -94,6 +99,7 @@ impl Store {
         }: Batch<'_>,
     ) -> Result<Committed, StoreError> {
         let deadline = self.statement_timeout;
+        lease::check(tx, claim, deadline).await?;
         // Writers of other partitions may hold rows of the same symbols (a producer with
         // another partitioner): each symbol's rollups are recomputed by one writer at a time,
         // and after this lock every read sees what the others committed.

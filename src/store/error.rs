@@ -36,6 +36,13 @@ pub enum StoreError {
         "MySQL refused all {rows} rows of a statement alike ({reason}): check the table's set-up"
     )]
     Setup { rows: usize, reason: String },
+    /// Another processor took this one's claim on the topic over (it was paused past the
+    /// claim's expiry): this one must stop, committing nothing more.
+    #[error(
+        "another processor took over {topic}: this one stops (its uncommitted records are the \
+         new holder's to store)"
+    )]
+    ClaimLost { topic: String },
     /// Anything else (a missing table, a missing privilege, a bug): retrying cannot help.
     #[error("{what}: {source}")]
     Permanent {
@@ -89,9 +96,10 @@ impl StoreError {
     pub fn verdict(&self) -> Verdict {
         match self {
             StoreError::Transient { .. } | StoreError::Timeout { .. } => Verdict::Retry,
-            StoreError::Data { .. } | StoreError::Setup { .. } | StoreError::Permanent { .. } => {
-                Verdict::Stop
-            }
+            StoreError::Data { .. }
+            | StoreError::Setup { .. }
+            | StoreError::ClaimLost { .. }
+            | StoreError::Permanent { .. } => Verdict::Stop,
         }
     }
 }

@@ -1,14 +1,20 @@
 //! MySQL: connecting with a deadline, the schema (migrations in `sql/`), the database users,
-//! the exactly-once batch write with its rollups (`batch`), errors by kind (`error`), and the
-//! read queries.
+//! the exactly-once batch write with its rollups (`batch`), the processor's claim on a topic
+//! (`lease`), errors by kind (`error`), and the read queries.
 
+mod accounts;
 mod batch;
 mod error;
+mod lease;
 mod read;
 mod rollups;
 
+pub use accounts::{
+    ensure_database_and_users, execute_admin, grant_bi_reads, native_password_hash,
+};
 pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, upsert_rows};
 pub use error::StoreError;
+pub use lease::{CLAIM_TTL, Claim, RENEW_EVERY};
 pub use read::Quote;
 
 use std::collections::BTreeMap;
@@ -21,9 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::retry::{Backoff, retry};
 use error::timed;
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, Row};
+use sqlx::{Executor, Row};
 
 /// The tables the pipeline fills (what a fresh start empties).
 pub const PIPELINE_TABLES: [&str; 8] = [
@@ -281,82 +286,9 @@ pub fn is_access_denied(error: &anyhow::Error) -> bool {
 /// ER_ACCESS_DENIED_ERROR.
 const ACCESS_DENIED: u16 = 1045;
 
-/// MySQL's `mysql_native_password` hash of a password (`*` + hex SHA1(SHA1(password))), so
-/// the plain password never appears in SQL text.
-pub fn native_password_hash(password: &str) -> String {
-    let once = Sha1::digest(password.as_bytes());
-    let twice = Sha1::digest(once);
-    format!("*{}", hex::encode_upper(twice))
-}
-
-/// The database users: an app user that reads and writes rows (no DDL, no user admin) and a
-/// read-only BI user. Their passwords are (re)set to the given ones.
-pub async fn ensure_database_and_users(
-    admin: &MySqlPool,
-    database: &str,
-    app: (&str, &str),
-    bi: (&str, &str),
-) -> Result<()> {
-    // Account names and hashes cannot be bound as parameters in CREATE USER / GRANT: they are
-    // checked identifiers and hex digests, never user text.
-    ensure_identifier(database)?;
-    execute_admin(
-        admin,
-        format!(
-            "CREATE DATABASE IF NOT EXISTS `{database}` \
-             CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-        ),
-    )
-    .await
-    .with_context(|| format!("creating database {database}"))?;
-    for ((user, password), privileges) in [(app, "SELECT, INSERT, UPDATE, DELETE"), (bi, "SELECT")]
-    {
-        ensure_identifier(user)?;
-        let hash = native_password_hash(password);
-        for statement in [
-            format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY PASSWORD '{hash}'"),
-            format!("ALTER USER '{user}'@'%' IDENTIFIED BY PASSWORD '{hash}'"),
-            format!("GRANT {privileges} ON `{database}`.* TO '{user}'@'%'"),
-        ] {
-            execute_admin(admin, statement)
-                .await
-                .with_context(|| format!("setting up MySQL user {user}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs an account or schema statement, which MySQL cannot prepare with parameters. Callers
-/// build it only from checked identifiers and hex digests, never from user text.
-pub async fn execute_admin(pool: &MySqlPool, statement: String) -> Result<()> {
-    sqlx::raw_sql(AssertSqlSafe(statement))
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-fn ensure_identifier(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        bail!("{name:?} is not a plain MySQL identifier ([a-zA-Z0-9_], at most 64)");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn native_password_hash_matches_mysql() {
-        // SELECT PASSWORD('secret') on MariaDB 10.11.
-        assert_eq!(
-            native_password_hash("secret"),
-            "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
-        );
-    }
 
     #[test]
     fn url_is_read_with_its_parts() {

@@ -324,10 +324,11 @@ async fn start_mysql(
                     (BI_USER, &credentials.bi_password),
                 )
                 .await?;
-                admin.close().await;
                 let schema = Store::connect(&managed.root, config.mysql.startup_timeout).await?;
                 schema.migrate().await?;
                 schema.pool.close().await;
+                store::grant_bi_reads(&admin, &config.mysql.database, BI_USER).await?;
+                admin.close().await;
                 anyhow::Ok(())
             };
             if let Err(e) = setup.await {
