@@ -75,7 +75,7 @@ fn hot_paths(c: &mut Criterion) {
                         .unwrap()
                         .volume
                 })
-                .sum::<i64>()
+                .sum::<rust_decimal::Decimal>()
         })
     });
     group.finish();

@@ -139,6 +139,11 @@ pub struct ServeConfig {
     pub bind: String,
     /// Port; 0 takes a free one (printed at start).
     pub port: u16,
+    /// Open connections at most (each holds a file descriptor): past it a connection gets a
+    /// 503 and is closed, so the server cannot take the descriptors the pipeline needs.
+    pub max_connections: usize,
+    /// Live event streams (`/api/events`, one per open dashboard) at most; past it, 503.
+    pub max_streams: usize,
 }
 
 impl Default for ServeConfig {
@@ -146,6 +151,8 @@ impl Default for ServeConfig {
         Self {
             bind: "127.0.0.1".into(),
             port: 8080,
+            max_connections: 256,
+            max_streams: 64,
         }
     }
 }
@@ -340,6 +347,16 @@ impl Config {
             self.serve.bind.parse::<std::net::IpAddr>().is_ok(),
             "serve.bind",
             "an IP address such as 127.0.0.1 (or 0.0.0.0 to serve other machines)",
+        );
+        check(
+            (1..=10_000).contains(&self.serve.max_connections),
+            "serve.max_connections",
+            "between 1 and 10000",
+        );
+        check(
+            (1..=self.serve.max_connections).contains(&self.serve.max_streams),
+            "serve.max_streams",
+            "between 1 and serve.max_connections",
         );
         check(
             self.ingest.speed == 0.0 || (0.001..=1e9).contains(&self.ingest.speed),

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
@@ -292,28 +292,6 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
         );
         assert_eq!(d.get::<Option<Decimal>, _>(5), bars.last().unwrap().vwap);
     }
-}
-
-/// `tickpipe serve` on a free port of the shared appliance, and its address.
-fn serve(appliance: &Appliance, env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = appliance
-        .tickpipe(&["serve"])
-        .envs(env.iter().copied())
-        .env("TICKPIPE_SERVE__PORT", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("serve printed no address: {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    (child, url)
 }
 
 fn scrape(body: &str) -> prometheus_parse::Scrape {

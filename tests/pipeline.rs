@@ -536,29 +536,6 @@ fn walk_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     logs
 }
 
-fn supervised_pid(appliance: &Appliance, service: &str) -> i32 {
-    std::fs::read_to_string(appliance.dir().join(service).join("supervised.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Waits until `pid` is gone and the supervisor has started the service again.
-fn wait_restarted(appliance: &Appliance, service: &str, old_pid: i32) {
-    let start = Instant::now();
-    while supervised_pid(appliance, service) == old_pid {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{service} was not restarted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let healthy =
-        |s: &serde_json::Value| s["broker"]["healthy"] == true && s["mysql"]["healthy"] == true;
-    appliance.wait_status(&[], Duration::from_secs(90), healthy);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
     let _turn = SHARED_TABLES.lock().await;

@@ -1,18 +1,22 @@
 //! Server-Sent Events: one poller reads `latest_quotes` (one row per symbol) every
-//! [`POLL`], and for each symbol whose quote changed publishes the quote and the one-minute bars
-//! since its previous quote to every connected page. Diffing a snapshot of committed rows, not
-//! a timestamp watermark, means a transaction that commits late is never missed.
+//! [`POLL`] while a page listens, and for each symbol whose quote changed publishes the quote
+//! and the one-minute bars since its previous quote to every connected page. Diffing a snapshot
+//! of committed rows, not a timestamp watermark, means a transaction that commits late is never
+//! missed. Streams are capped (`serve.max_streams`); past the cap a page gets a 503.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde_json::json;
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 use tokio_util::sync::CancellationToken;
@@ -30,15 +34,21 @@ const MAX_BARS_PER_UPDATE: usize = 100;
 /// The poller's output, shared by all connected pages.
 pub struct Feed {
     tx: broadcast::Sender<Event>,
+    /// One permit per live stream.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
+    /// Polls of `latest_quotes` so far (in `/metrics`: none while no page listens).
+    pub polls: Arc<AtomicU64>,
     /// Ends the poller and every open stream (else they would hold the server open).
     cancel: CancellationToken,
 }
 
 impl Feed {
-    /// Starts the poller; it stops with `cancel`.
-    pub fn start(store: Store, cancel: CancellationToken) -> Feed {
+    /// Starts the poller for at most `max_streams` pages; it stops with `cancel`.
+    pub fn start(store: Store, max_streams: usize, cancel: CancellationToken) -> Feed {
         let (tx, _) = broadcast::channel(1024);
-        let sender = tx.clone();
+        let polls = Arc::new(AtomicU64::new(0));
+        let (sender, counted) = (tx.clone(), polls.clone());
         let stop = cancel.clone();
         tokio::spawn(async move {
             let mut seen: Option<BTreeMap<String, Quote>> = None;
@@ -49,13 +59,33 @@ impl Feed {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
+                // Nobody listens: no queries. The first poll after a page connects takes a
+                // fresh snapshot (the page loaded the state before it from the API).
+                if sender.receiver_count() == 0 {
+                    seen = None;
+                    continue;
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
                 match poll(&store, &sender, seen.as_ref()).await {
                     Ok(now) => seen = Some(now),
                     Err(e) => tracing::debug!("event poll failed: {e:#}"),
                 }
             }
         });
-        Feed { tx, cancel }
+        Feed {
+            tx,
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+            polls,
+            cancel,
+        }
+    }
+}
+
+impl Feed {
+    /// Event streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.max_streams - self.streams.available_permits()
     }
 }
 
@@ -74,9 +104,6 @@ async fn poll(
     let Some(seen) = seen else {
         return Ok(now);
     };
-    if tx.receiver_count() == 0 {
-        return Ok(now);
-    }
     for (symbol, quote) in &now {
         let before = seen.get(symbol);
         if before == Some(quote) {
@@ -105,18 +132,37 @@ fn event(name: &str, data: &impl serde::Serialize) -> Event {
 }
 
 /// `GET /api/events`: quote and bar events as they commit, and a heartbeat with the server's
-/// clock (the page measures freshness against it).
-pub async fn stream(
-    State(state): State<Arc<AppState>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let updates = BroadcastStream::new(state.feed.tx.subscribe())
+/// clock (the page measures freshness against it); 503 past `serve.max_streams`.
+pub async fn stream(State(state): State<Arc<AppState>>) -> Response {
+    match state.feed.streams.clone().try_acquire_owned() {
+        Ok(permit) => {
+            // The permit lives as long as the stream: a page that goes away frees it.
+            let events = live(&state.feed).map(move |event| {
+                let _held = &permit;
+                event
+            });
+            Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "30")],
+            "too many live dashboards on this tickpipe (serve.max_streams); try again later\n",
+        )
+            .into_response(),
+    }
+}
+
+fn live(feed: &Feed) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
+    let updates = BroadcastStream::new(feed.tx.subscribe())
         // A page too slow to keep up skips what it missed; it still gets the next updates.
         .filter_map(|event| event.ok());
     let heartbeats = IntervalStream::new(tokio::time::interval(HEARTBEAT))
         .map(|_| event("heartbeat", &json!({ "now": chrono::Utc::now() })));
     let events = futures::StreamExt::take_until(
         heartbeats.merge(updates),
-        state.feed.cancel.clone().cancelled_owned(),
+        feed.cancel.clone().cancelled_owned(),
     );
-    Sse::new(events.map(Ok)).keep_alive(KeepAlive::default())
+    events.map(Ok)
 }

@@ -77,6 +77,17 @@ async fn collect(state: &AppState) -> anyhow::Result<String> {
         );
     }
 
+    registry.register(
+        "event_polls",
+        "Polls of latest_quotes for live dashboards (none while no dashboard listens)",
+        ConstCounter::new(state.feed.polls.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "event_streams",
+        "Live event streams (open dashboards)",
+        ConstGauge::new(state.feed.open_streams() as i64),
+    );
+
     let rejected = state.store.rejected_count().await?;
     registry.register(
         "rejected_rows",

@@ -1,10 +1,11 @@
 //! Serve: the HTTP face of the appliance — the dashboard page, a JSON API, Server-Sent Events
 //! that push bars and quotes as they commit, `/healthz` and `/metrics`. It reads only what is
 //! committed in MySQL, so it works the same beside any processor (this one, another process,
-//! or the Spark job).
+//! or the Spark job). Connections and event streams are bounded (`connections`, `events`).
 
 mod api;
 mod assets;
+mod connections;
 mod events;
 mod metrics;
 
@@ -62,7 +63,7 @@ pub async fn run(
     stages: Option<StageBoard>,
     cancel: CancellationToken,
 ) -> Result<()> {
-    let feed = events::Feed::start(store.clone(), cancel.clone());
+    let feed = events::Feed::start(store.clone(), config.serve.max_streams, cancel.clone());
     let state = Arc::new(AppState {
         store,
         feed,
@@ -83,8 +84,6 @@ pub async fn run(
         .route("/metrics", get(metrics::scrape))
         .fallback(api::not_found)
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
-        .context("serving HTTP")
+    connections::serve(listener, app, config.serve.max_connections, cancel).await;
+    Ok(())
 }

@@ -57,16 +57,17 @@ pub async fn ensure_database_and_users(
     Ok(())
 }
 
-/// What BI tools read: the rows, the rollups, the views and what was refused. Not the
-/// pipeline's own bookkeeping (offsets, symbol locks, the processor's claim): a reader that
-/// could lock those rows could stall ingestion.
-pub const BI_TABLES: [&str; 8] = [
+/// What BI tools (and the dashboard, `status`, `/metrics`, which read as the BI user) read: the
+/// rows, the rollups, the views, what was refused and the committed offsets (for lag). Not the
+/// processor's claim or the symbol locks: no other account may see, lock or take them.
+pub const BI_TABLES: [&str; 9] = [
     "stock_data",
     "ohlcv_1m",
     "indicators_1m",
     "latest_quotes",
     "rejected_ticks",
     "pipeline_incidents",
+    "pipeline_offsets",
     "v_latest_price",
     "v_daily_summary",
 ];

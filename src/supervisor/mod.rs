@@ -49,6 +49,7 @@ pub async fn up(config: Config, options: UpOptions) -> Result<()> {
     let _ = std::fs::remove_file(state.stages_file());
 
     let shutdown = shutdown_on_signal()?;
+    budget_file_descriptors(config.serve.max_connections);
 
     let ports = choose_ports(&config, &state)?;
     let credentials = state.credentials()?;
@@ -513,4 +514,26 @@ fn print_banner(
     }
     lines.push("  Stop with Ctrl-C; `tickpipe status` shows progress.".into());
     println!("{}", lines.join("\n"));
+}
+
+/// Raises this process's open-file limit to what the system allows (up to 65,536) and checks
+/// that the web server's connections take at most a quarter of it: the producer's files and
+/// the processor's connections get the rest.
+fn budget_file_descriptors(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let wanted = hard.min(65_536).max(soft);
+    let soft = match setrlimit(Resource::RLIMIT_NOFILE, wanted, hard) {
+        Ok(()) => wanted,
+        Err(_) => soft,
+    };
+    if max_connections as u64 > soft / 4 {
+        tracing::warn!(
+            "serve.max_connections = {max_connections} is more than a quarter of the {soft} \
+             files this process may open: lower it, or raise the limit (ulimit -n), so the web \
+             server cannot starve the pipeline"
+        );
+    }
 }

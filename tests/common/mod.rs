@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -499,4 +500,50 @@ pub fn run_measured(mut command: Command, max_open_files: Option<u64>) -> (Outpu
         stderr: std::fs::read(&err).unwrap(),
     };
     (output, usage.ru_maxrss as u64 * 1024)
+}
+
+/// The pid of a service the supervisor runs (`kafka`, `mysql`).
+pub fn supervised_pid(appliance: &Appliance, service: &str) -> i32 {
+    std::fs::read_to_string(appliance.dir().join(service).join("supervised.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `pid` is gone and the supervisor has started the service again.
+pub fn wait_restarted(appliance: &Appliance, service: &str, old_pid: i32) {
+    let start = Instant::now();
+    while supervised_pid(appliance, service) == old_pid {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{service} was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let healthy =
+        |s: &serde_json::Value| s["broker"]["healthy"] == true && s["mysql"]["healthy"] == true;
+    appliance.wait_status(&[], Duration::from_secs(90), healthy);
+}
+
+/// `tickpipe serve` on a free port of an appliance, and its address.
+pub fn serve(appliance: &Appliance, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = appliance
+        .tickpipe(&["serve"])
+        .envs(env.iter().copied())
+        .env("TICKPIPE_SERVE__PORT", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("serve printed no address: {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, url)
 }

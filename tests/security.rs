@@ -1,0 +1,257 @@
+//! Secure by default on a shared machine: who may consume, write, read and connect — against
+//! the real services, as another local account would try it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sqlx::Row;
+
+/// A long-running `tickpipe process` on the appliance's private topics.
+fn start_processor(appliance: &Appliance, env: &[(&str, &str)], log: &str) -> Child {
+    let out = std::fs::File::create(appliance.dir().join(log)).unwrap();
+    appliance
+        .tickpipe(&["process"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap()
+}
+
+/// The holder pid recorded in the claim on `topic`, once there is one.
+async fn wait_claimed_by(root: &sqlx::MySqlPool, topic: &str, pid: u32) {
+    let start = Instant::now();
+    loop {
+        let holder: Option<u32> =
+            sqlx::query_scalar("SELECT Pid FROM processor_leases WHERE Topic = ?")
+                .bind(topic)
+                .fetch_optional(root)
+                .await
+                .unwrap_or(None);
+        if holder == Some(pid) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{topic} not claimed by {pid} (holder {holder:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A second `tickpipe process` on the same topic: it must refuse, naming the holder.
+fn assert_refused(appliance: &Appliance, env: &[(&str, &str)], holder: u32) {
+    let output = appliance
+        .tickpipe(&["process", "--drain"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a second processor ran: {said}");
+    assert!(
+        said.contains(&format!("another processor (pid {holder} on ")),
+        "{said}"
+    );
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill has no preconditions; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_processor_per_topic_even_across_a_mariadb_restart_and_a_paused_holder_is_taken_over() {
+    // Its own appliance: MariaDB is restarted under it.
+    let appliance = Appliance::start(&["--services-only"], &[]);
+    let root = fresh_pipeline(&appliance, "claim").await;
+    let env = topics_env("claim");
+    let env = as_refs(&env);
+
+    let mut first = start_processor(&appliance, &env, "first.log");
+    wait_claimed_by(&root, "claim_ticks", first.id()).await;
+    assert_refused(&appliance, &env, first.id());
+
+    // The BI user (whose password BI tools hold) cannot see or lock the claim.
+    let [_, _, bi_password] = appliance.passwords();
+    let bi = appliance.pool("tickpipe_bi", &bi_password).await;
+    let denied = sqlx::query("SELECT Owner FROM processor_leases FOR UPDATE")
+        .fetch_all(&bi)
+        .await
+        .unwrap_err();
+    let number = denied
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .map(|e| e.number());
+    assert_eq!(number, Some(1142), "SELECT command denied: {denied}");
+    bi.close().await;
+
+    // MariaDB killed and restarted: the claim is a row, still there; the holder renews it.
+    let mysql = supervised_pid(&appliance, "mysql");
+    unsafe { libc::kill(mysql, libc::SIGKILL) };
+    wait_restarted(&appliance, "mysql", mysql);
+    let root = appliance.root_pool().await;
+    assert_refused(&appliance, &env, first.id());
+
+    // The holder paused past its claim's expiry: a new processor takes over and stores what
+    // arrives; the old one, resumed, stops without committing anything.
+    signal(&first, libc::SIGSTOP);
+    tokio::time::sleep(tickpipe::store::CLAIM_TTL + Duration::from_secs(2)).await;
+    let mut second = start_processor(&appliance, &env, "second.log");
+    wait_claimed_by(&root, "claim_ticks", second.id()).await;
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 3, 1, 11);
+    let expected = input_totals(&csv_files(data.path()));
+    appliance.run(
+        &[
+            "produce",
+            "--data",
+            &format!("{}/*.csv", data.path().display()),
+        ],
+        &env,
+    );
+    signal(&first, libc::SIGCONT);
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = first.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the paused processor did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let said = std::fs::read_to_string(appliance.dir().join("first.log")).unwrap();
+    assert!(!exit.success(), "{said}");
+    assert!(
+        said.contains("another processor took over claim_ticks"),
+        "{said}"
+    );
+
+    let started = Instant::now();
+    while stored_totals(&root).await != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "stored {:?}, expected {expected:?}",
+            stored_totals(&root).await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Stopped cleanly, the holder gives its claim up: the next processor need not wait.
+    signal(&second, libc::SIGINT);
+    assert!(second.wait().unwrap().success());
+    let claims: i64 = sqlx::query("SELECT COUNT(*) FROM processor_leases")
+        .fetch_one(&root)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(claims, 0, "released at a clean stop");
+}
+
+/// A raw connection to `url`'s host and port.
+fn connect(url: &str) -> TcpStream {
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let address = address.replace("localhost", "127.0.0.1");
+    let stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// The first bytes the server sends on `stream` (after `request`, if any).
+fn first_answer(stream: &mut TcpStream, request: &str) -> String {
+    if !request.is_empty() {
+        stream.write_all(request.as_bytes()).unwrap();
+    }
+    let mut buffer = [0u8; 4096];
+    let n = stream.read(&mut buffer).unwrap_or(0);
+    String::from_utf8_lossy(&buffer[..n]).into_owned()
+}
+
+const EVENTS: &str = "GET /api/events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n";
+
+fn metric(url: &str, name: &str) -> f64 {
+    let (_, body) = http_get(&format!("{url}/metrics"));
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_server_bounds_connections_streams_and_slow_clients() {
+    let appliance = Appliance::shared();
+    let (mut server, url) = serve(
+        appliance,
+        &[
+            ("TICKPIPE_SERVE__MAX_CONNECTIONS", "6"),
+            ("TICKPIPE_SERVE__MAX_STREAMS", "2"),
+        ],
+    );
+
+    // No dashboard listens: the event poller does no work.
+    let polls = metric(&url, "tickpipe_event_polls_total");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(metric(&url, "tickpipe_event_polls_total"), polls);
+
+    // Two live dashboards are served; a third is told why it is not.
+    let mut streams: Vec<TcpStream> = (0..2).map(|_| connect(&url)).collect();
+    for stream in &mut streams {
+        let answer = first_answer(stream, EVENTS);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let mut third = connect(&url);
+    let answer = first_answer(&mut third, EVENTS);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("serve.max_streams"), "{answer}");
+    drop(third);
+    assert_eq!(metric(&url, "tickpipe_event_streams"), 2.0);
+    let polls = metric(&url, "tickpipe_event_polls_total");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        metric(&url, "tickpipe_event_polls_total") > polls,
+        "polls while listened to"
+    );
+
+    // Idle connections fill the limit (2 streams + 4); the next one gets a 503 at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut idle: Vec<TcpStream> = (0..4).map(|_| connect(&url)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut past_limit = connect(&url);
+    let answer = first_answer(&mut past_limit, "");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+
+    // A client that never finishes its headers (or keeps a connection idle) is cut off.
+    idle[0]
+        .write_all(b"GET /api/symbols HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let started = Instant::now();
+    for stream in &mut idle {
+        let answer = first_answer(stream, "");
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "idle connections closed after {waited:?}"
+    );
+    // Their places are free again; the streams still run.
+    let (status, _) = http_get(&format!("{url}/api/symbols"));
+    assert_eq!(status, 200);
+    drop(streams);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(metric(&url, "tickpipe_event_streams"), 0.0);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
