@@ -5,6 +5,8 @@ CREATE TABLE processor_leases (
     Topic       VARCHAR(255)    NOT NULL,
     Owner       CHAR(32)        NOT NULL COMMENT 'random id of the holding processor run',
     Host        VARCHAR(255)    NOT NULL,
+    Boot_Id     VARCHAR(64)     NOT NULL COMMENT 'the host''s boot: a pid of an earlier boot is gone',
+    Pid_Ns      VARCHAR(64)     NOT NULL COMMENT 'pid namespace: a pid of another one cannot be checked from here',
     Pid         INT UNSIGNED    NOT NULL,
     Pid_Started BIGINT UNSIGNED NOT NULL COMMENT 'process start (clock ticks since boot): a reused pid is not the holder',
     Expires_At  DATETIME(6)     NOT NULL COMMENT 'UTC; renewed every 5 s while the holder runs',

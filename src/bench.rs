@@ -137,7 +137,8 @@ impl<'a> Bench<'a> {
         let mut config = config.clone();
         config.state_dir = state.clone();
         let endpoints = Endpoints::resolve(&config)?;
-        let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
+        let broker =
+            Broker::connect(&endpoints.broker_admin, config.broker.startup_timeout).await?;
         let mysql = match config.mysql.mode {
             Mode::Managed => {
                 let credentials = StateDir::new(&state).credentials()?;
@@ -295,10 +296,17 @@ impl<'a> Bench<'a> {
         let topic = format!("perf_test_{run}");
         self.topics(&topic).await?;
         let libs = supervisor::kafka_libs(&self.config.broker)?;
-        let output = Command::new(supervisor::find_java()?)
+        let mut perf_test = Command::new(supervisor::find_java()?);
+        perf_test
             .arg("-cp")
             .arg(format!("{}/*", libs.display()))
-            .arg("org.apache.kafka.tools.ProducerPerformance")
+            .arg("org.apache.kafka.tools.ProducerPerformance");
+        // The managed broker's login, as `up` wrote it for Kafka's tools.
+        let login = self.state.join("client-admin.properties");
+        if login.exists() {
+            perf_test.arg("--producer.config").arg(login);
+        }
+        let output = perf_test
             .args(["--topic", &topic, "--num-records", &rows.to_string()])
             .args([
                 "--record-size",

@@ -41,6 +41,14 @@ pub struct BrokerConfig {
     /// External mode: comma-separated bootstrap servers.
     #[serde(deserialize_with = "lenient_string")]
     pub bootstrap: String,
+    /// External mode: how to log in (`none`, `plain`, `scram-sha-256`, `scram-sha-512`). The
+    /// managed broker always requires SCRAM-SHA-512 with generated credentials.
+    pub sasl_mechanism: crate::broker::SaslMechanism,
+    /// External mode: the login's user and password.
+    #[serde(deserialize_with = "lenient_string")]
+    pub username: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub password: String,
     /// Managed mode: address the broker listens on.
     #[serde(deserialize_with = "lenient_string")]
     pub bind: String,
@@ -171,11 +179,30 @@ impl Default for Config {
     }
 }
 
+impl BrokerConfig {
+    /// The external broker and the configured login.
+    pub fn external_endpoint(&self) -> crate::broker::Endpoint {
+        crate::broker::Endpoint {
+            bootstrap: self.bootstrap.clone(),
+            login: (self.sasl_mechanism != crate::broker::SaslMechanism::None).then(|| {
+                crate::broker::Login {
+                    mechanism: self.sasl_mechanism,
+                    username: self.username.clone(),
+                    password: self.password.clone(),
+                }
+            }),
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             mode: Mode::Managed,
             bootstrap: String::new(),
+            sasl_mechanism: crate::broker::SaslMechanism::None,
+            username: String::new(),
+            password: String::new(),
             bind: "127.0.0.1".into(),
             port: 0,
             kafka_libs: String::new(),
@@ -293,6 +320,12 @@ impl Config {
             "must name a directory",
         );
         check(
+            self.broker.sasl_mechanism == crate::broker::SaslMechanism::None
+                || !self.broker.username.is_empty(),
+            "broker.username",
+            "set it (with broker.password) when broker.sasl_mechanism is not \"none\"",
+        );
+        check(
             self.broker.mode == Mode::Managed || !self.broker.bootstrap.trim().is_empty(),
             "broker.bootstrap",
             "external broker mode needs bootstrap servers, e.g. \"kafka1:9092,kafka2:9092\"",
@@ -354,9 +387,9 @@ impl Config {
             "between 1 and 10000",
         );
         check(
-            (1..=self.serve.max_connections).contains(&self.serve.max_streams),
+            (1..self.serve.max_connections).contains(&self.serve.max_streams),
             "serve.max_streams",
-            "between 1 and serve.max_connections",
+            "at least 1 and below serve.max_connections (dashboards must leave room for the API)",
         );
         check(
             self.ingest.speed == 0.0 || (0.001..=1e9).contains(&self.ingest.speed),
@@ -416,9 +449,27 @@ impl Config {
     }
 
     /// Creates the state directory if needed and returns its absolute path.
+    /// Creates the state directory, readable by its owner only (it holds credentials, the
+    /// ticks in Kafka's log and MySQL's files): 0700 whatever the umask. An existing one is
+    /// left as it is (it may be a directory of the user's), with a warning if others can read
+    /// it; the services' own directories in it are 0700 in any case.
     pub fn ensure_state_dir(&self) -> Result<PathBuf> {
-        std::fs::create_dir_all(&self.state_dir)
-            .with_context(|| format!("creating state directory {}", self.state_dir.display()))?;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        match std::fs::metadata(&self.state_dir) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => tracing::warn!(
+                "the state directory {} is open to other users (mode {:o}): chmod 700 it",
+                self.state_dir.display(),
+                meta.permissions().mode() & 0o777
+            ),
+            Ok(_) => {}
+            Err(_) => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.state_dir)
+                .with_context(|| {
+                    format!("creating state directory {}", self.state_dir.display())
+                })?,
+        }
         std::fs::canonicalize(&self.state_dir)
             .with_context(|| format!("resolving state directory {}", self.state_dir.display()))
     }

@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 async fn produce(config: Config, json: bool) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
-    let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
+    let broker = Broker::connect(&endpoints.broker, config.broker.startup_timeout).await?;
     let files = csv_file::expand_patterns(&config.ingest.data)?;
     let cancel = supervisor::shutdown_on_signal()?;
     let summary = ingest::produce(
@@ -301,7 +301,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
     let store = Store::connect(&endpoints.reader, config.mysql.startup_timeout).await?;
     // Lag figures need the broker; the dashboard does not.
-    let broker = match Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await {
+    let broker = match Broker::connect(&endpoints.broker, config.broker.startup_timeout).await {
         Ok(broker) => Some(broker),
         Err(e) => {
             tracing::warn!("serving without lag metrics: {e:#}");
@@ -317,7 +317,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
 
 async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
-    let broker = Broker::connect(&endpoints.bootstrap, config.broker.startup_timeout).await?;
+    let broker = Broker::connect(&endpoints.broker, config.broker.startup_timeout).await?;
     let store = Store::connect(&endpoints.mysql, config.mysql.startup_timeout).await?;
     let cancel = supervisor::shutdown_on_signal()?;
     let stats = Arc::new(ProcessStats::default());

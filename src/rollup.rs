@@ -65,11 +65,17 @@ impl VolumeSum {
         self.0 == 0
     }
 
-    /// As a decimal, when one holds it (sums below about 7.9 × 10^20).
+    /// As a decimal: exact below about 7.9 × 10^20, beyond that with as many decimal places
+    /// as a decimal's 28 digits leave (the rest rounded off), whole from 7.9 × 10^28 on.
     pub fn to_decimal(self) -> Result<Decimal, OutOfRange> {
-        Decimal::try_from_i128_with_scale(self.0, VOLUME_SCALE)
+        (0..=VOLUME_SCALE)
+            .find_map(|dropped| {
+                let unit = 10i128.pow(dropped);
+                let rounded = (self.0 + unit / 2) / unit;
+                Decimal::try_from_i128_with_scale(rounded, VOLUME_SCALE - dropped).ok()
+            })
             .map(|d| d.normalize())
-            .map_err(|_| OutOfRange("a volume sum as a decimal"))
+            .ok_or(OutOfRange("a volume sum as a decimal"))
     }
 
     /// Reads the text of a stored DECIMAL (`CAST(Volume AS CHAR)`).
@@ -536,5 +542,22 @@ mod tests {
             assert!(VolumeSum::parse(bad).is_err(), "{bad} should be refused");
         }
         assert!(VolumeSum::of(dec!(0.000000001)).is_err());
+        // Sums beyond a decimal's 28 digits at 8 places keep what places fit.
+        let huge = VolumeSum::parse("12345678901234567890123.45678901").unwrap();
+        assert_eq!(
+            huge.to_decimal().unwrap(),
+            dec!(12345678901234567890123.456789)
+        );
+    }
+
+    #[test]
+    fn a_session_of_the_largest_volumes_still_has_a_vwap() {
+        // Eight rows of the largest volume a row may have: the sum passes 7.9e20.
+        let largest = dec!(99999999999999999999.99999999);
+        let rows: Vec<Bar> = (0..8)
+            .map(|i| Bar::from_row(at(i, 0), [dec!(0.5); 4], largest).unwrap())
+            .collect();
+        let values = indicators(&bucket(rows, Interval::M1).unwrap()).unwrap();
+        assert_eq!(values[7].vwap, Some(dec!(0.5)));
     }
 }

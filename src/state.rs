@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! <state_dir>/appliance.json    endpoints of the running appliance (removed when `up` exits)
-//! <state_dir>/credentials.json  root, app and BI passwords (0600)
+//! <state_dir>/credentials.json  MySQL's root, app and BI passwords, Kafka's logins (0600)
+//! <state_dir>/client.properties Kafka client settings of the read-only login (console
+//!                               consumer, Spark); client-app.properties and
+//!                               client-admin.properties for writing and administration (0600)
 //! <state_dir>/ports.json        ports of the managed services, reused across runs
 //! <state_dir>/stages.json       health of `up`'s stages (removed when `up` exits)
 //! <state_dir>/up.lock           held while `up` runs
@@ -23,18 +26,76 @@ use rand::distr::Alphanumeric;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::broker::{Endpoint, Login, SaslMechanism};
 use crate::config::{Config, Mode};
 use crate::store::MysqlTarget;
 
 pub const APP_USER: &str = "tickpipe_app";
 pub const BI_USER: &str = "tickpipe_bi";
+/// The managed broker's principals: one that creates topics and grants (a super user), one
+/// that produces and consumes (the stages), one that only reads (console tools, Spark, BI).
+pub const KAFKA_ADMIN: &str = "tickpipe_admin";
+pub const KAFKA_APP: &str = "tickpipe_app";
+pub const KAFKA_READER: &str = "tickpipe_reader";
 
-/// Generated passwords of the managed database's accounts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Generated passwords of the managed services' accounts.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Credentials {
     pub root_password: String,
     pub app_password: String,
     pub bi_password: String,
+    /// Added after the MySQL ones: a state directory of an earlier release gets them generated.
+    #[serde(default)]
+    pub kafka_admin_password: String,
+    #[serde(default)]
+    pub kafka_app_password: String,
+    #[serde(default)]
+    pub kafka_reader_password: String,
+    /// The broker's own login to its controller listener; never handed out.
+    #[serde(default)]
+    pub kafka_controller_password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials { .. }")
+    }
+}
+
+impl Credentials {
+    fn scram(username: &str, password: &str) -> Login {
+        Login {
+            mechanism: SaslMechanism::ScramSha512,
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+    pub fn kafka_admin(&self) -> Login {
+        Self::scram(KAFKA_ADMIN, &self.kafka_admin_password)
+    }
+    pub fn kafka_app(&self) -> Login {
+        Self::scram(KAFKA_APP, &self.kafka_app_password)
+    }
+    pub fn kafka_reader(&self) -> Login {
+        Self::scram(KAFKA_READER, &self.kafka_reader_password)
+    }
+
+    /// Fills in the passwords a state directory of an earlier release lacks; whether any was.
+    fn complete(&mut self) -> bool {
+        let mut added = false;
+        for password in [
+            &mut self.kafka_admin_password,
+            &mut self.kafka_app_password,
+            &mut self.kafka_reader_password,
+            &mut self.kafka_controller_password,
+        ] {
+            if password.is_empty() {
+                *password = generate_password();
+                added = true;
+            }
+        }
+        added
+    }
 }
 
 /// Where the running appliance's services are.
@@ -81,6 +142,18 @@ impl StateDir {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("up.lock")
     }
+    /// A service's own directory (`kafka`, `mysql`), created or reset to 0700: it holds the
+    /// ticks, the raw rejected lines and the database files, for its owner's eyes only.
+    pub fn private_dir(&self, name: &str) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = self.root.join(name);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(dir)
+    }
     pub fn kafka_dir(&self) -> PathBuf {
         self.root.join("kafka")
     }
@@ -94,16 +167,45 @@ impl StateDir {
     /// The credentials, generated on first use and kept readable by the owner only.
     pub fn credentials(&self) -> Result<Credentials> {
         let path = self.credentials_file();
-        if path.exists() {
-            return read_json(&path);
-        }
-        let credentials = Credentials {
-            root_password: generate_password(),
-            app_password: generate_password(),
-            bi_password: generate_password(),
+        let mut credentials = if path.exists() {
+            read_json(&path)?
+        } else {
+            Credentials {
+                root_password: generate_password(),
+                app_password: generate_password(),
+                bi_password: generate_password(),
+                kafka_admin_password: String::new(),
+                kafka_app_password: String::new(),
+                kafka_reader_password: String::new(),
+                kafka_controller_password: String::new(),
+            }
         };
-        write_private_json(&path, &credentials)?;
+        if credentials.complete() || !path.exists() {
+            write_private_json(&path, &credentials)?;
+        }
         Ok(credentials)
+    }
+
+    /// Writes the Kafka client settings of each login for Kafka's tools and Spark.
+    pub fn write_client_properties(
+        &self,
+        bootstrap: &str,
+        credentials: &Credentials,
+    ) -> Result<()> {
+        for (file, login) in [
+            ("client.properties", credentials.kafka_reader()),
+            ("client-app.properties", credentials.kafka_app()),
+            ("client-admin.properties", credentials.kafka_admin()),
+        ] {
+            let text = format!(
+                "# {} on this appliance's broker (generated by tickpipe up)\n\
+                 bootstrap.servers={bootstrap}\n{}",
+                login.username,
+                login.client_properties()
+            );
+            write_private(&self.root.join(file), text.as_bytes())?;
+        }
+        Ok(())
     }
 
     pub fn read_appliance(&self) -> Result<Option<ApplianceInfo>> {
@@ -132,7 +234,10 @@ impl StateDir {
 /// state directory.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    pub bootstrap: String,
+    /// The broker as the stages' login (produce and consume).
+    pub broker: Endpoint,
+    /// The broker as its administrator (creates topics): the bench's login.
+    pub broker_admin: Endpoint,
     /// The database as the app user.
     pub mysql: MysqlTarget,
     /// The database as the read-only BI user (the dashboard needs no more); in external mode,
@@ -151,9 +256,20 @@ impl Endpoints {
                 config.state_dir.display()
             )
         };
-        let bootstrap = match config.broker.mode {
-            Mode::External => config.broker.bootstrap.clone(),
-            Mode::Managed => running.as_ref().ok_or_else(missing)?.bootstrap.clone(),
+        let (broker, broker_admin) = match config.broker.mode {
+            Mode::External => {
+                let endpoint = config.broker.external_endpoint();
+                (endpoint.clone(), endpoint)
+            }
+            Mode::Managed => {
+                let bootstrap = &running.as_ref().ok_or_else(missing)?.bootstrap;
+                let credentials = state.credentials()?;
+                let at = |login: Login| Endpoint {
+                    bootstrap: bootstrap.clone(),
+                    login: Some(login),
+                };
+                (at(credentials.kafka_app()), at(credentials.kafka_admin()))
+            }
         };
         let (mysql, reader) = match config.mysql.mode {
             Mode::External => {
@@ -170,7 +286,8 @@ impl Endpoints {
             }
         };
         Ok(Endpoints {
-            bootstrap,
+            broker,
+            broker_admin,
             mysql,
             reader,
         })
@@ -191,9 +308,16 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
-/// Writes a file only its owner can read, replacing any previous one atomically.
+/// Writes a JSON file only its owner can read, replacing any previous one atomically.
 fn write_private_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let partial = path.with_extension("json.partial");
+    write_private(path, serde_json::to_string_pretty(value)?.as_bytes())
+}
+
+/// Writes a file only its owner can read, replacing any previous one atomically.
+pub fn write_private(path: &Path, content: &[u8]) -> Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     let _ = std::fs::remove_file(&partial);
     let mut file = OpenOptions::new()
         .write(true)
@@ -201,7 +325,7 @@ fn write_private_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         .mode(0o600)
         .open(&partial)
         .with_context(|| format!("creating {}", partial.display()))?;
-    file.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
+    file.write_all(content)?;
     file.sync_all()?;
     std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())

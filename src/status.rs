@@ -108,12 +108,12 @@ pub async fn partitions(
 pub async fn collect(config: &Config) -> Result<Status> {
     let endpoints = Endpoints::resolve(config)?;
     let deadline = Duration::from_secs(5);
-    let broker = Broker::connect(&endpoints.bootstrap, deadline).await;
+    let broker = Broker::connect(&endpoints.broker, deadline).await;
     let store = Store::connect(&endpoints.mysql, deadline).await;
     let target = &endpoints.mysql;
     let mut status = Status {
         broker: BrokerStatus {
-            bootstrap: endpoints.bootstrap.clone(),
+            bootstrap: endpoints.broker.bootstrap.clone(),
             healthy: false,
             error: None,
         },

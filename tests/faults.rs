@@ -33,8 +33,25 @@ async fn scalar_text(pool: &sqlx::MySqlPool, sql: &'static str) -> String {
 }
 
 /// Sends raw message values to a topic with rskafka (as a foreign producer would).
-async fn send_raw(bootstrap: &str, topic: &str, partition: i32, messages: &[(&str, String)]) {
-    let broker = tickpipe::broker::Broker::connect(bootstrap, Duration::from_secs(30))
+/// Kafka client settings for a login, as the Java producer takes them (`key=value` arguments).
+fn java_login((user, password): &(String, String)) -> [String; 3] {
+    [
+        "security.protocol=SASL_PLAINTEXT".into(),
+        "sasl.mechanism=SCRAM-SHA-512".into(),
+        format!(
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+             username=\"{user}\" password=\"{password}\";"
+        ),
+    ]
+}
+
+async fn send_raw(
+    broker: &tickpipe::broker::Endpoint,
+    topic: &str,
+    partition: i32,
+    messages: &[(&str, String)],
+) {
+    let broker = tickpipe::broker::Broker::connect(broker, Duration::from_secs(30))
         .await
         .unwrap();
     let client = broker.partition(topic, partition).await.unwrap();
@@ -83,7 +100,7 @@ async fn poison_rows_are_refused_or_summed_exactly_and_the_rows_around_them_stor
     );
     // The same poison from a producer that skips tickpipe's checks.
     send_raw(
-        &appliance.bootstrap(),
+        &appliance.broker_admin(),
         "poison_ticks",
         0,
         &[(
@@ -346,7 +363,8 @@ async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/java/TransactionalProducer.java"
         ))
-        .args([&appliance.bootstrap(), "txn_ticks", "2"]);
+        .args([&appliance.bootstrap(), "txn_ticks", "2"])
+        .args(java_login(&appliance.kafka_login("admin")));
     let output = feed(producer, &input);
     assert!(
         output.status.success(),
@@ -384,12 +402,14 @@ async fn a_deleted_and_recreated_topic_is_read_from_its_start() {
     );
     let mut expected = input_totals(&csv_files(first.path()));
 
-    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let broker =
+        tickpipe::broker::Broker::connect(&appliance.broker_admin(), Duration::from_secs(30))
+            .await
+            .unwrap();
     let old_id = broker.topic_id("recreate_ticks").await.unwrap();
     assert!(old_id.is_some(), "Kafka 4 reports topic ids");
-    kafka_tool(
+    appliance.kafka_tool(
+        "admin",
         "org.apache.kafka.tools.TopicCommand",
         &[
             "--bootstrap-server",
@@ -464,9 +484,10 @@ async fn a_replay_run_again_resumes_after_what_was_acknowledged() {
     let mut config = tickpipe::config::Config::default();
     config.topics.ticks = env[0].1.clone();
     config.topics.dlq = env[1].1.clone();
-    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let broker =
+        tickpipe::broker::Broker::connect(&appliance.broker_admin(), Duration::from_secs(30))
+            .await
+            .unwrap();
     let files = csv_files(dir.path());
     let produce = |progress| {
         let (config, broker, files) = (config.clone(), broker.clone(), files.clone());
@@ -658,6 +679,8 @@ async fn one_symbol_on_several_partitions_stays_exact_with_two_writers() {
             "/tests/python/librdkafka_producer.py"
         ))
         .args([&appliance.bootstrap(), "crc_ticks"]);
+    let (user, password) = appliance.kafka_login("app");
+    python.args([user, password]);
     let output = feed(python, &foreign);
     assert!(
         output.status.success(),
@@ -881,7 +904,7 @@ async fn look_alike_symbols_and_same_named_files_do_not_merge() {
     let env = topics_env("alike");
     let env = as_refs(&env);
     send_raw(
-        &appliance.bootstrap(),
+        &appliance.broker_admin(),
         "alike_ticks",
         1,
         &[

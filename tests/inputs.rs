@@ -140,6 +140,7 @@ async fn the_original_python_producer_and_the_console_producer_are_stored() {
             ))
             .args([&appliance.bootstrap(), "seedpy_ticks"])
             .arg(file)
+            .args(<[String; 2]>::from(appliance.kafka_login("app")))
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -151,7 +152,8 @@ async fn the_original_python_producer_and_the_console_producer_are_stored() {
     }
     // Kafka's console producer, with the seed's field names and a number as a string.
     let line = r#"{"Timestamp":"2024-02-01 09:15:00","Bank_Name":"CONSOLEBANK","Open":"10.5","High":"11","Low":"10","Close":"10.75","Volume":"300"}"#;
-    let console = kafka_tool(
+    let console = appliance.kafka_tool(
+        "app",
         "org.apache.kafka.tools.ConsoleProducer",
         &[
             "--bootstrap-server",
@@ -356,7 +358,7 @@ async fn the_layouts_people_download_are_read_exactly() {
         // Binance klines: base volumes of up to 8 places, stored exactly.
         ("BTCUSDT", 3, d("56.99820345"), d("126944.11")),
         ("ETHUSDT", 2, d("387.0367"), d("6678.43")),
-        ("BNBUSDT", 1, d("1234.567"), d("313.8")),
+        ("BNBUSDT-1h", 1, d("1234.567"), d("313.8")),
     ])
     .map(|(s, n, v, c)| (s.to_string(), (n, v, c)))
     .collect();

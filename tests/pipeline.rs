@@ -287,7 +287,8 @@ async fn kafka_console_clients_and_tickpipe_read_each_other() {
 
     // Kafka's console producer: one tick with numeric prices, one record that is not JSON.
     let java_tick = r#"{"timestamp":"2024-03-01T10:00:00+05:30","symbol":"JAVABANK","open":10,"high":11.5,"low":9.75,"close":10.5,"volume":42}"#;
-    let produced = kafka_tool(
+    let produced = appliance.kafka_tool(
+        "app",
         "org.apache.kafka.tools.ConsoleProducer",
         &[
             "--bootstrap-server",
@@ -339,7 +340,8 @@ async fn kafka_console_clients_and_tickpipe_read_each_other() {
     assert_eq!(stored_rows(&pool).await, 2);
 
     // Kafka's console consumer reads what tickpipe produced.
-    let consumed = kafka_tool(
+    let consumed = appliance.kafka_tool(
+        "reader",
         "org.apache.kafka.tools.consumer.ConsoleConsumer",
         &[
             "--bootstrap-server",
@@ -393,10 +395,17 @@ async fn up_with_external_services_uses_them_and_leaves_them_running() {
         services.dir().join("mysql/mysql.sock").display()
     );
     let bootstrap = services.bootstrap();
+    let (user, password) = services.kafka_login("admin");
     let mut env = topics_env("external");
     env.extend([
         ("TICKPIPE_BROKER__MODE".to_string(), "external".to_string()),
         ("TICKPIPE_BROKER__BOOTSTRAP".to_string(), bootstrap),
+        (
+            "TICKPIPE_BROKER__SASL_MECHANISM".to_string(),
+            "scram-sha-512".to_string(),
+        ),
+        ("TICKPIPE_BROKER__USERNAME".to_string(), user),
+        ("TICKPIPE_BROKER__PASSWORD".to_string(), password),
         ("TICKPIPE_MYSQL__MODE".to_string(), "external".to_string()),
         ("TICKPIPE_MYSQL__URL".to_string(), url),
     ]);
@@ -679,14 +688,6 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
     let env = as_refs(&env);
     let data = input(8, 30, 13, false);
     let (pattern, total) = (data.pattern.clone(), data.generated);
-    appliance.run(&["produce", "--data", &pattern], &env);
-
-    // MySQL accepts no write while a global read lock is held.
-    let mut lock = root.acquire().await.unwrap();
-    sqlx::query("FLUSH TABLES WITH READ LOCK")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
 
     let mut config = tickpipe::config::Config::default();
     config.topics.ticks = "slow_ticks".into();
@@ -702,9 +703,10 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
         user: "tickpipe_app".into(),
         password: app_password,
     };
-    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let broker =
+        tickpipe::broker::Broker::connect(&appliance.broker_admin(), Duration::from_secs(30))
+            .await
+            .unwrap();
     let store = tickpipe::store::Store::connect(&target, Duration::from_secs(30))
         .await
         .unwrap();
@@ -724,6 +726,24 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
             .await
         })
     };
+    // Once the processor holds its claim, MySQL accepts no write (a global read lock) and
+    // the records arrive.
+    let start = Instant::now();
+    while sqlx::query("SELECT 1 FROM processor_leases WHERE Topic = 'slow_ticks'")
+        .fetch_optional(&root)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no claim");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut lock = root.acquire().await.unwrap();
+    sqlx::query("FLUSH TABLES WITH READ LOCK")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    appliance.run(&["produce", "--data", &pattern], &env);
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     let held = stats.fetched.load(Ordering::Relaxed);

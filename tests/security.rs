@@ -255,3 +255,213 @@ async fn the_web_server_bounds_connections_streams_and_slow_clients() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_database_has_no_port_until_root_is_secured_and_strange_accounts_are_reported() {
+    let mut appliance = Appliance::start(&["--services-only"], &[]);
+    // The server's log says which port each run listened on: none (0) while root had no
+    // password, then the appliance's.
+    let log = std::fs::read_to_string(appliance.dir().join("mysql/error.log")).unwrap();
+    let ports: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("port: ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap())
+        .collect();
+    let port = appliance.status(&[])["mysql"]["port"].to_string();
+    assert_eq!(ports, ["0", port.as_str()], "{log}");
+    for service in ["kafka", "mysql"] {
+        let mode = std::fs::metadata(appliance.dir().join(service))
+            .unwrap()
+            .permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o700, "{service}/ is its owner's only");
+    }
+
+    // An account someone else made is reported at the next start (never dropped silently).
+    let root = appliance.root_pool().await;
+    sqlx::query("CREATE USER 'intruder'@'%' IDENTIFIED BY 'x'")
+        .execute(&root)
+        .await
+        .unwrap();
+    root.close().await;
+    assert!(appliance.interrupt(), "up stopped cleanly");
+    let state = std::mem::replace(&mut appliance.state_dir, tempfile::tempdir().unwrap());
+    let again = Appliance::start_in(state, &["--services-only"], &[]);
+    let said = std::fs::read_to_string(again.dir().join("up.log")).unwrap()
+        + &std::fs::read_to_string(again.dir().join("up.err")).unwrap();
+    assert!(
+        said.contains("accounts tickpipe did not create: 'intruder'@'%'"),
+        "{said}"
+    );
+    let log = std::fs::read_to_string(again.dir().join("mysql/error.log")).unwrap();
+    assert!(
+        !log.lines()
+            .skip_while(|l| !l.contains(&format!("port: {port}")))
+            .skip(1)
+            .any(|l| l.contains("port: 0")),
+        "a secured database starts with its port at once"
+    );
+}
+
+/// The broker as a login of the appliance (`"admin"`, `"app"`, `"reader"`), or with a password
+/// of one's own.
+fn login_as(
+    appliance: &Appliance,
+    who: &str,
+    password: Option<&str>,
+) -> tickpipe::broker::Endpoint {
+    let (username, known) = appliance.kafka_login(who);
+    tickpipe::broker::Endpoint {
+        bootstrap: appliance.bootstrap(),
+        login: Some(tickpipe::broker::Login {
+            mechanism: tickpipe::broker::SaslMechanism::ScramSha512,
+            username,
+            password: password.map_or(known, str::to_string),
+        }),
+    }
+}
+
+fn record(value: &str) -> rskafka::record::Record {
+    rskafka::record::Record {
+        key: Some(b"SECBANK".to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: Default::default(),
+        timestamp: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_admits_only_its_logins_and_a_reader_can_neither_write_nor_alter() {
+    use tickpipe::broker::{Broker, Endpoint};
+    let appliance = Appliance::shared();
+    let deadline = Duration::from_secs(30);
+    let admin = Broker::connect(&appliance.broker_admin(), deadline)
+        .await
+        .unwrap();
+    admin.ensure_topic("sec_ticks", 1).await.unwrap();
+
+    // No login, or a wrong password: no answer at all.
+    let short = Duration::from_secs(3);
+    let bootstrap = appliance.bootstrap();
+    let anonymous = Broker::connect(&Endpoint::open(&bootstrap), short).await;
+    assert!(anonymous.is_err(), "a client without a login was let in");
+    let wrong = Broker::connect(&login_as(appliance, "app", Some("guess")), short).await;
+    assert!(wrong.is_err(), "a wrong password was let in");
+
+    // The stages' login writes; the reader's cannot.
+    let app = Broker::connect(&login_as(appliance, "app", None), deadline)
+        .await
+        .unwrap();
+    let written = app.partition("sec_ticks", 0).await.unwrap();
+    written
+        .produce(
+            vec![record("from the app")],
+            rskafka::client::partition::Compression::NoCompression,
+        )
+        .await
+        .unwrap();
+    let reader = Broker::connect(&login_as(appliance, "reader", None), deadline)
+        .await
+        .unwrap();
+    let refused = reader
+        .partition("sec_ticks", 0)
+        .await
+        .unwrap()
+        .produce(
+            vec![record("from the reader")],
+            rskafka::client::partition::Compression::NoCompression,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("TopicAuthorizationFailed"),
+        "{refused}"
+    );
+
+    // With the client.properties `up` wrote, Kafka's console consumer reads as the reader...
+    let consumed = appliance.kafka_tool(
+        "reader",
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            "sec_ticks",
+            "--from-beginning",
+            "--max-messages",
+            "1",
+            "--timeout-ms",
+            "30000",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&consumed.stdout);
+    assert_eq!(
+        out.trim(),
+        "from the app",
+        "{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    // ...and cannot shorten the retention (records would vanish) or delete the topic.
+    let altered = appliance.kafka_tool(
+        "reader",
+        "kafka.admin.ConfigCommand",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "sec_ticks",
+            "--add-config",
+            "retention.ms=1",
+        ],
+        None,
+    );
+    let said = String::from_utf8_lossy(&altered.stderr);
+    assert!(
+        !altered.status.success(),
+        "the reader altered a topic: {said}"
+    );
+    assert!(said.contains("AuthorizationException"), "{said}");
+    let deleted = appliance.kafka_tool(
+        "reader",
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--delete",
+            "--topic",
+            "sec_ticks",
+        ],
+        None,
+    );
+    assert!(!deleted.status.success(), "the reader deleted a topic");
+    assert!(admin.topics().await.unwrap().contains_key("sec_ticks"));
+    let (earliest, latest) = {
+        let marks = admin.watermarks("sec_ticks").await.unwrap();
+        (marks[0].1, marks[0].2)
+    };
+    assert_eq!(
+        (earliest, latest),
+        (0, 1),
+        "one record, the app's, and all of it kept"
+    );
+
+    // What holds a secret is its owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    for file in [
+        "credentials.json",
+        "client.properties",
+        "client-app.properties",
+        "client-admin.properties",
+        "kafka/server.properties",
+    ] {
+        let mode = std::fs::metadata(appliance.dir().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}

@@ -1,5 +1,6 @@
-//! The Kafka side shared by the stages: connecting with a deadline, creating the topics,
-//! per-partition clients, the key partitioner, and watermarks.
+//! The Kafka side shared by the stages: connecting with a deadline (and a SASL login, which the
+//! managed broker requires), creating the topics, per-partition clients, the key partitioner,
+//! and watermarks.
 //!
 //! rskafka retries forever by default; every client made here has a bounded backoff and every
 //! call that could wait on the network runs under a timeout.
@@ -16,13 +17,107 @@ use anyhow::{Context, Result, anyhow, bail};
 use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::{Backoff, Verdict, retry};
 
 /// How long one broker call may retry before it fails with an error.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// SASL mechanisms a broker may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslMechanism {
+    /// No authentication (an external broker that asks for none).
+    #[default]
+    None,
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The name Kafka's client properties use.
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            SaslMechanism::None => "",
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// Who logs in to a broker.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Login {
+    fn sasl(&self) -> Option<SaslConfig> {
+        let credentials = Credentials::new(self.username.clone(), self.password.clone());
+        match self.mechanism {
+            SaslMechanism::None => None,
+            SaslMechanism::Plain => Some(SaslConfig::Plain(credentials)),
+            SaslMechanism::ScramSha256 => Some(SaslConfig::ScramSha256(credentials)),
+            SaslMechanism::ScramSha512 => Some(SaslConfig::ScramSha512(credentials)),
+        }
+    }
+
+    /// Kafka client properties for this login (console tools, Spark with a `kafka.` prefix).
+    pub fn client_properties(&self) -> String {
+        match self.mechanism {
+            SaslMechanism::None => "security.protocol=PLAINTEXT\n".into(),
+            mechanism => {
+                let module = match mechanism {
+                    SaslMechanism::Plain => {
+                        "org.apache.kafka.common.security.plain.PlainLoginModule"
+                    }
+                    _ => "org.apache.kafka.common.security.scram.ScramLoginModule",
+                };
+                format!(
+                    "security.protocol=SASL_PLAINTEXT\nsasl.mechanism={}\n\
+                     sasl.jaas.config={module} required username=\"{}\" password=\"{}\";\n",
+                    mechanism.kafka_name(),
+                    self.username,
+                    self.password
+                )
+            }
+        }
+    }
+}
+
+/// Where a broker is and who logs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub bootstrap: String,
+    pub login: Option<Login>,
+}
+
+impl Endpoint {
+    /// A broker that asks for no login.
+    pub fn open(bootstrap: &str) -> Endpoint {
+        Endpoint {
+            bootstrap: bootstrap.to_string(),
+            login: None,
+        }
+    }
+}
 
 /// A connected Kafka client.
 #[derive(Clone)]
@@ -32,8 +127,10 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Connects to the bootstrap servers, giving up after `deadline`.
-    pub async fn connect(bootstrap: &str, deadline: Duration) -> Result<Self> {
+    /// Connects to the bootstrap servers (logging in as `endpoint` says), giving up after
+    /// `deadline`.
+    pub async fn connect(endpoint: &Endpoint, deadline: Duration) -> Result<Self> {
+        let bootstrap = endpoint.bootstrap.as_str();
         let servers: Vec<String> = bootstrap
             .split(',')
             .map(|s| s.trim().to_string())
@@ -45,11 +142,14 @@ impl Broker {
             base: 2.0,
             deadline: Some(deadline.min(CALL_DEADLINE)),
         };
-        let build = ClientBuilder::new(servers)
+        let mut build = ClientBuilder::new(servers)
             .client_id("tickpipe")
             .max_message_size(64 * 1024 * 1024)
-            .backoff_config(backoff)
-            .build();
+            .backoff_config(backoff);
+        if let Some(sasl) = endpoint.login.as_ref().and_then(Login::sasl) {
+            build = build.sasl_config(sasl);
+        }
+        let build = build.build();
         let client = tokio::time::timeout(deadline, build)
             .await
             .map_err(|_| anyhow!("Kafka at {bootstrap} did not answer within {deadline:?}"))?
@@ -61,9 +161,10 @@ impl Broker {
     }
 
     /// Waits until the broker answers a metadata request, or `deadline` passes.
-    pub async fn wait_healthy(bootstrap: &str, deadline: Duration) -> Result<Self> {
+    pub async fn wait_healthy(endpoint: &Endpoint, deadline: Duration) -> Result<Self> {
+        let bootstrap = &endpoint.bootstrap;
         let attempt = || async {
-            let broker = Broker::connect(bootstrap, deadline.min(Duration::from_secs(5))).await?;
+            let broker = Broker::connect(endpoint, deadline.min(Duration::from_secs(5))).await?;
             broker.topics().await?;
             anyhow::Ok(broker)
         };

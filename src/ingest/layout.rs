@@ -208,7 +208,10 @@ impl Columns {
 }
 
 /// The symbol of a file whose rows carry none: its name without the extension, except that
-/// Binance's dumps (`BTCUSDT-1m-2024-01-01.csv`, `ETHUSDT-1h-2024-01.csv`) name the pair first.
+/// Binance's dumps name the pair and the interval first: one-minute and one-second klines
+/// (`BTCUSDT-1m-2024-01-01.csv`) are the pair's rows (`BTCUSDT`); longer intervals keep the
+/// interval (`ETHUSDT-1h-2024-01.csv` is `ETHUSDT-1h`), so an hourly bar never lands on the
+/// minute row of the same time.
 pub fn file_symbol(stem: &str) -> &str {
     let parts: Vec<&str> = stem.split('-').collect();
     let interval = |p: &str| {
@@ -221,10 +224,12 @@ pub fn file_symbol(stem: &str) -> &str {
         [_, i, y, m, d] => interval(i) && digits(y, 4) && digits(m, 2) && digits(d, 2),
         _ => false,
     };
-    if binance && !parts[0].is_empty() {
+    if !binance || parts[0].is_empty() {
+        stem
+    } else if matches!(parts[1], "1m" | "1s") {
         parts[0]
     } else {
-        stem
+        &stem[..parts[0].len() + 1 + parts[1].len()]
     }
 }
 
@@ -327,8 +332,10 @@ mod tests {
     #[test]
     fn binance_file_names_give_the_pair() {
         assert_eq!(file_symbol("BTCUSDT-1m-2024-01-01"), "BTCUSDT");
-        assert_eq!(file_symbol("ETHUSDT-1h-2024-01"), "ETHUSDT");
-        assert_eq!(file_symbol("BNBUSDT-1mo-2023-12"), "BNBUSDT");
+        assert_eq!(file_symbol("BTCUSDT-1s-2024-01"), "BTCUSDT");
+        // Longer bars keep their interval: they are not the pair's minute rows.
+        assert_eq!(file_symbol("ETHUSDT-1h-2024-01"), "ETHUSDT-1h");
+        assert_eq!(file_symbol("BNBUSDT-1mo-2023-12"), "BNBUSDT-1mo");
         // Other names stay whole, dashes and all.
         assert_eq!(file_symbol("BRK-B"), "BRK-B");
         assert_eq!(file_symbol("HDFC"), "HDFC");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -96,11 +96,16 @@ async fn serve_connection(stream: TcpStream, app: Router, cancel: CancellationTo
     }
 }
 
-/// Answers a connection past the limit with a 503 and closes it.
+/// Answers a connection past the limit with a 503 and closes it. What the client sent is read
+/// and dropped first: closing a socket with unread input resets it, and the client would see
+/// a reset instead of the 503.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
         stream.write_all(TOO_MANY).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
     })
     .await;
 }

@@ -51,7 +51,10 @@ impl Feed {
         let (sender, counted) = (tx.clone(), polls.clone());
         let stop = cancel.clone();
         tokio::spawn(async move {
-            let mut seen: Option<BTreeMap<String, Quote>> = None;
+            // What the listening pages were last sent: nothing yet, so the first poll after
+            // a page connects sends every quote (and its bar), and a change committed between
+            // the page's load and that poll is not missed.
+            let mut seen: BTreeMap<String, Quote> = BTreeMap::new();
             let mut tick = tokio::time::interval(POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -59,15 +62,14 @@ impl Feed {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                // Nobody listens: no queries. The first poll after a page connects takes a
-                // fresh snapshot (the page loaded the state before it from the API).
+                // Nobody listens: no queries.
                 if sender.receiver_count() == 0 {
-                    seen = None;
+                    seen.clear();
                     continue;
                 }
                 counted.fetch_add(1, Ordering::Relaxed);
-                match poll(&store, &sender, seen.as_ref()).await {
-                    Ok(now) => seen = Some(now),
+                match poll(&store, &sender, &seen).await {
+                    Ok(now) => seen = now,
                     Err(e) => tracing::debug!("event poll failed: {e:#}"),
                 }
             }
@@ -93,7 +95,7 @@ impl Feed {
 async fn poll(
     store: &Store,
     tx: &broadcast::Sender<Event>,
-    seen: Option<&BTreeMap<String, Quote>>,
+    seen: &BTreeMap<String, Quote>,
 ) -> anyhow::Result<BTreeMap<String, Quote>> {
     let now: BTreeMap<String, Quote> = store
         .quotes()
@@ -101,9 +103,6 @@ async fn poll(
         .into_iter()
         .map(|q| (q.symbol.clone(), q))
         .collect();
-    let Some(seen) = seen else {
-        return Ok(now);
-    };
     for (symbol, quote) in &now {
         let before = seen.get(symbol);
         if before == Some(quote) {

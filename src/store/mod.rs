@@ -28,7 +28,7 @@ use crate::retry::{Backoff, retry};
 use error::timed;
 use serde::{Deserialize, Serialize};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{Executor, Row};
+use sqlx::{AssertSqlSafe, Executor, Row};
 
 /// The tables the pipeline fills (what a fresh start empties).
 pub const PIPELINE_TABLES: [&str; 8] = [
@@ -235,6 +235,20 @@ pub async fn connect_pool(
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute("SET time_zone = '+00:00'").await?;
+                        // A transaction of ours left idle (a paused process) ends, releasing
+                        // its locks. MariaDB only: MySQL has no such setting (1193).
+                        let idle = format!(
+                            "SET SESSION idle_transaction_timeout = {}",
+                            lease::IDLE_TRANSACTION.as_secs()
+                        );
+                        match conn.execute(AssertSqlSafe(idle)).await {
+                            Err(sqlx::Error::Database(e))
+                                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                                    .is_some_and(|e| e.number() == UNKNOWN_VARIABLE) => {}
+                            other => {
+                                other?;
+                            }
+                        }
                         Ok(())
                     })
                 })
@@ -267,6 +281,9 @@ pub async fn connect_pool(
         anyhow::Error::new(error).context(message)
     })
 }
+
+/// ER_UNKNOWN_SYSTEM_VARIABLE.
+const UNKNOWN_VARIABLE: u16 = 1193;
 
 /// Whether an error (anywhere in its chain) is MySQL refusing the login: access denied.
 pub fn is_access_denied(error: &anyhow::Error) -> bool {

@@ -1,10 +1,12 @@
 //! The managed MySQL: the system's MariaDB (or MySQL) server binary run as a child with a
 //! private data directory, port and Unix socket under the state directory.
 //!
-//! First start: `mariadb-install-db` creates the data directory with a password-less root
-//! reachable only through our socket; the supervisor then gives root a generated password
-//! (plus Unix-socket login for the OS user running the server) and drops the other root
-//! accounts.
+//! First start: `mariadb-install-db` creates the data directory with password-less root
+//! accounts. Until root is secured the server runs with `--skip-networking` (our socket only,
+//! in a 0700 directory): no local user can reach it through a port and leave an account
+//! behind. The supervisor gives root a generated password (plus Unix-socket login for the OS
+//! user running the server), drops the other root accounts, and only then starts the server
+//! with its port. Every start reports accounts tickpipe did not create.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +16,7 @@ use sqlx::Row;
 
 use super::child::{ChildSpec, Supervised, stop_orphan};
 use crate::config::MysqlConfig;
-use crate::state::{Credentials, StateDir, check_socket_path};
+use crate::state::{APP_USER, BI_USER, Credentials, StateDir, check_socket_path};
 use crate::store::{self, MysqlTarget, native_password_hash};
 
 pub struct ManagedMysql {
@@ -29,8 +31,7 @@ pub async fn start(
     port: u16,
     credentials: &Credentials,
 ) -> Result<ManagedMysql> {
-    let dir = state.mysql_dir();
-    std::fs::create_dir_all(&dir)?;
+    let dir = state.private_dir("mysql")?;
     let socket = state.mysql_socket();
     check_socket_path(&socket)?;
     let server = find_program(&["mariadbd", "mysqld"]).context(
@@ -48,15 +49,67 @@ pub async fn start(
         Duration::from_secs(60),
     )
     .await;
-    let _ = std::fs::remove_file(&socket);
+    let root = MysqlTarget {
+        host: "localhost".into(),
+        port,
+        socket: Some(socket.clone()),
+        database: config.database.clone(),
+        user: "root".into(),
+        password: credentials.root_password.clone(),
+    };
 
+    // Root not secured yet (a new data directory, or a first start that stopped before it
+    // was): socket only until it is.
+    let secured = dir.join("root-secured");
+    if !secured.exists() {
+        let child = run_server(&server, config, state, None)?;
+        let result = secure_root(&root, config.startup_timeout).await;
+        child.stop().await;
+        result.with_context(|| {
+            format!(
+                "securing the root account of a new data directory (see {})",
+                dir.join("error.log").display()
+            )
+        })?;
+        std::fs::write(&secured, b"")?;
+    }
+
+    let child = run_server(&server, config, state, Some(port))?;
+    let checked = async {
+        let pool = store::connect_pool(&root, false, config.startup_timeout).await?;
+        // Also at every start: a first start may have stopped between securing root and
+        // dropping the other root accounts.
+        let result = async {
+            drop_other_roots(&pool).await?;
+            report_foreign_accounts(&pool).await
+        }
+        .await;
+        pool.close().await;
+        result
+    };
+    if let Err(e) = checked.await {
+        child.stop().await;
+        return Err(e.context(format!("see {}", dir.join("error.log").display())));
+    }
+    Ok(ManagedMysql { child, root })
+}
+
+/// Runs the server on the state directory: with `port`, or socket only (`None`).
+fn run_server(
+    server: &Path,
+    config: &MysqlConfig,
+    state: &StateDir,
+    port: Option<u16>,
+) -> Result<Supervised> {
+    let dir = state.mysql_dir();
+    let socket = state.mysql_socket();
+    let _ = std::fs::remove_file(&socket);
+    let data = dir.join("data");
     let mut args = vec![
         "--no-defaults".to_string(),
         format!("--datadir={}", data.display()),
         format!("--socket={}", socket.display()),
-        format!("--port={port}"),
-        format!("--bind-address={}", config.bind),
-        format!("--pid-file={}", pid_file.display()),
+        format!("--pid-file={}", dir.join("mysqld.pid").display()),
         format!("--log-error={}", dir.join("error.log").display()),
         format!("--tmpdir={}", private_tmp(&data)?.display()),
         format!("--innodb-buffer-pool-size={}", config.buffer_pool),
@@ -67,55 +120,25 @@ pub async fn start(
         "--local-infile=0".into(),
         "--max-connections=200".into(),
     ];
+    match port {
+        Some(port) => args.extend([
+            format!("--port={port}"),
+            format!("--bind-address={}", config.bind),
+        ]),
+        None => args.push("--skip-networking".into()),
+    }
     if is_root() {
         // mariadbd refuses to run as root unless told to.
         args.push("--user=root".into());
     }
-    let child = Supervised::start(ChildSpec {
+    Supervised::start(ChildSpec {
         name: "mysql",
-        program: server,
+        program: server.to_path_buf(),
         args,
         log_file: dir.join("stdout.log"),
         pid_file: dir.join("supervised.pid"),
         stop_timeout: Duration::from_secs(60),
-    })?;
-
-    let root = MysqlTarget {
-        host: "localhost".into(),
-        port,
-        socket: Some(socket),
-        database: config.database.clone(),
-        user: "root".into(),
-        password: credentials.root_password.clone(),
-    };
-    // A fresh data directory has a password-less root (also when an earlier start stopped
-    // before securing it): the stored password is refused until root is secured.
-    match store::connect_pool(&root, false, config.startup_timeout).await {
-        // An earlier first start may have stopped between securing root and dropping the
-        // other root accounts: drop them at every start.
-        Ok(pool) => {
-            let dropped = drop_other_roots(&pool).await;
-            pool.close().await;
-            if let Err(e) = dropped {
-                child.stop().await;
-                return Err(e);
-            }
-        }
-        Err(e) if store::is_access_denied(&e) => {
-            secure_root(
-                &root.as_user("root", ""),
-                &credentials.root_password,
-                config.startup_timeout,
-            )
-            .await
-            .context("securing the root account of a new data directory")?;
-        }
-        Err(e) => {
-            child.stop().await;
-            return Err(e.context(format!("see {}", dir.join("error.log").display())));
-        }
-    }
-    Ok(ManagedMysql { child, root })
+    })
 }
 
 /// The server's own directory for temporary files, beside its data directory.
@@ -161,14 +184,15 @@ async fn initialize(data: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Gives root the generated password and removes every other root account.
-async fn secure_root(
-    root_without_password: &MysqlTarget,
-    password: &str,
-    deadline: Duration,
-) -> Result<()> {
-    let pool = store::connect_pool(root_without_password, false, deadline).await?;
-    let hash = native_password_hash(password);
+/// Gives root the generated password and removes every other root account. Root has no
+/// password on a new data directory; it has the stored one if an earlier start secured it.
+async fn secure_root(root: &MysqlTarget, deadline: Duration) -> Result<()> {
+    let pool = match store::connect_pool(&root.as_user("root", ""), false, deadline).await {
+        Ok(pool) => pool,
+        Err(e) if store::is_access_denied(&e) => store::connect_pool(root, false, deadline).await?,
+        Err(e) => return Err(e),
+    };
+    let hash = native_password_hash(&root.password);
     store::execute_admin(
         &pool,
         format!(
@@ -193,6 +217,39 @@ async fn drop_other_roots(pool: &sqlx::MySqlPool) -> Result<()> {
         let host: String = row.try_get(0)?;
         let host = host.replace('\\', "\\\\").replace('\'', "''");
         store::execute_admin(pool, format!("DROP USER 'root'@'{host}'")).await?;
+    }
+    Ok(())
+}
+
+/// Warns about accounts tickpipe did not create (someone else's, or left by an intrusion):
+/// tickpipe never drops them itself.
+async fn report_foreign_accounts(pool: &sqlx::MySqlPool) -> Result<()> {
+    let accounts = sqlx::query(
+        "SELECT User, Host FROM mysql.user WHERE NOT ( \
+             (User = 'root' AND Host = 'localhost') \
+             OR (User IN ('mariadb.sys', 'mysql') AND Host = 'localhost') \
+             OR (User = 'PUBLIC' AND Host = '') \
+             OR (User IN (?, ?) AND Host = '%')) \
+         ORDER BY User, Host",
+    )
+    .bind(APP_USER)
+    .bind(BI_USER)
+    .fetch_all(pool)
+    .await
+    .context("listing MySQL accounts")?;
+    if !accounts.is_empty() {
+        let names = accounts
+            .iter()
+            .map(|r| {
+                let (user, host): (String, String) = (r.get(0), r.get(1));
+                format!("'{user}'@'{host}'")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::warn!(
+            "MySQL has accounts tickpipe did not create: {names}; unless you added them, drop \
+             them as root (password: root_password in credentials.json)"
+        );
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Endpoint};
 use crate::config::{Config, Mode};
 use crate::health::StageBoard;
 use crate::ingest::{self, csv_file};
@@ -57,7 +57,7 @@ pub async fn up(config: Config, options: UpOptions) -> Result<()> {
     // Both services start at once; each waits for its own health.
     let (mysql, kafka) = tokio::join!(
         start_mysql(&config, &state, ports, &credentials),
-        start_broker(&config, &state, &ports)
+        start_broker(&config, &state, &ports, &credentials)
     );
     let mut services = Services::default();
     let mysql = match mysql {
@@ -72,10 +72,10 @@ pub async fn up(config: Config, options: UpOptions) -> Result<()> {
             return Err(e);
         }
     };
-    let broker = match kafka {
-        Ok((managed, broker)) => {
+    let brokers = match kafka {
+        Ok((managed, brokers)) => {
             services.kafka = managed;
-            broker
+            brokers
         }
         Err(e) => {
             services.stop().await;
@@ -83,10 +83,19 @@ pub async fn up(config: Config, options: UpOptions) -> Result<()> {
         }
     };
 
-    let result = run_pipeline(&config, &state, options, &broker, &mysql, started, shutdown).await;
+    let result = run_pipeline(
+        &config, &state, options, &brokers, &mysql, started, shutdown,
+    )
+    .await;
     let _ = std::fs::remove_file(state.appliance_file());
     services.stop().await;
     result
+}
+
+/// The broker as its administrator (topics) and as the stages' login.
+struct Brokers {
+    admin: Broker,
+    app: Broker,
 }
 
 #[derive(Default)]
@@ -111,17 +120,20 @@ async fn run_pipeline(
     config: &Config,
     state: &StateDir,
     options: UpOptions,
-    broker: &Broker,
+    brokers: &Brokers,
     mysql: &MysqlTarget,
     started: Instant,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let partitions = broker
+    let partitions = brokers
+        .admin
         .ensure_topic(&config.topics.ticks, config.topics.partitions)
         .await?;
-    broker
+    brokers
+        .admin
         .ensure_topic(&config.topics.dlq, config.topics.partitions)
         .await?;
+    let broker = &brokers.app;
     state.write_appliance(&ApplianceInfo {
         pid: std::process::id(),
         bootstrap: broker.bootstrap.clone(),
@@ -346,18 +358,34 @@ async fn start_broker(
     config: &Config,
     state: &StateDir,
     ports: &Ports,
-) -> Result<(Option<kafka::ManagedKafka>, Broker)> {
+    credentials: &crate::state::Credentials,
+) -> Result<(Option<kafka::ManagedKafka>, Brokers)> {
+    let timeout = config.broker.startup_timeout;
     match config.broker.mode {
         Mode::External => {
-            let broker =
-                Broker::wait_healthy(&config.broker.bootstrap, config.broker.startup_timeout)
-                    .await?;
-            Ok((None, broker))
+            let broker = Broker::wait_healthy(&config.broker.external_endpoint(), timeout).await?;
+            let brokers = Brokers {
+                admin: broker.clone(),
+                app: broker,
+            };
+            Ok((None, brokers))
         }
         Mode::Managed => {
-            let managed = kafka::start(&config.broker, state, ports).await?;
-            match Broker::wait_healthy(&managed.bootstrap, config.broker.startup_timeout).await {
-                Ok(broker) => Ok((Some(managed), broker)),
+            let managed = kafka::start(&config.broker, state, ports, credentials).await?;
+            let login = |login| Endpoint {
+                bootstrap: managed.bootstrap.clone(),
+                login: Some(login),
+            };
+            let ready = async {
+                let admin =
+                    Broker::wait_healthy(&login(credentials.kafka_admin()), timeout).await?;
+                state.write_client_properties(&managed.bootstrap, credentials)?;
+                kafka::grant_acls(&config.broker, state, &managed.bootstrap).await?;
+                let app = Broker::connect(&login(credentials.kafka_app()), timeout).await?;
+                anyhow::Ok(Brokers { admin, app })
+            };
+            match ready.await {
+                Ok(brokers) => Ok((Some(managed), brokers)),
                 Err(e) => {
                     managed.child.stop().await;
                     Err(e.context(format!(

@@ -206,6 +206,48 @@ impl Appliance {
             .unwrap()
     }
 
+    /// A login of the managed broker (`"admin"`, `"app"` or `"reader"`): user and password.
+    pub fn kafka_login(&self, who: &str) -> (String, String) {
+        let credentials: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir().join("credentials.json")).unwrap(),
+        )
+        .unwrap();
+        let password = credentials[format!("kafka_{who}_password")]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (format!("tickpipe_{who}"), password)
+    }
+
+    /// The broker as its administrator (creates and deletes topics).
+    pub fn broker_admin(&self) -> tickpipe::broker::Endpoint {
+        let (username, password) = self.kafka_login("admin");
+        tickpipe::broker::Endpoint {
+            bootstrap: self.bootstrap(),
+            login: Some(tickpipe::broker::Login {
+                mechanism: tickpipe::broker::SaslMechanism::ScramSha512,
+                username,
+                password,
+            }),
+        }
+    }
+
+    /// The Kafka client settings `up` wrote for a login (`"admin"`, `"app"`, `"reader"`).
+    pub fn client_properties(&self, who: &str) -> PathBuf {
+        self.dir().join(match who {
+            "reader" => "client.properties".to_string(),
+            other => format!("client-{other}.properties"),
+        })
+    }
+
+    /// Runs one of Kafka's own command-line tools as `who`.
+    pub fn kafka_tool(&self, who: &str, class: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let config = self.client_properties(who);
+        let mut with_login = args.to_vec();
+        with_login.extend(["--command-config", config.to_str().unwrap()]);
+        kafka_tool(class, &with_login, stdin)
+    }
+
     pub fn bootstrap(&self) -> String {
         let info: Value = serde_json::from_str(
             &std::fs::read_to_string(self.dir().join("appliance.json")).unwrap(),
@@ -370,9 +412,10 @@ pub fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 
 /// Creates the private topics and empties the tables of the shared appliance.
 pub async fn fresh_pipeline(appliance: &Appliance, prefix: &str) -> sqlx::MySqlPool {
-    let broker = tickpipe::broker::Broker::connect(&appliance.bootstrap(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let broker =
+        tickpipe::broker::Broker::connect(&appliance.broker_admin(), Duration::from_secs(30))
+            .await
+            .unwrap();
     broker
         .ensure_topic(&format!("{prefix}_ticks"), 6)
         .await

@@ -1,7 +1,9 @@
 """Sends keyed messages with confluent-kafka (librdkafka) and its default partitioner
 (consistent_random: CRC32 of the key), as a Python producer of the original design would.
 
-    python3 librdkafka_producer.py BOOTSTRAP TOPIC < lines
+    python3 librdkafka_producer.py BOOTSTRAP TOPIC USER PASSWORD < lines
+
+It logs in with SASL/SCRAM-SHA-512, as the appliance's broker requires.
 
 Each stdin line is `key<TAB>value`. Prints `key partition` once per key, as delivered.
 """
@@ -11,8 +13,12 @@ from confluent_kafka import Producer
 
 
 def main() -> int:
-    bootstrap, topic = sys.argv[1], sys.argv[2]
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    bootstrap, topic, user, password = sys.argv[1:5]
+    producer = Producer({
+        "bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": user, "sasl.password": password,
+    })
     partitions = {}
     failures = []
 
