@@ -34,7 +34,9 @@ pub enum SaslMechanism {
     #[default]
     None,
     Plain,
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
+    #[serde(rename = "scram-sha-512")]
     ScramSha512,
 }
 
@@ -376,6 +378,30 @@ fn murmur2(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mechanisms_are_named_as_kafka_names_them_and_passwords_never_print() {
+        for (name, mechanism) in [
+            ("none", SaslMechanism::None),
+            ("plain", SaslMechanism::Plain),
+            ("scram-sha-256", SaslMechanism::ScramSha256),
+            ("scram-sha-512", SaslMechanism::ScramSha512),
+        ] {
+            let parsed: SaslMechanism = serde_json::from_str(&format!("\"{name}\"")).unwrap();
+            assert_eq!(parsed, mechanism);
+        }
+        let login = Login {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "tickpipe_reader".into(),
+            password: "s3cret".into(),
+        };
+        assert!(!format!("{login:?}").contains("s3cret"));
+        assert!(
+            login
+                .client_properties()
+                .contains("sasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=")
+        );
+    }
 
     #[test]
     fn murmur2_matches_kafka() {

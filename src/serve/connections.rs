@@ -1,5 +1,6 @@
 //! The HTTP server's accept loop, bounded: at most `serve.max_connections` open connections
-//! (past it a connection is answered 503 and closed at once), request headers within
+//! (past it a connection is answered 503 and closed at once; past [`MAX_REFUSING`] refusals
+//! in progress, closed without an answer), request headers within
 //! [`HEADER_TIMEOUT`] (a client that sends them slowly, or keeps an idle connection, is cut
 //! off), and a graceful stop. The server shares the `up` process with the pipeline: bounded,
 //! it cannot take the file descriptors the producer and processor need.
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a refused client is given to take its 503.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Refusals in progress at most: each holds its socket up to [`REFUSAL_TIMEOUT`].
+const MAX_REFUSING: usize = 32;
 /// Connections still finishing a response get this long after a stop is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -38,6 +41,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let open = Arc::new(Semaphore::new(max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
@@ -63,7 +67,13 @@ pub async fn serve(
                 });
             }
             Err(_) => {
-                connections.spawn(refuse(stream));
+                // A flood of connections gets no answer: dropped, it is closed at once.
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    connections.spawn(async move {
+                        refuse(stream).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }
