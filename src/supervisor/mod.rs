@@ -516,6 +516,13 @@ fn print_banner(
             mysql.port, mysql.database
         ),
     ];
+    if config.broker.mode == Mode::Managed {
+        lines.push(format!(
+            "  Kafka auth SASL/SCRAM-SHA-512; Kafka's tools and Spark: {} (read-only), \
+             client-app.properties (writes)",
+            state.root.join("client.properties").display()
+        ));
+    }
     if config.mysql.mode == Mode::Managed {
         lines.push(format!(
             "  BI / SQL   server {tcp_host}:{}, database {}, user {BI_USER} (read-only); \
