@@ -316,6 +316,8 @@ async fn the_layouts_people_download_are_read_exactly() {
         "daily/*.csv",
         "semicolon/*.csv",
         "binance/*.csv",
+        "nasdaq/*.csv",
+        "investing/*.csv",
     ] {
         args.extend(["--data".to_string(), format!("{fixtures}/{pattern}")]);
     }
@@ -351,6 +353,9 @@ async fn the_layouts_people_download_are_read_exactly() {
         ("DAILY", 2, 2_200_000, d("102.25")),
         ("SEMI", 2, 89_036_300, d("79.989998")),
         ("MAPPED", 2, 218_000, d("33.80")),
+        // Nasdaq: `$` prices, month-first dates; Investing.com: `1,181.91`, `62.38M`.
+        ("NASDAQ", 2, 134_363_230, d("363.09")),
+        ("INVEST", 2, 62_451_980, d("1363.09")),
     ]
     .into_iter()
     .map(|(s, n, v, c)| (s, n, Decimal::from(v), c))
@@ -422,10 +427,19 @@ async fn the_layouts_people_download_are_read_exactly() {
     .await
     .unwrap();
     assert_eq!(day_volume, "56.99820345");
+    assert_eq!(
+        first("NASDAQ").await,
+        "2024-01-04 00:00",
+        "01/04/2024 is 4 January in a Nasdaq export"
+    );
     let refused = rejected(&root).await;
-    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused.len(), 2, "{refused:?}");
     assert!(
-        refused[0].0.ends_with("YAHOO.csv:4") && refused[0].2.contains("open is null"),
+        refused[0].0.ends_with("INVEST.csv:4") && refused[0].2.contains("volume: missing"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].0.ends_with("YAHOO.csv:4") && refused[1].2.contains("open is null"),
         "{refused:?}"
     );
 }

@@ -410,8 +410,21 @@ impl CsvFile {
             }
         };
         let number = |i: usize, name: &str| -> Result<String, String> {
-            plain_number(field(i, name)?, self.delimiter != b',')
-                .map_err(|reason| format!("{name}: {reason}"))
+            // Nasdaq writes prices in dollars: `$181.18`.
+            let text = field(i, name)?;
+            plain_number(
+                text.strip_prefix('$').unwrap_or(text),
+                self.delimiter != b',',
+            )
+            .map_err(|reason| format!("{name}: {reason}"))
+        };
+        let volume = |i: usize| -> Result<String, String> {
+            let text = number(i, "volume")?;
+            if c.volume_suffixes {
+                with_suffix(&text).map_err(|reason| format!("volume: {reason}"))
+            } else {
+                Ok(text)
+            }
         };
         let price = |i: usize, name: &str| -> Result<Decimal, String> {
             parse_decimal(&number(i, name)?).map_err(|e| format!("{name}: {e}"))
@@ -421,6 +434,11 @@ impl CsvFile {
             When::Split { date, time } => {
                 format!("{} {}", field(date, "date")?, field(time, "time")?)
             }
+        };
+        let time = if c.month_first {
+            month_first_to_iso(&time)
+        } else {
+            time
         };
         let symbol = match c.symbol {
             Some(i) => field(i, "symbol")?.to_string(),
@@ -433,7 +451,7 @@ impl CsvFile {
             high: price(c.high, "high")?,
             low: price(c.low, "low")?,
             close: price(c.close, "close")?,
-            volume: parse_volume(&number(c.volume, "volume")?)?,
+            volume: parse_volume(&volume(c.volume)?)?,
             source: source.to_string(),
             produced_at: 0,
         };
@@ -441,6 +459,46 @@ impl CsvFile {
         tick.validate()?;
         Ok((tick, rounded))
     }
+}
+
+/// A date written month first (`01/05/2024`, `1/5/2024 09:30`) rewritten year first
+/// (`2024-01-05`); anything else as it is (and refused later if it is no date).
+fn month_first_to_iso(text: &str) -> String {
+    let (date, rest) = text.split_once(' ').map_or((text, ""), |(d, r)| (d, r));
+    let parts: Vec<&str> = date.split('/').collect();
+    let number = |p: &str, len: std::ops::RangeInclusive<usize>| {
+        len.contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
+    };
+    match parts.as_slice() {
+        [m, d, y] if number(m, 1..=2) && number(d, 1..=2) && number(y, 4..=4) => {
+            let iso = format!("{y}-{m:0>2}-{d:0>2}");
+            if rest.is_empty() {
+                iso
+            } else {
+                format!("{iso} {rest}")
+            }
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// A volume with Investing.com's suffix (`62.38M`, `71.98K`, `1.2B`) as a plain number; `-`
+/// (no volume that day) is refused.
+fn with_suffix(text: &str) -> Result<String, String> {
+    let (digits, scale) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1_000),
+        Some((at, 'M' | 'm')) => (&text[..at], 1_000_000),
+        Some((at, 'B' | 'b')) => (&text[..at], 1_000_000_000),
+        _ => (text, 1),
+    };
+    if digits == "-" {
+        return Err("missing (written as \"-\")".into());
+    }
+    let value = parse_decimal(digits)?;
+    value
+        .checked_mul(Decimal::from(scale))
+        .map(|v| v.normalize().to_string())
+        .ok_or_else(|| format!("{} is out of range", shorten(text)))
 }
 
 /// A number as `parse_decimal` reads it. In a file with `;` or tab between fields a comma
@@ -552,6 +610,19 @@ pub fn expand_patterns(patterns: &[String]) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn us_dates_and_suffixed_volumes_are_read_as_written() {
+        assert_eq!(month_first_to_iso("01/05/2024"), "2024-01-05");
+        assert_eq!(month_first_to_iso("1/5/2024 09:30"), "2024-01-05 09:30");
+        assert_eq!(month_first_to_iso("2024-01-05"), "2024-01-05");
+        assert_eq!(with_suffix("62.38M").unwrap(), "62380000");
+        assert_eq!(with_suffix("71.98K").unwrap(), "71980");
+        assert_eq!(with_suffix("1.2B").unwrap(), "1200000000");
+        assert_eq!(with_suffix("500").unwrap(), "500");
+        assert!(with_suffix("-").unwrap_err().contains("missing"));
+        assert!(with_suffix("12Q").is_err());
+    }
     use rust_decimal_macros::dec;
 
     fn read(name: &str, content: &[u8]) -> Vec<Line> {

@@ -1,5 +1,6 @@
 //! Which column of a CSV file holds what, told from its header by the names people's files use
-//! (the seed's, Yahoo Finance, Stooq, Alpha Vantage, NSE exports, split date and time columns)
+//! (the seed's, Yahoo Finance, Stooq, Alpha Vantage, NSE, Nasdaq and Investing.com exports,
+//! split date and time columns)
 //! or mapped in `[ingest.columns]`, or — for Binance's headerless kline dumps — from a first line
 //! that is already data; the field delimiter, told from the header line (a `;` header means
 //! decimal commas, as European spreadsheets write them); and the symbol a file's name gives.
@@ -53,6 +54,11 @@ pub struct Columns {
     pub close: usize,
     pub volume: usize,
     pub width: usize,
+    /// Dates written month first (`01/05/2024` is 5 January): the US exports that say so by
+    /// their header (Nasdaq's `Close/Last`; Investing.com's `Vol.` and `Change %`).
+    pub month_first: bool,
+    /// Volumes written with a K/M/B suffix (Investing.com's `62.38M`).
+    pub volume_suffixes: bool,
 }
 
 /// The names each field goes by (compared after [`normalize`]).
@@ -70,8 +76,8 @@ const SYMBOL: &[&str] = &["bank_name", "symbol", "ticker", "instrument"];
 const OPEN: &[&str] = &["open", "open_price"];
 const HIGH: &[&str] = &["high", "high_price"];
 const LOW: &[&str] = &["low", "low_price"];
-const CLOSE: &[&str] = &["close", "close_price", "last"];
-const VOLUME: &[&str] = &["volume", "vol", "shares_traded"];
+const CLOSE: &[&str] = &["close", "close_price", "close/last", "last", "price"];
+const VOLUME: &[&str] = &["volume", "vol", "vol.", "shares_traded"];
 
 /// A header name as compared: lower case, without a BOM, spaces, `<>` (Stooq's `<CLOSE>`)
 /// and surrounding quotes; inner spaces and dashes become `_`.
@@ -127,6 +133,8 @@ impl Columns {
             close: 4,
             volume: 5,
             width: first_line.len(),
+            month_first: false,
+            volume_suffixes: false,
         })
     }
 
@@ -181,6 +189,8 @@ impl Columns {
         .filter(|(_, found)| !found)
         .map(|(name, _)| name)
         .collect();
+        let has = |name: &str| found.iter().any(|n| n == name);
+        let investing = has("vol.") && has("change_%");
         match (when, open, high, low, close, volume) {
             (Some(when), Some(open), Some(high), Some(low), Some(close), Some(volume)) => {
                 Ok(Columns {
@@ -192,6 +202,8 @@ impl Columns {
                     close,
                     volume,
                     width: found.len(),
+                    month_first: has("close/last") || investing,
+                    volume_suffixes: investing,
                 })
             }
             _ => bail!(
@@ -303,6 +315,25 @@ mod tests {
         // Split columns by other names, a `Ticker` anywhere.
         let split = columns("Ticker,Date,Time,Open,High,Low,Close,Volume").unwrap();
         assert_eq!(split.when, When::Split { date: 1, time: 2 });
+    }
+
+    #[test]
+    fn us_exports_say_their_date_order_by_their_header() {
+        let nasdaq = columns("Date,Close/Last,Volume,Open,High,Low").unwrap();
+        assert_eq!(
+            (nasdaq.close, nasdaq.volume, nasdaq.month_first),
+            (1, 2, true)
+        );
+        assert!(!nasdaq.volume_suffixes);
+        let investing = columns("Date,Price,Open,High,Low,Vol.,Change %").unwrap();
+        assert_eq!((investing.close, investing.volume), (1, 5));
+        assert!(investing.month_first && investing.volume_suffixes);
+        // Other layouts keep ISO dates.
+        assert!(
+            !columns("Date,Open,High,Low,Close,Volume")
+                .unwrap()
+                .month_first
+        );
     }
 
     #[test]
