@@ -989,3 +989,129 @@ async fn look_alike_symbols_and_same_named_files_do_not_merge() {
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02X}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_follow_rows_from_any_writer_even_after_a_crash() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "anywriter").await;
+    let env = topics_env("anywriter");
+    let env = as_refs(&env);
+
+    // tickpipe's processor.
+    let ours = tempfile::tempdir().unwrap();
+    generate(ours.path(), 2, 1, 61);
+    produce_and_drain(appliance, &env, &format!("{}/*.csv", ours.path().display()));
+
+    // A plain SQL writer as the app user (standing in for Spark or a JDBC sink): new rows of
+    // a symbol of its own, a changed row and a deleted row of tickpipe's.
+    let [_, app_password, _] = appliance.passwords();
+    let app = appliance.pool("tickpipe_app", &app_password).await;
+    for minute in 0..90 {
+        let price = format!("{}.25", 100 + minute % 7);
+        sqlx::query(
+            "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
+             VALUES ('2024-01-02 09:15:00' + INTERVAL ? MINUTE, 'JDBCBANK', ?, ?, ?, ?, 10.5)",
+        )
+        .bind(minute)
+        .bind(&price)
+        .bind(&price)
+        .bind(&price)
+        .bind(&price)
+        .execute(&app)
+        .await
+        .unwrap();
+    }
+    let bank = tickpipe::generate::symbol_name(0);
+    let changed: chrono::NaiveDateTime = sqlx::query_scalar(
+        "SELECT `Timestamp` FROM stock_data WHERE Bank_Name = ? ORDER BY `Timestamp` \
+         LIMIT 1 OFFSET 100",
+    )
+    .bind(&bank)
+    .fetch_one(&app)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE stock_data SET Close = Low, Volume = Volume + 1 \
+         WHERE Bank_Name = ? AND `Timestamp` = ?",
+    )
+    .bind(&bank)
+    .bind(changed)
+    .execute(&app)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM stock_data WHERE Bank_Name = ? ORDER BY `Timestamp` DESC LIMIT 1")
+        .bind(&bank)
+        .execute(&app)
+        .await
+        .unwrap();
+    app.close().await;
+
+    // A bulk LOAD DATA of another symbol's history (MariaDB's own client, as root).
+    let bulk = tempfile::tempdir().unwrap();
+    generate(bulk.path(), 3, 2, 62);
+    // The third symbol: one tickpipe's processor has not written.
+    let third = tickpipe::generate::symbol_name(2);
+    let file = csv_files(bulk.path())
+        .into_iter()
+        .find(|f| std::fs::read_to_string(f).unwrap().contains(&third))
+        .unwrap();
+    let [root_password, _, _] = appliance.passwords();
+    sqlx::query("SET GLOBAL local_infile = 1")
+        .execute(&root)
+        .await
+        .unwrap();
+    let loaded = std::process::Command::new("mariadb")
+        .arg("--local-infile=1")
+        .arg(format!(
+            "--socket={}",
+            appliance.dir().join("mysql/mysql.sock").display()
+        ))
+        .args(["--user=root", "--database=stock_market", "-e"])
+        .arg(format!(
+            "LOAD DATA LOCAL INFILE '{}' INTO TABLE stock_data FIELDS TERMINATED BY ',' \
+             IGNORE 1 LINES",
+            file.display()
+        ))
+        .env("MYSQL_PWD", &root_password)
+        .output()
+        .unwrap();
+    sqlx::query("SET GLOBAL local_infile = 0")
+        .execute(&root)
+        .await
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+
+    // A processor SIGKILLed while it recomputes, then one that drains.
+    let mut crashed = appliance
+        .tickpipe(&["process"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    crashed.kill().unwrap();
+    crashed.wait().unwrap();
+    appliance.run(&["process", "--drain"], &env);
+
+    assert_rollups_match_the_rows(&root).await;
+    let stale: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_pending")
+        .fetch_one(&root)
+        .await
+        .unwrap();
+    assert_eq!(stale, 0, "nothing left stale after a drain");
+    let symbols: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM latest_quotes")
+        .fetch_one(&root)
+        .await
+        .unwrap();
+    assert_eq!(
+        symbols, 4,
+        "tickpipe's two, the JDBC writer's and the bulk load's"
+    );
+}

@@ -3,7 +3,9 @@
 //! One fetch loop per partition (of the ticks topic and of the dead-letter topic) decodes and
 //! validates records and hands them through a bounded channel to the writer that owns the
 //! partition (`process.writers` of them, each on its own connection); a writer commits each
-//! batch's rows, rollups, refused records and reached offsets in one MySQL transaction.
+//! batch's rows, refused records and reached offsets in one MySQL transaction. The rollup
+//! stage (`rollups`) follows: it recomputes the bars, indicators and quotes of the symbols the
+//! rows made stale, whoever wrote them.
 //! On start every loop resumes from the offsets stored in MySQL, so a crash at any point
 //! replays only what was not committed, and the upsert makes the replay harmless.
 //!
@@ -12,6 +14,7 @@
 //! source).
 
 mod fetch;
+mod rollups;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -217,9 +220,14 @@ async fn consume(
         written = futures::future::try_join_all(runs) => written.map(|_| ()),
         failure = fetch_failure => Err(failure),
         lost = keep_claim(store, claim) => Err(lost.into()),
+        failed = rollups::follow(store) => Err(failed.context("the rollup stage failed")),
     };
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
+    // Drained: the rollups of everything committed are computed before the run ends.
+    if options.drain && result.is_ok() {
+        rollups::catch_up(store).await?;
+    }
     result
 }
 

@@ -1,7 +1,7 @@
 //! The exactly-once batch write: in one transaction, a check that the processor still holds
-//! its claim on the topic, the batch's new or changed rows, the
-//! rollups of the symbols they touch, the refused records (once per source) and the offsets
-//! the batch reached. Either all of it commits or none of it.
+//! its claim on the topic, the batch's new or changed rows (whose trigger marks their symbols'
+//! rollups stale), the refused records (once per source) and the offsets the batch reached.
+//! Either all of it commits or none of it; the rollups follow in transactions of their own.
 //!
 //! Every statement has a deadline, and every statement carries at most
 //! [`Store::max_statement_bytes`](super::Store) of values. A statement MySQL refuses for its data
@@ -101,8 +101,8 @@ impl Store {
         let deadline = self.statement_timeout;
         lease::check(tx, claim, deadline).await?;
         // Writers of other partitions may hold rows of the same symbols (a producer with
-        // another partitioner): each symbol's rollups are recomputed by one writer at a time,
-        // and after this lock every read sees what the others committed.
+        // another partitioner): after this lock, which rows changed is read from what the
+        // others committed.
         lock_symbols(tx, ticks, deadline).await?;
         let changed = rollups::changed_rows(tx, ticks, deadline).await?;
         let mut refused: Vec<(&Tick, String)> = Vec::new();
@@ -114,20 +114,7 @@ impl Store {
         ) {
             refused.extend(self.isolating(tx, chunk, upsert_rows).await?);
         }
-        let refused_keys: BTreeSet<(&str, chrono::DateTime<chrono::Utc>)> = refused
-            .iter()
-            .map(|(t, _)| (t.symbol.as_str(), t.timestamp))
-            .collect();
-        // Rows come in key order: the first stored row of each symbol is its earliest change.
-        let mut earliest: Vec<&Tick> = changed
-            .iter()
-            .copied()
-            .filter(|t| !refused_keys.contains(&(t.symbol.as_str(), t.timestamp)))
-            .collect();
-        earliest.dedup_by(|later, first| later.symbol == first.symbol);
-        for tick in earliest {
-            rollups::refresh(tx, &tick.symbol, tick.timestamp, deadline).await?;
-        }
+        // The rollups follow from the rows: stock_data's trigger marked the symbols stale.
 
         let refused_rows: Vec<Reject> = refused
             .iter()

@@ -31,7 +31,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 /// The tables the pipeline fills (what a fresh start empties).
-pub const PIPELINE_TABLES: [&str; 8] = [
+pub const PIPELINE_TABLES: [&str; 9] = [
     "stock_data",
     "rejected_ticks",
     "pipeline_offsets",
@@ -40,6 +40,8 @@ pub const PIPELINE_TABLES: [&str; 8] = [
     "latest_quotes",
     "symbol_locks",
     "pipeline_incidents",
+    // Last: emptying stock_data marks every symbol stale.
+    "rollup_pending",
 ];
 
 /// Where a MySQL server is and who connects.

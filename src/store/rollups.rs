@@ -1,7 +1,11 @@
-//! The rollups a batch maintains inside its own transaction: which of its rows change what is
-//! stored, and, per symbol, `ohlcv_1m`, `indicators_1m` and `latest_quotes` recomputed from the
-//! stored rows from the earliest changed minute on. Recomputing from stored rows (instead of
-//! folding the batch into running state) is what keeps them exact across replays and crashes.
+//! The rollups, derived from `stock_data` whoever wrote it: per symbol, `ohlcv_1m`,
+//! `indicators_1m` and `latest_quotes` recomputed from the stored rows from the earliest stale
+//! minute on. A trigger on `stock_data` records that minute in `rollup_pending` inside the
+//! writer's own transaction (migration 0007); [`Store::refresh_rollups`] takes it and
+//! recomputes in transactions of its own, so writers only move rows. Recomputing from stored
+//! rows (instead of folding new rows into running state) keeps the rollups exact across
+//! replays, crashes, late backfills and writers other than tickpipe. Also here: which rows of a
+//! batch change what is stored (so unchanged rows are not written again).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +16,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
+use super::Store;
 use super::error::{StoreError, timed};
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
 use crate::tick::Tick;
@@ -98,9 +103,84 @@ pub async fn changed_rows<'t>(
     Ok(changed)
 }
 
+impl Store {
+    /// Symbols whose rollups are stale (or were being recomputed when a run stopped), the
+    /// longest-stale first; at most `limit`.
+    pub async fn stale_symbols(&self, limit: usize) -> Result<Vec<String>> {
+        let symbols = timed(
+            "reading rollup_pending",
+            self.statement_timeout,
+            sqlx::query_scalar(
+                "SELECT Bank_Name FROM rollup_pending \
+                 ORDER BY LEAST(COALESCE(From_Minute, Working_From), \
+                                COALESCE(Working_From, From_Minute)) LIMIT ?",
+            )
+            .bind(limit as i64)
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(symbols)
+    }
+
+    /// Recomputes `symbol`'s stale rollups. First, briefly, it takes the stale range (writers
+    /// who touch the symbol meanwhile mark it stale again); then it recomputes from a snapshot
+    /// that sees every row committed before, and lets the range go. A run that stops between
+    /// the two leaves the range taken, and the next one takes it again.
+    pub async fn refresh_rollups(&self, symbol: &str) -> Result<()> {
+        let deadline = self.statement_timeout;
+        let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
+        let taken: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>)> = timed(
+            "taking a stale range",
+            deadline,
+            sqlx::query_as(
+                "SELECT From_Minute, Working_From FROM rollup_pending \
+                 WHERE Bank_Name = ? FOR UPDATE",
+            )
+            .bind(symbol)
+            .fetch_optional(&mut *tx),
+        )
+        .await?;
+        let Some(from) = taken.and_then(|(stale, working)| stale.into_iter().chain(working).min())
+        else {
+            return Ok(());
+        };
+        timed(
+            "taking a stale range",
+            deadline,
+            sqlx::query(
+                "UPDATE rollup_pending SET Working_From = ?, From_Minute = NULL \
+                 WHERE Bank_Name = ?",
+            )
+            .bind(from)
+            .bind(symbol)
+            .execute(&mut *tx),
+        )
+        .await?;
+        timed("taking a stale range", deadline, tx.commit()).await?;
+
+        // A new transaction: its snapshot is taken at its first read, after the range was.
+        let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
+        refresh(&mut tx, symbol, from.and_utc(), deadline).await?;
+        for release in [
+            "UPDATE rollup_pending SET Working_From = NULL WHERE Bank_Name = ?",
+            "DELETE FROM rollup_pending WHERE Bank_Name = ? AND From_Minute IS NULL",
+        ] {
+            timed(
+                "releasing a stale range",
+                deadline,
+                sqlx::query(release).bind(symbol).execute(&mut *tx),
+            )
+            .await?;
+        }
+        timed("committing rollups", deadline, tx.commit()).await?;
+        Ok(())
+    }
+}
+
 /// Recomputes `symbol`'s bars and indicators from the minute holding `since` to its newest row,
-/// and its latest quote. Rows are read a page at a time, so a late backfill in front of a long
-/// history holds one page in memory, not the history.
+/// and its latest quote; bars from there whose rows are gone (deleted) go too. Rows are read a
+/// page at a time, so a late backfill in front of a long history holds one page in memory, not
+/// the history.
 ///
 /// A figure too large to represent stops the symbol's rollups at that bar (logged; the rows
 /// themselves are stored): the bars before it stay exact.
@@ -111,6 +191,20 @@ pub async fn refresh(
     deadline: Duration,
 ) -> Result<()> {
     let from = rollup::minute(since);
+    for stale in [
+        "DELETE FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
+        "DELETE FROM indicators_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
+    ] {
+        timed(
+            "clearing stale bars",
+            deadline,
+            sqlx::query(stale)
+                .bind(symbol)
+                .bind(from.naive_utc())
+                .execute(&mut *tx),
+        )
+        .await?;
+    }
     let mut state = resume_state(tx, symbol, from, deadline).await?;
     let mut out = BarWriter::new(symbol, deadline);
     // The bar still open at the end of a page (its minute may go on in the next one).
@@ -196,9 +290,35 @@ pub async fn refresh(
         );
         return Ok(());
     }
+    // No row from `from` on (they were deleted): the quote is the newest row before, if any.
+    let newest = match newest {
+        Some(newest) => Some(newest),
+        None => timed(
+            "reading the newest row",
+            deadline,
+            sqlx::query_as::<_, (NaiveDateTime, Decimal)>(
+                "SELECT `Timestamp`, Close FROM stock_data WHERE Bank_Name = ? \
+                 ORDER BY `Timestamp` DESC LIMIT 1",
+            )
+            .bind(symbol)
+            .fetch_optional(&mut *tx),
+        )
+        .await?
+        .map(|(at, close)| (at.and_utc(), close)),
+    };
     match newest {
         Some((at, price)) => store_latest_quote(tx, symbol, at, price, deadline).await,
-        None => Ok(()),
+        None => {
+            timed(
+                "removing a quote without rows",
+                deadline,
+                sqlx::query("DELETE FROM latest_quotes WHERE Bank_Name = ?")
+                    .bind(symbol)
+                    .execute(&mut *tx),
+            )
+            .await?;
+            Ok(())
+        }
     }
 }
 
