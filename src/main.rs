@@ -351,6 +351,12 @@ async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
     let rows = stats.rows.load(Ordering::Relaxed);
     let latency = stats.latency_us.lock().expect("no panic holds it").clone();
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let in_quotes = stats
+        .quote_latency_us
+        .lock()
+        .expect("no panic holds it")
+        .clone();
+    let quotes_ms = |q: f64| in_quotes.value_at_quantile(q) as f64 / 1000.0;
     if json {
         println!(
             "{}",
@@ -364,6 +370,11 @@ async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
                 "latency_ms": {
                     "rows": latency.len(),
                     "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99), "max": ms(1.0),
+                },
+                "in_quotes_latency_ms": {
+                    "rows": in_quotes.len(),
+                    "p50": quotes_ms(0.5), "p95": quotes_ms(0.95), "p99": quotes_ms(0.99),
+                    "max": quotes_ms(1.0),
                 },
             })
         );

@@ -210,7 +210,7 @@ fn bad_files_are_clear_errors() {
         (write("empty.csv", b""), "empty file (no header line)"),
         (
             write("unknown.csv", b"when,what,price\n1,2,3\n"),
-            "unknown CSV layout: no time, open, high, low, close, volume columns among the header's columns [\"when\", \"what\", \"price\"]",
+            "unknown CSV layout: no time, open, high, low, volume columns among the header's columns [\"when\", \"what\", \"price\"]",
         ),
         (
             write("nohigh.csv", b"timestamp,open,low,close,volume\n"),

@@ -49,6 +49,17 @@ fn bench_measures_every_stage_beside_its_anchor() {
         latency["p99_ms"].as_f64().unwrap(),
     );
     assert!(0.0 < p50 && p50 <= p99, "{report}");
+    // Rows reach their bars and quote after they commit.
+    let in_quotes: Vec<f64> = latency["in_quotes_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        p50 <= in_quotes[0] && in_quotes[0] <= in_quotes[2],
+        "{report}"
+    );
     assert!(report["up_ready_seconds"].as_f64().unwrap() > 0.0);
     for stage in ["up", "producer", "processor"] {
         assert!(

@@ -54,6 +54,62 @@ pub struct ProcessStats {
     pub commit_seconds: Histogram,
     /// Microseconds from a row's `produced_at` (the producer's clock) to its commit.
     pub latency_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    /// Microseconds from a row's `produced_at` to its symbol's bars and latest quote
+    /// including it (what the dashboard and BI then read).
+    pub quote_latency_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    /// `produced_at` of committed rows whose rollups are not computed yet, per symbol.
+    awaiting_rollups: std::sync::Mutex<BTreeMap<String, Vec<i64>>>,
+}
+
+/// Rows per symbol whose wait for the rollups is measured at once (beyond: not measured).
+const MEASURED_PER_SYMBOL: usize = 100_000;
+
+impl ProcessStats {
+    /// Rows of `ticks` committed now: their commit latency, and their wait for the rollups.
+    fn committed(&self, ticks: &[Tick]) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let produced = ticks.iter().filter(|t| t.produced_at > 0);
+        if let Ok(mut latency) = self.latency_us.lock() {
+            for tick in produced.clone() {
+                latency.saturating_record((now - tick.produced_at).max(0) as u64);
+            }
+        }
+        if let Ok(mut awaiting) = self.awaiting_rollups.lock() {
+            for tick in produced {
+                let times = awaiting.entry(tick.symbol.clone()).or_default();
+                if times.len() < MEASURED_PER_SYMBOL {
+                    times.push(tick.produced_at);
+                }
+            }
+        }
+    }
+
+    /// The committed rows of `symbol` not yet in its rollups (taken: the caller reports them).
+    fn awaiting_rollups(&self, symbol: &str) -> Vec<i64> {
+        self.awaiting_rollups
+            .lock()
+            .ok()
+            .and_then(|mut awaiting| awaiting.remove(symbol))
+            .unwrap_or_default()
+    }
+
+    /// Symbols with committed rows not yet counted as in their rollups.
+    fn symbols_awaiting_rollups(&self) -> Vec<String> {
+        self.awaiting_rollups
+            .lock()
+            .map(|awaiting| awaiting.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Rows produced at `produced` are in their symbol's rollups now.
+    fn rolled_up(&self, produced: &[i64]) {
+        let now = chrono::Utc::now().timestamp_micros();
+        if let Ok(mut latency) = self.quote_latency_us.lock() {
+            for at in produced {
+                latency.saturating_record((now - at).max(0) as u64);
+            }
+        }
+    }
 }
 
 impl Default for ProcessStats {
@@ -66,13 +122,16 @@ impl Default for ProcessStats {
             batches: AtomicU64::default(),
             // 1 ms to ~33 s.
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            latency_us: std::sync::Mutex::new(
-                // 1 µs to an hour (longer waits count as an hour), 3 significant figures.
-                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                    .expect("valid bounds"),
-            ),
+            latency_us: std::sync::Mutex::new(latency_histogram()),
+            quote_latency_us: std::sync::Mutex::new(latency_histogram()),
+            awaiting_rollups: Default::default(),
         }
     }
+}
+
+/// 1 µs to an hour (longer waits count as an hour), 3 significant figures.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
 /// Options of one processor run.
@@ -220,13 +279,13 @@ async fn consume(
         written = futures::future::try_join_all(runs) => written.map(|_| ()),
         failure = fetch_failure => Err(failure),
         lost = keep_claim(store, claim) => Err(lost.into()),
-        failed = rollups::follow(store) => Err(failed.context("the rollup stage failed")),
+        failed = rollups::follow(store, &stats) => Err(failed.context("the rollup stage failed")),
     };
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
     // Drained: the rollups of everything committed are computed before the run ends.
     if options.drain && result.is_ok() {
-        rollups::catch_up(store).await?;
+        rollups::catch_up(store, &stats).await?;
     }
     result
 }
@@ -418,12 +477,7 @@ impl Writer<'_> {
         self.stats
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        let committed_at = chrono::Utc::now().timestamp_micros();
-        if let Ok(mut latency) = self.stats.latency_us.lock() {
-            for tick in pending.ticks.iter().filter(|t| t.produced_at > 0) {
-                latency.saturating_record((committed_at - tick.produced_at).max(0) as u64);
-            }
-        }
+        self.stats.committed(&pending.ticks);
         if !self.drain_targets.is_empty() {
             for ((topic, p), (next, _)) in &pending.offsets {
                 if self

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
+use super::ProcessStats;
 use crate::retry::{self, Backoff, Failure};
 use crate::store::{Store, StoreError};
 
@@ -18,9 +19,9 @@ const PER_ROUND: usize = 256;
 const GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Recomputes stale rollups as they appear; returns only with an error retrying cannot fix.
-pub async fn follow(store: &Store) -> anyhow::Error {
+pub async fn follow(store: &Store, stats: &ProcessStats) -> anyhow::Error {
     loop {
-        match round(store).await {
+        match round(store, stats).await {
             Ok(0) => tokio::time::sleep(IDLE).await,
             Ok(_) => {}
             Err(e) => return e,
@@ -29,14 +30,17 @@ pub async fn follow(store: &Store) -> anyhow::Error {
 }
 
 /// Recomputes until nothing is stale (`process --drain`, once the writers are done).
-pub async fn catch_up(store: &Store) -> Result<()> {
-    while round(store).await? > 0 {}
+pub async fn catch_up(store: &Store, stats: &ProcessStats) -> Result<()> {
+    while round(store, stats).await? > 0 {}
     Ok(())
 }
 
 /// One round over the longest-stale symbols; how many there were.
-async fn round(store: &Store) -> Result<usize> {
+async fn round(store: &Store, stats: &ProcessStats) -> Result<usize> {
     let never = CancellationToken::new();
+    // Symbols with rows committed before the stale ones are read: those not stale then have
+    // rollups that include them already (or the rows changed nothing).
+    let committed_before = stats.symbols_awaiting_rollups();
     let stale = retry::retry(
         "reading stale rollups",
         Backoff::service(Some(GIVE_UP)),
@@ -47,6 +51,8 @@ async fn round(store: &Store) -> Result<usize> {
     .await
     .map_err(Failure::into_inner)?;
     for symbol in &stale {
+        // Taken before the range: every row counted here is committed, so in the recompute.
+        let awaiting = stats.awaiting_rollups(symbol);
         retry::retry(
             "recomputing rollups",
             Backoff::service(Some(GIVE_UP)),
@@ -56,6 +62,10 @@ async fn round(store: &Store) -> Result<usize> {
         )
         .await
         .map_err(Failure::into_inner)?;
+        stats.rolled_up(&awaiting);
+    }
+    for symbol in committed_before.iter().filter(|s| !stale.contains(s)) {
+        stats.rolled_up(&stats.awaiting_rollups(symbol));
     }
     Ok(stale.len())
 }

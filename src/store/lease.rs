@@ -193,13 +193,18 @@ impl Store {
         Ok(renewed.rows_affected() == 1)
     }
 
-    /// Gives the claim up, so the next processor need not wait for it to expire.
+    /// Gives the claim up, so the next processor need not wait for it to expire (a MySQL that
+    /// does not answer within the statement deadline is left to let it expire).
     pub async fn release(&self, claim: &Claim) {
-        let released = sqlx::query("DELETE FROM processor_leases WHERE Topic = ? AND Owner = ?")
-            .bind(&claim.topic)
-            .bind(&claim.owner)
-            .execute(&self.pool)
-            .await;
+        let released = timed(
+            "releasing the processor claim",
+            self.statement_timeout,
+            sqlx::query("DELETE FROM processor_leases WHERE Topic = ? AND Owner = ?")
+                .bind(&claim.topic)
+                .bind(&claim.owner)
+                .execute(&self.pool),
+        )
+        .await;
         if let Err(e) = released {
             tracing::warn!(
                 topic = claim.topic,
