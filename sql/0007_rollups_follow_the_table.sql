@@ -7,20 +7,21 @@
 -- From_Minute: stale since (NULL: nothing new since the rollup stage took the row's range).
 -- Working_From: the range the rollup stage has taken and not finished (a crash leaves it, and
 -- the next round takes it again).
-CREATE TABLE rollup_pending (
-    Bank_Name    VARCHAR(64) NOT NULL,
+CREATE TABLE IF NOT EXISTS rollup_pending (
+    -- Compared as stock_data compares it: byte for byte (AAPL and aapl are two symbols).
+    Bank_Name    VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     From_Minute  DATETIME    NULL,
     Working_From DATETIME    NULL,
     PRIMARY KEY (Bank_Name)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
-CREATE TRIGGER stock_data_marks_inserts AFTER INSERT ON stock_data FOR EACH ROW
+CREATE TRIGGER IF NOT EXISTS stock_data_marks_inserts AFTER INSERT ON stock_data FOR EACH ROW
     INSERT INTO rollup_pending (Bank_Name, From_Minute)
     VALUES (NEW.Bank_Name, DATE_FORMAT(NEW.`Timestamp`, '%Y-%m-%d %H:%i:00'))
     ON DUPLICATE KEY UPDATE From_Minute = LEAST(COALESCE(From_Minute, VALUES(From_Minute)),
                                                 VALUES(From_Minute));
 
-CREATE TRIGGER stock_data_marks_updates AFTER UPDATE ON stock_data FOR EACH ROW
+CREATE TRIGGER IF NOT EXISTS stock_data_marks_updates AFTER UPDATE ON stock_data FOR EACH ROW
 BEGIN
     INSERT INTO rollup_pending (Bank_Name, From_Minute)
     VALUES (NEW.Bank_Name, DATE_FORMAT(NEW.`Timestamp`, '%Y-%m-%d %H:%i:00'))
@@ -32,10 +33,11 @@ BEGIN
                                                 VALUES(From_Minute));
 END;
 
-CREATE TRIGGER stock_data_marks_deletes AFTER DELETE ON stock_data FOR EACH ROW
+CREATE TRIGGER IF NOT EXISTS stock_data_marks_deletes AFTER DELETE ON stock_data FOR EACH ROW
     INSERT INTO rollup_pending (Bank_Name, From_Minute)
     VALUES (OLD.Bank_Name, DATE_FORMAT(OLD.`Timestamp`, '%Y-%m-%d %H:%i:00'))
     ON DUPLICATE KEY UPDATE From_Minute = LEAST(COALESCE(From_Minute, VALUES(From_Minute)),
                                                 VALUES(From_Minute));
 
--- Rows stored before this migration have their rollups already.
+-- Rows stored before this migration have their rollups already. TRUNCATE fires no trigger:
+-- after truncating stock_data, truncate the rollup tables too.

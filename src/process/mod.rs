@@ -50,19 +50,20 @@ pub struct ProcessStats {
     /// Ticks whose prices were rounded to the stored places (`ingest.excess_decimals`).
     pub rounded: AtomicU64,
     pub batches: AtomicU64,
-    /// Seconds each batch took to commit (rows, rollups and offsets), retries included.
+    /// Seconds each batch took to commit (rows, refused records and offsets), retries included.
     pub commit_seconds: Histogram,
     /// Microseconds from a row's `produced_at` (the producer's clock) to its commit.
     pub latency_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
     /// Microseconds from a row's `produced_at` to its symbol's bars and latest quote
     /// including it (what the dashboard and BI then read).
     pub quote_latency_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
-    /// `produced_at` of committed rows whose rollups are not computed yet, per symbol.
-    awaiting_rollups: std::sync::Mutex<BTreeMap<String, Vec<i64>>>,
+    /// `produced_at` of committed rows whose rollups are not computed yet, per symbol, and
+    /// how many there are in all.
+    awaiting_rollups: std::sync::Mutex<(BTreeMap<String, Vec<i64>>, usize)>,
 }
 
-/// Rows per symbol whose wait for the rollups is measured at once (beyond: not measured).
-const MEASURED_PER_SYMBOL: usize = 100_000;
+/// Rows whose wait for the rollups is measured at once (beyond: not measured), all symbols.
+const MEASURED_AT_ONCE: usize = 1_000_000;
 
 impl ProcessStats {
     /// Rows of `ticks` committed now: their commit latency, and their wait for the rollups.
@@ -75,29 +76,50 @@ impl ProcessStats {
             }
         }
         if let Ok(mut awaiting) = self.awaiting_rollups.lock() {
+            let (by_symbol, count) = &mut *awaiting;
             for tick in produced {
-                let times = awaiting.entry(tick.symbol.clone()).or_default();
-                if times.len() < MEASURED_PER_SYMBOL {
-                    times.push(tick.produced_at);
+                if *count >= MEASURED_AT_ONCE {
+                    break;
                 }
+                match by_symbol.get_mut(&tick.symbol) {
+                    Some(times) => times.push(tick.produced_at),
+                    None => {
+                        by_symbol.insert(tick.symbol.clone(), vec![tick.produced_at]);
+                    }
+                }
+                *count += 1;
             }
         }
     }
 
     /// The committed rows of `symbol` not yet in its rollups (taken: the caller reports them).
     fn awaiting_rollups(&self, symbol: &str) -> Vec<i64> {
-        self.awaiting_rollups
-            .lock()
-            .ok()
-            .and_then(|mut awaiting| awaiting.remove(symbol))
-            .unwrap_or_default()
+        let Ok(mut awaiting) = self.awaiting_rollups.lock() else {
+            return Vec::new();
+        };
+        let (by_symbol, count) = &mut *awaiting;
+        let taken = by_symbol.remove(symbol).unwrap_or_default();
+        *count -= taken.len();
+        taken
+    }
+
+    /// Puts back what [`Self::awaiting_rollups`] took when the rollups were not computed.
+    fn not_yet_rolled_up(&self, symbol: &str, produced: Vec<i64>) {
+        if let Ok(mut awaiting) = self.awaiting_rollups.lock() {
+            let (by_symbol, count) = &mut *awaiting;
+            *count += produced.len();
+            by_symbol
+                .entry(symbol.to_string())
+                .or_default()
+                .extend(produced);
+        }
     }
 
     /// Symbols with committed rows not yet counted as in their rollups.
     fn symbols_awaiting_rollups(&self) -> Vec<String> {
         self.awaiting_rollups
             .lock()
-            .map(|awaiting| awaiting.keys().cloned().collect())
+            .map(|awaiting| awaiting.0.keys().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -188,7 +210,7 @@ async fn consume(
         n
     };
     // Partitions are split among the writers: each commits its own partitions' rows,
-    // rollups and offsets, and a symbol lives on one partition, so their transactions touch
+    // refused records and offsets, and a symbol lives on one partition, so their transactions touch
     // different rows and each partition stays exactly once.
     let writers = config.process.writers;
     let stop_fetching = cancel.child_token();
@@ -279,13 +301,19 @@ async fn consume(
         written = futures::future::try_join_all(runs) => written.map(|_| ()),
         failure = fetch_failure => Err(failure),
         lost = keep_claim(store, claim) => Err(lost.into()),
-        failed = rollups::follow(store, &stats) => Err(failed.context("the rollup stage failed")),
+        failed = rollups::follow(store, &stats, claim) => {
+            Err(failed.context("the rollup stage failed"))
+        }
     };
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
-    // Drained: the rollups of everything committed are computed before the run ends.
-    if options.drain && result.is_ok() {
-        rollups::catch_up(store, &stats).await?;
+    // Drained: the rollups of everything committed are computed before the run ends (the
+    // claim still renewed; Ctrl-C still heard).
+    if options.drain && result.is_ok() && !cancel.is_cancelled() {
+        tokio::select! {
+            caught_up = rollups::catch_up(store, &stats, claim, &cancel) => caught_up?,
+            lost = keep_claim(store, claim) => return Err(lost.into()),
+        }
     }
     result
 }

@@ -2,6 +2,7 @@
 //! `stock_data`, whoever wrote it, by recomputing the symbols the table's trigger marked stale
 //! (`rollup_pending`), each in transactions of its own, beside the writers.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -9,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ProcessStats;
 use crate::retry::{self, Backoff, Failure};
-use crate::store::{Store, StoreError};
+use crate::store::{Claim, Refreshed, Store, StoreError};
 
-/// Pause when nothing is stale.
+/// Pause when nothing is stale (or what is stale is held by writers).
 const IDLE: Duration = Duration::from_millis(100);
 /// Stale symbols taken per round.
 const PER_ROUND: usize = 256;
@@ -19,53 +20,112 @@ const PER_ROUND: usize = 256;
 const GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Recomputes stale rollups as they appear; returns only with an error retrying cannot fix.
-pub async fn follow(store: &Store, stats: &ProcessStats) -> anyhow::Error {
+pub async fn follow(store: &Store, stats: &ProcessStats, claim: &Claim) -> anyhow::Error {
+    let never = CancellationToken::new();
     loop {
-        match round(store, stats).await {
-            Ok(0) => tokio::time::sleep(IDLE).await,
+        match round(store, stats, claim, &never).await {
+            Ok(Round { done: 0, .. }) => tokio::time::sleep(IDLE).await,
             Ok(_) => {}
             Err(e) => return e,
         }
     }
 }
 
-/// Recomputes until nothing is stale (`process --drain`, once the writers are done).
-pub async fn catch_up(store: &Store, stats: &ProcessStats) -> Result<()> {
-    while round(store, stats).await? > 0 {}
+/// Recomputes, once each, the symbols stale when the writers finished (`process --drain`):
+/// the rollups then include every row committed before. Symbols others keep writing do not
+/// hold it up.
+pub async fn catch_up(
+    store: &Store,
+    stats: &ProcessStats,
+    claim: &Claim,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let mut left: BTreeSet<String> = stale(store, usize::MAX, cancel)
+        .await?
+        .into_iter()
+        .collect();
+    while !left.is_empty() && !cancel.is_cancelled() {
+        let mut held = BTreeSet::new();
+        for symbol in &left {
+            let awaiting = stats.awaiting_rollups(symbol);
+            match refresh(store, symbol, claim, cancel).await? {
+                Refreshed::Done => stats.rolled_up(&awaiting),
+                Refreshed::Skipped => {
+                    stats.not_yet_rolled_up(symbol, awaiting);
+                    held.insert(symbol.clone());
+                }
+            }
+        }
+        if !held.is_empty() {
+            tokio::time::sleep(IDLE).await;
+        }
+        left = held;
+    }
     Ok(())
 }
 
-/// One round over the longest-stale symbols; how many there were.
-async fn round(store: &Store, stats: &ProcessStats) -> Result<usize> {
-    let never = CancellationToken::new();
+/// What a round did.
+struct Round {
+    done: usize,
+}
+
+/// One round over the longest-stale symbols.
+async fn round(
+    store: &Store,
+    stats: &ProcessStats,
+    claim: &Claim,
+    never: &CancellationToken,
+) -> Result<Round> {
     // Symbols with rows committed before the stale ones are read: those not stale then have
     // rollups that include them already (or the rows changed nothing).
     let committed_before = stats.symbols_awaiting_rollups();
-    let stale = retry::retry(
-        "reading stale rollups",
-        Backoff::service(Some(GIVE_UP)),
-        &never,
-        || store.stale_symbols(PER_ROUND),
-        StoreError::verdict,
-    )
-    .await
-    .map_err(Failure::into_inner)?;
+    let stale = stale(store, PER_ROUND, never).await?;
+    let mut done = 0;
     for symbol in &stale {
         // Taken before the range: every row counted here is committed, so in the recompute.
         let awaiting = stats.awaiting_rollups(symbol);
-        retry::retry(
-            "recomputing rollups",
-            Backoff::service(Some(GIVE_UP)),
-            &never,
-            || store.refresh_rollups(symbol),
-            StoreError::verdict,
-        )
-        .await
-        .map_err(Failure::into_inner)?;
-        stats.rolled_up(&awaiting);
+        match refresh(store, symbol, claim, never).await? {
+            Refreshed::Done => {
+                stats.rolled_up(&awaiting);
+                done += 1;
+            }
+            Refreshed::Skipped => stats.not_yet_rolled_up(symbol, awaiting),
+        }
     }
-    for symbol in committed_before.iter().filter(|s| !stale.contains(s)) {
-        stats.rolled_up(&stats.awaiting_rollups(symbol));
+    // A short list is every stale symbol: the others' rows are in their rollups.
+    if stale.len() < PER_ROUND {
+        for symbol in committed_before.iter().filter(|s| !stale.contains(s)) {
+            stats.rolled_up(&stats.awaiting_rollups(symbol));
+        }
     }
-    Ok(stale.len())
+    Ok(Round { done })
+}
+
+async fn stale(store: &Store, limit: usize, cancel: &CancellationToken) -> Result<Vec<String>> {
+    retry::retry(
+        "reading stale rollups",
+        Backoff::service(Some(GIVE_UP)),
+        cancel,
+        || store.stale_symbols(limit),
+        StoreError::verdict,
+    )
+    .await
+    .map_err(|failure| failure.into_inner().into())
+}
+
+async fn refresh(
+    store: &Store,
+    symbol: &str,
+    claim: &Claim,
+    cancel: &CancellationToken,
+) -> Result<Refreshed> {
+    retry::retry(
+        "recomputing rollups",
+        Backoff::service(Some(GIVE_UP)),
+        cancel,
+        || store.refresh_rollups(symbol, claim),
+        StoreError::verdict,
+    )
+    .await
+    .map_err(|failure: Failure<StoreError>| failure.into_inner().into())
 }

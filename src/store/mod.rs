@@ -16,6 +16,7 @@ pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, upsert_
 pub use error::StoreError;
 pub use lease::{CLAIM_TTL, Claim, RENEW_EVERY};
 pub use read::Quote;
+pub use rollups::Refreshed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

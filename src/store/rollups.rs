@@ -18,6 +18,7 @@ use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::Store;
 use super::error::{StoreError, timed};
+use super::lease::{self, Claim};
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
 use crate::tick::Tick;
 
@@ -115,7 +116,7 @@ impl Store {
                  ORDER BY LEAST(COALESCE(From_Minute, Working_From), \
                                 COALESCE(Working_From, From_Minute)) LIMIT ?",
             )
-            .bind(limit as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool),
         )
         .await?;
@@ -124,9 +125,11 @@ impl Store {
 
     /// Recomputes `symbol`'s stale rollups. First, briefly, it takes the stale range (writers
     /// who touch the symbol meanwhile mark it stale again); then it recomputes from a snapshot
-    /// that sees every row committed before, and lets the range go. A run that stops between
-    /// the two leaves the range taken, and the next one takes it again.
-    pub async fn refresh_rollups(&self, symbol: &str) -> Result<()> {
+    /// that sees every row committed before, and lets go of the range it took. A run that
+    /// stops between the two leaves the range taken, and the next one takes it again. Only the
+    /// holder of `claim` commits the recompute. A range a writer holds locked right now (its
+    /// transaction is open) is skipped: `Skipped`, to be taken later.
+    pub async fn refresh_rollups(&self, symbol: &str, claim: &Claim) -> Result<Refreshed> {
         let deadline = self.statement_timeout;
         let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
         let taken: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>)> = timed(
@@ -134,15 +137,30 @@ impl Store {
             deadline,
             sqlx::query_as(
                 "SELECT From_Minute, Working_From FROM rollup_pending \
-                 WHERE Bank_Name = ? FOR UPDATE",
+                 WHERE Bank_Name = ? FOR UPDATE SKIP LOCKED",
             )
             .bind(symbol)
             .fetch_optional(&mut *tx),
         )
         .await?;
-        let Some(from) = taken.and_then(|(stale, working)| stale.into_iter().chain(working).min())
-        else {
-            return Ok(());
+        let Some(taken) = taken else {
+            // Gone (done by now), or locked by a writer whose transaction is open.
+            let present = timed(
+                "reading a stale range",
+                deadline,
+                sqlx::query("SELECT 1 FROM rollup_pending WHERE Bank_Name = ?")
+                    .bind(symbol)
+                    .fetch_optional(&mut *tx),
+            )
+            .await?;
+            return Ok(if present.is_some() {
+                Refreshed::Skipped
+            } else {
+                Refreshed::Done
+            });
+        };
+        let Some(from) = taken.0.into_iter().chain(taken.1).min() else {
+            return Ok(Refreshed::Done);
         };
         timed(
             "taking a stale range",
@@ -160,21 +178,60 @@ impl Store {
 
         // A new transaction: its snapshot is taken at its first read, after the range was.
         let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
+        lease::check(&mut tx, claim, deadline).await?;
         refresh(&mut tx, symbol, from.and_utc(), deadline).await?;
-        for release in [
-            "UPDATE rollup_pending SET Working_From = NULL WHERE Bank_Name = ?",
-            "DELETE FROM rollup_pending WHERE Bank_Name = ? AND From_Minute IS NULL",
-        ] {
-            timed(
+        // Let go of the range taken (not one taken since: a crashed run's is taken again), and
+        // of the row when nothing is stale. A writer's open transaction may hold the row: the
+        // recompute commits anyway, and the range is simply taken again later.
+        timed(
+            "releasing a stale range",
+            deadline,
+            sqlx::query("SET SESSION innodb_lock_wait_timeout = 5").execute(&mut *tx),
+        )
+        .await?;
+        let releases = [
+            sqlx::query(
+                "UPDATE rollup_pending SET Working_From = NULL \
+                 WHERE Bank_Name = ? AND Working_From = ?",
+            )
+            .bind(symbol)
+            .bind(from),
+            sqlx::query(
+                "DELETE FROM rollup_pending \
+                 WHERE Bank_Name = ? AND From_Minute IS NULL AND Working_From IS NULL",
+            )
+            .bind(symbol),
+        ];
+        for release in releases {
+            let released = timed(
                 "releasing a stale range",
                 deadline,
-                sqlx::query(release).bind(symbol).execute(&mut *tx),
+                release.execute(&mut *tx),
             )
-            .await?;
+            .await;
+            match released {
+                Err(StoreError::Transient { .. }) | Ok(_) => {}
+                Err(e) => return Err(e),
+            }
         }
+        timed(
+            "releasing a stale range",
+            deadline,
+            sqlx::query("SET SESSION innodb_lock_wait_timeout = DEFAULT").execute(&mut *tx),
+        )
+        .await?;
         timed("committing rollups", deadline, tx.commit()).await?;
-        Ok(())
+        Ok(Refreshed::Done)
     }
+}
+
+/// What became of a stale range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// Recomputed (or nothing was stale any more).
+    Done,
+    /// A writer's open transaction holds it: try again later.
+    Skipped,
 }
 
 /// Recomputes `symbol`'s bars and indicators from the minute holding `since` to its newest row,
