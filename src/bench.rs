@@ -68,7 +68,11 @@ pub struct Report {
     pub up_ready_seconds: f64,
     pub producer: Throughput,
     pub perf_test: Throughput,
+    /// Rows committed per second by `process --drain` (the rows' own time).
     pub processor: Throughput,
+    /// When the drain's rollups were all computed, as a multiple of the rows' own time (the
+    /// median run's).
+    pub rollups_time_factor: f64,
     pub load_data: Throughput,
     pub row_by_row: Throughput,
     pub latency: Vec<Latency>,
@@ -214,7 +218,11 @@ impl<'a> Bench<'a> {
             if out["rows"].as_u64() != Some(rows) {
                 bail!("the processor committed {} of {rows} rows", out["rows"]);
             }
-            processor.push((number(&out, "rows_per_second")?, 0.0));
+            let rows_seconds = number(&out, "rows_seconds")?.max(1e-9);
+            processor.push((
+                number(&out, "rows_per_second")?,
+                (rows_seconds + number(&out, "rollups_after_rows_seconds")?) / rows_seconds,
+            ));
             rss.processor = rss.processor.max(rss_mb);
             eprintln!(
                 "bench: run {}: producer {:.0} records/s, processor {:.0} rows/s",
@@ -249,6 +257,11 @@ impl<'a> Bench<'a> {
             producer: median(&producer, true),
             perf_test: median(&perf_test, true),
             processor: median(&processor, false),
+            rollups_time_factor: {
+                let mut runs = processor.clone();
+                runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                runs[runs.len() / 2].1
+            },
             load_data: median(&load_data, false),
             row_by_row: median(&[(row_by_row, 0.0)], false),
             latency,
@@ -619,6 +632,10 @@ pub fn render(r: &Report) -> String {
             "",
             format!("row-by-row INSERT {:.0} rows/s", r.row_by_row.per_second),
             ratio(r.processor.per_second, r.row_by_row.per_second)
+        ),
+        format!(
+            "{:<34} {:>26}   rollups of the drained rows done at {:.2}× the rows' own time",
+            "rollup stage (after the rows)", "", r.rollups_time_factor
         ),
         String::new(),
         "latency produce → committed row, and → in its bars and latest quote (HDR histograms)"

@@ -348,6 +348,11 @@ async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
     reporter.abort();
     result?;
     let elapsed = started.elapsed();
+    // A drain: the rows' own time, and how long their rollups took after.
+    let rows_elapsed = stats
+        .rows_drained_at
+        .get()
+        .map_or(elapsed, |at| at.duration_since(started));
     let rows = stats.rows.load(Ordering::Relaxed);
     let latency = stats.latency_us.lock().expect("no panic holds it").clone();
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
@@ -366,7 +371,9 @@ async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
                 "rounded": stats.rounded.load(Ordering::Relaxed),
                 "batches": stats.batches.load(Ordering::Relaxed),
                 "seconds": elapsed.as_secs_f64(),
-                "rows_per_second": rows as f64 / elapsed.as_secs_f64().max(1e-9),
+                "rows_seconds": rows_elapsed.as_secs_f64(),
+                "rows_per_second": rows as f64 / rows_elapsed.as_secs_f64().max(1e-9),
+                "rollups_after_rows_seconds": (elapsed - rows_elapsed).as_secs_f64(),
                 "latency_ms": {
                     "rows": latency.len(),
                     "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99), "max": ms(1.0),

@@ -42,6 +42,9 @@ fn bench_measures_every_stage_beside_its_anchor() {
         let per_second = report[figure]["per_second"].as_f64().unwrap();
         assert!(per_second > 0.0, "{figure}: {report}");
     }
+    // The rollups finish after the rows, never before.
+    let factor = report["rollups_time_factor"].as_f64().unwrap();
+    assert!(factor >= 1.0, "{report}");
     let latency = &report["latency"][0];
     assert_eq!(latency["rows"], 400, "2 s at 200 rows/s: {report}");
     let (p50, p99) = (

@@ -57,6 +57,8 @@ pub struct ProcessStats {
     /// Microseconds from a row's `produced_at` to its symbol's bars and latest quote
     /// including it (what the dashboard and BI then read).
     pub quote_latency_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    /// When a drain had committed every row (its rollups then still being computed).
+    pub rows_drained_at: std::sync::OnceLock<std::time::Instant>,
     /// `produced_at` of committed rows whose rollups are not computed yet, per symbol, and
     /// how many there are in all.
     awaiting_rollups: std::sync::Mutex<(BTreeMap<String, Vec<i64>>, usize)>,
@@ -146,6 +148,7 @@ impl Default for ProcessStats {
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             latency_us: std::sync::Mutex::new(latency_histogram()),
             quote_latency_us: std::sync::Mutex::new(latency_histogram()),
+            rows_drained_at: std::sync::OnceLock::new(),
             awaiting_rollups: Default::default(),
         }
     }
@@ -310,6 +313,7 @@ async fn consume(
     // Drained: the rollups of everything committed are computed before the run ends (the
     // claim still renewed; Ctrl-C still heard).
     if options.drain && result.is_ok() && !cancel.is_cancelled() {
+        let _ = stats.rows_drained_at.set(std::time::Instant::now());
         tokio::select! {
             caught_up = rollups::catch_up(store, &stats, claim, &cancel) => caught_up?,
             lost = keep_claim(store, claim) => return Err(lost.into()),
