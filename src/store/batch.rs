@@ -1,6 +1,6 @@
 //! The exactly-once batch write: in one transaction, a check that the processor still holds
-//! its claim on the topic, the batch's new or changed rows (whose trigger marks their symbols'
-//! rollups stale), the refused records (once per source) and the offsets the batch reached.
+//! its claim on the topic, the batch's new or changed rows with their symbols' rollups marked
+//! stale (`rollup_pending`), the refused records (once per source) and the offsets the batch reached.
 //! Either all of it commits or none of it; the rollups follow in transactions of their own.
 //!
 //! Every statement has a deadline, and every statement carries at most
@@ -114,7 +114,9 @@ impl Store {
         ) {
             refused.extend(self.isolating(tx, chunk, upsert_rows).await?);
         }
-        // The rollups follow from the rows: stock_data's trigger marked the symbols stale.
+        // The rollups follow from the rows: their symbols are stale from their earliest row on
+        // (marked here once per symbol; the per-row trigger leaves tickpipe's sessions alone).
+        mark_stale(tx, &changed, deadline).await?;
 
         let refused_rows: Vec<Reject> = refused
             .iter()
@@ -231,6 +233,36 @@ impl Store {
         }
         Ok(refused)
     }
+}
+
+/// Marks the rollups of the symbols of `rows` (in key order) stale from each one's earliest
+/// minute, in one statement in symbol order (writers lock `rollup_pending` rows alike).
+async fn mark_stale(
+    tx: &mut MySqlConnection,
+    rows: &[&Tick],
+    deadline: std::time::Duration,
+) -> Result<(), StoreError> {
+    let mut earliest: Vec<&Tick> = rows.to_vec();
+    earliest.dedup_by(|later, first| later.symbol == first.symbol);
+    for chunk in earliest.chunks(ROWS_PER_STATEMENT) {
+        let mut statement: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO rollup_pending (Bank_Name, From_Minute) ");
+        statement.push_values(chunk, |mut row, tick| {
+            row.push_bind(&tick.symbol)
+                .push_bind(crate::rollup::minute(tick.timestamp).naive_utc());
+        });
+        statement.push(
+            " ON DUPLICATE KEY UPDATE From_Minute = \
+             LEAST(COALESCE(From_Minute, VALUES(From_Minute)), VALUES(From_Minute))",
+        );
+        timed(
+            "marking rollups stale",
+            deadline,
+            statement.build().execute(&mut *tx),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Takes the row locks of the batch's symbols in `symbol_locks`, in one sorted statement.

@@ -238,6 +238,9 @@ pub async fn connect_pool(
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute("SET time_zone = '+00:00'").await?;
+                        // tickpipe's writers mark a batch's stale rollups themselves, once per
+                        // symbol; stock_data's trigger marks every other writer's rows.
+                        conn.execute("SET @tickpipe_marks_rollups = 1").await?;
                         // A transaction of ours left idle (a paused process) ends, releasing
                         // its locks. MariaDB only: MySQL has no such setting (1193).
                         let idle = format!(
