@@ -34,15 +34,13 @@ async fn scalar_text(pool: &sqlx::MySqlPool, sql: &'static str) -> String {
 
 /// Sends raw message values to a topic with rskafka (as a foreign producer would).
 /// Kafka client settings for a login, as the Java producer takes them (`key=value` arguments).
-fn java_login((user, password): &(String, String)) -> [String; 3] {
-    [
-        "security.protocol=SASL_PLAINTEXT".into(),
-        "sasl.mechanism=SCRAM-SHA-512".into(),
-        format!(
-            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
-             username=\"{user}\" password=\"{password}\";"
-        ),
-    ]
+fn java_login(broker: &tickpipe::broker::Endpoint) -> Vec<String> {
+    let login = broker.login.as_ref().expect("a login");
+    login
+        .client_properties()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 async fn send_raw(
@@ -364,7 +362,7 @@ async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
             "/tests/java/TransactionalProducer.java"
         ))
         .args([&appliance.bootstrap(), "txn_ticks", "2"])
-        .args(java_login(&appliance.kafka_login("admin")));
+        .args(java_login(&appliance.broker_admin()));
     let output = feed(producer, &input);
     assert!(
         output.status.success(),

@@ -181,14 +181,9 @@ async fn one_processor_per_topic_even_across_a_mariadb_restart_and_a_paused_hold
 }
 
 /// A raw connection to `url`'s host and port.
+/// A connection to `url`'s port.
 fn connect(url: &str) -> TcpStream {
-    let address = url.trim_start_matches("http://").trim_end_matches('/');
-    let address = address.replace("localhost", "127.0.0.1");
-    let stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
+    try_connect(url).unwrap_or_else(|| panic!("no connection to {url}"))
 }
 
 /// The first bytes the server sends on `stream` (after `request`, if any).
@@ -370,24 +365,6 @@ async fn a_new_database_has_no_port_until_root_is_secured_and_strange_accounts_a
     assert!(runs[2].contains(&format!("port: {port} ")), "{runs:?}");
 }
 
-/// The broker as a login of the appliance (`"admin"`, `"app"`, `"reader"`), or with a password
-/// of one's own.
-fn login_as(
-    appliance: &Appliance,
-    who: &str,
-    password: Option<&str>,
-) -> tickpipe::broker::Endpoint {
-    let (username, known) = appliance.kafka_login(who);
-    tickpipe::broker::Endpoint {
-        bootstrap: appliance.bootstrap(),
-        login: Some(tickpipe::broker::Login {
-            mechanism: tickpipe::broker::SaslMechanism::ScramSha512,
-            username,
-            password: password.map_or(known, str::to_string),
-        }),
-    }
-}
-
 fn record(value: &str) -> rskafka::record::Record {
     rskafka::record::Record {
         key: Some(b"SECBANK".to_vec()),
@@ -412,11 +389,13 @@ async fn the_broker_admits_only_its_logins_and_a_reader_can_neither_write_nor_al
     let bootstrap = appliance.bootstrap();
     let anonymous = Broker::connect(&Endpoint::open(&bootstrap), short).await;
     assert!(anonymous.is_err(), "a client without a login was let in");
-    let wrong = Broker::connect(&login_as(appliance, "app", Some("guess")), short).await;
+    let mut guess = appliance.broker_as("app");
+    guess.login.as_mut().unwrap().password = "guess".into();
+    let wrong = Broker::connect(&guess, short).await;
     assert!(wrong.is_err(), "a wrong password was let in");
 
     // The stages' login writes; the reader's cannot.
-    let app = Broker::connect(&login_as(appliance, "app", None), deadline)
+    let app = Broker::connect(&appliance.broker_as("app"), deadline)
         .await
         .unwrap();
     let written = app.partition("sec_ticks", 0).await.unwrap();
@@ -427,7 +406,7 @@ async fn the_broker_admits_only_its_logins_and_a_reader_can_neither_write_nor_al
         )
         .await
         .unwrap();
-    let reader = Broker::connect(&login_as(appliance, "reader", None), deadline)
+    let reader = Broker::connect(&appliance.broker_as("reader"), deadline)
         .await
         .unwrap();
     let refused = reader

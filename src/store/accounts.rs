@@ -4,7 +4,9 @@
 use anyhow::{Context, Result, bail};
 use sha1::{Digest, Sha1};
 use sqlx::AssertSqlSafe;
-use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
+use sqlx::mysql::MySqlPool;
+
+use super::error::server_error_number;
 
 /// MySQL's `mysql_native_password` hash of a password (`*` + hex SHA1(SHA1(password))), so
 /// the plain password never appears in SQL text.
@@ -106,11 +108,8 @@ fn is_server_error(error: &anyhow::Error, number: u16) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<sqlx::Error>()
-            .and_then(|e| match e {
-                sqlx::Error::Database(db) => db.try_downcast_ref::<MySqlDatabaseError>(),
-                _ => None,
-            })
-            .is_some_and(|db| db.number() == number)
+            .and_then(server_error_number)
+            == Some(number)
     })
 }
 

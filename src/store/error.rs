@@ -55,9 +55,7 @@ impl StoreError {
     /// Sorts a sqlx error by what can be done about it.
     pub fn classify(what: &'static str, error: sqlx::Error) -> StoreError {
         let number = match &error {
-            sqlx::Error::Database(db) => db
-                .try_downcast_ref::<MySqlDatabaseError>()
-                .map(MySqlDatabaseError::number),
+            sqlx::Error::Database(_) => server_error_number(&error),
             // The connection broke or never came: the server may be back soon.
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
@@ -101,6 +99,16 @@ impl StoreError {
             | StoreError::ClaimLost { .. }
             | StoreError::Permanent { .. } => Verdict::Stop,
         }
+    }
+}
+
+/// The MySQL server's error number of an error, if the server sent one.
+pub fn server_error_number(error: &sqlx::Error) -> Option<u16> {
+    match error {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(MySqlDatabaseError::number),
+        _ => None,
     }
 }
 

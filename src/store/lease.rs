@@ -18,7 +18,7 @@ use rand::Rng;
 use sqlx::{MySqlConnection, Row};
 
 use super::Store;
-use super::error::{StoreError, timed};
+use super::error::{StoreError, server_error_number, timed};
 
 /// How long a claim lasts unless renewed.
 pub const CLAIM_TTL: Duration = Duration::from_secs(15);
@@ -118,10 +118,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await;
         let held = match held {
-            Err(sqlx::Error::Database(e))
-                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                    .is_some_and(|e| e.number() == LOCK_WAIT_TIMEOUT) =>
-            {
+            Err(e) if server_error_number(&e) == Some(LOCK_WAIT_TIMEOUT) => {
                 bail!(
                     "another processor is consuming {topic} into this database (it is \
                      committing a batch right now)"

@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::{Backoff, retry};
-use error::timed;
+use error::{server_error_number, timed};
 use serde::{Deserialize, Serialize};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Row};
@@ -237,10 +237,10 @@ pub async fn connect_pool(
                 // Every session works in UTC, whatever the server's zone.
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute("SET time_zone = '+00:00'").await?;
-                        // tickpipe's writers mark a batch's stale rollups themselves, once per
-                        // symbol; stock_data's trigger marks every other writer's rows.
-                        conn.execute("SET @tickpipe_marks_rollups = 1").await?;
+                        // UTC; and tickpipe's writers mark a batch's stale rollups themselves,
+                        // once per symbol (stock_data's trigger marks every other writer's rows).
+                        conn.execute("SET time_zone = '+00:00', @tickpipe_marks_rollups = 1")
+                            .await?;
                         // A transaction of ours left idle (a paused process) ends, releasing
                         // its locks. MariaDB only: MySQL has no such setting (1193).
                         let idle = format!(
@@ -248,9 +248,7 @@ pub async fn connect_pool(
                             lease::IDLE_TRANSACTION.as_secs()
                         );
                         match conn.execute(AssertSqlSafe(idle)).await {
-                            Err(sqlx::Error::Database(e))
-                                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                                    .is_some_and(|e| e.number() == UNKNOWN_VARIABLE) => {}
+                            Err(e) if server_error_number(&e) == Some(UNKNOWN_VARIABLE) => {}
                             other => {
                                 other?;
                             }
@@ -296,12 +294,8 @@ pub fn is_access_denied(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<StoreError>(),
-            Some(StoreError::Permanent {
-                source: sqlx::Error::Database(db),
-                ..
-            }) if db
-                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                .is_some_and(|e| e.number() == ACCESS_DENIED)
+            Some(StoreError::Permanent { source, .. })
+                if server_error_number(source) == Some(ACCESS_DENIED)
         )
     })
 }

@@ -219,9 +219,9 @@ impl Appliance {
         (format!("tickpipe_{who}"), password)
     }
 
-    /// The broker as its administrator (creates and deletes topics).
-    pub fn broker_admin(&self) -> tickpipe::broker::Endpoint {
-        let (username, password) = self.kafka_login("admin");
+    /// The broker as one of its logins (`"admin"`, `"app"`, `"reader"`).
+    pub fn broker_as(&self, who: &str) -> tickpipe::broker::Endpoint {
+        let (username, password) = self.kafka_login(who);
         tickpipe::broker::Endpoint {
             bootstrap: self.bootstrap(),
             login: Some(tickpipe::broker::Login {
@@ -230,6 +230,11 @@ impl Appliance {
                 password,
             }),
         }
+    }
+
+    /// The broker as its administrator (creates and deletes topics).
+    pub fn broker_admin(&self) -> tickpipe::broker::Endpoint {
+        self.broker_as("admin")
     }
 
     /// The Kafka client settings `up` wrote for a login (`"admin"`, `"app"`, `"reader"`).
