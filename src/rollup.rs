@@ -25,6 +25,8 @@ use crate::tick::VOLUME_SCALE;
 
 /// Bars the longest indicator looks back over.
 pub const LOOKBACK: usize = 50;
+/// The moving averages' windows (bars): SMA_20 and SMA_50.
+const SMA_WINDOWS: [usize; 2] = [20, 50];
 /// Decimal places of stored SMA and VWAP values.
 const INDICATOR_DP: u32 = 8;
 
@@ -264,6 +266,11 @@ pub struct Indicators {
 pub struct IndicatorState {
     /// Closes of up to the last [`LOOKBACK`] bars, oldest first.
     closes: VecDeque<Decimal>,
+    /// The log returns between those closes (one fewer), oldest first.
+    returns: VecDeque<f64>,
+    /// Sums of the last [`SMA_WINDOWS`] closes (exact: sums of decimals), kept as bars come
+    /// rather than added up again for every bar.
+    sums: [Decimal; 2],
     ema_20: Option<f64>,
     session: Option<NaiveDate>,
     session_volume: VolumeSum,
@@ -277,14 +284,11 @@ impl IndicatorState {
         closes: impl IntoIterator<Item = Decimal>,
         last: Option<(DateTime<Utc>, f64, VolumeSum, Decimal)>,
     ) -> IndicatorState {
-        let mut closes: VecDeque<Decimal> = closes.into_iter().collect();
-        while closes.len() > LOOKBACK {
-            closes.pop_front();
+        let mut state = IndicatorState::default();
+        for close in closes {
+            // Closes come from DECIMAL(22,8) columns: their sums fit.
+            let _ = state.push_close(close);
         }
-        let mut state = IndicatorState {
-            closes,
-            ..Default::default()
-        };
         if let Some((start, ema, volume, turnover)) = last {
             state.ema_20 = Some(ema);
             state.session = Some(start.date_naive());
@@ -296,10 +300,7 @@ impl IndicatorState {
 
     /// Indicators of `bar`, the bar after those already seen.
     pub fn next(&mut self, bar: &Bar) -> Result<Indicators, OutOfRange> {
-        if self.closes.len() == LOOKBACK {
-            self.closes.pop_front();
-        }
-        self.closes.push_back(bar.close);
+        self.push_close(bar.close)?;
 
         // A close converts to f64 (any Decimal does); a non-finite stored EMA restarts it.
         let close = bar.close.to_f64().unwrap_or(f64::NAN);
@@ -349,35 +350,46 @@ impl IndicatorState {
         })
     }
 
-    /// Mean close of the last `n` bars.
+    /// Takes `close` into the windows: the oldest close leaves each full one.
+    fn push_close(&mut self, close: Decimal) -> Result<(), OutOfRange> {
+        for (sum, n) in self.sums.iter_mut().zip(SMA_WINDOWS) {
+            let leaving = self.closes.len().checked_sub(n).map(|i| self.closes[i]);
+            *sum = sum
+                .checked_add(close)
+                .and_then(|sum| sum.checked_sub(leaving.unwrap_or_default()))
+                .ok_or(OutOfRange("a moving average"))?;
+        }
+        if self.closes.len() == LOOKBACK {
+            self.closes.pop_front();
+            self.returns.pop_front();
+        }
+        if let Some(previous) = self.closes.back() {
+            let ratio = close.to_f64().unwrap_or(f64::NAN) / previous.to_f64().unwrap_or(f64::NAN);
+            self.returns.push_back(ratio.ln());
+        }
+        self.closes.push_back(close);
+        Ok(())
+    }
+
+    /// Mean close of the last `n` bars (`n` one of [`SMA_WINDOWS`]).
     fn sma(&self, n: usize) -> Option<Decimal> {
         if self.closes.len() < n {
             return None;
         }
-        // Fifty closes of at most 10^14 each cannot overflow; checked all the same.
-        let sum = self
-            .closes
-            .iter()
-            .rev()
-            .take(n)
-            .try_fold(Decimal::ZERO, |sum, close| sum.checked_add(*close))?;
-        Some((sum / Decimal::from(n)).round_dp(INDICATOR_DP))
+        let window = SMA_WINDOWS.iter().position(|&w| w == n)?;
+        // n is 20 or 50: the mean of 8-place closes has a finite expansion, so the sum's
+        // order of additions cannot change it.
+        Some((self.sums[window] / Decimal::from(n)).round_dp(INDICATOR_DP))
     }
 
     /// Sample standard deviation of the last `n` one-bar log returns.
     fn volatility(&self, n: usize) -> Option<f64> {
-        if self.closes.len() < n + 1 {
+        if self.returns.len() < n {
             return None;
         }
-        let closes: Vec<f64> = self
-            .closes
-            .iter()
-            .skip(self.closes.len() - (n + 1))
-            .map(|c| c.to_f64().unwrap_or(f64::NAN))
-            .collect();
-        let returns: Vec<f64> = closes.windows(2).map(|w| (w[1] / w[0]).ln()).collect();
-        let mean = returns.iter().sum::<f64>() / n as f64;
-        let variance = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let returns = self.returns.range(self.returns.len() - n..);
+        let mean = returns.clone().sum::<f64>() / n as f64;
+        let variance = returns.map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         // A close of zero from another writer makes a log return infinite: no figure then.
         Some(variance.sqrt()).filter(|v| v.is_finite())
     }
@@ -456,6 +468,29 @@ mod tests {
         // Same volume on every bar: VWAP is the mean close so far.
         assert_eq!(values[19].vwap, Some(dec!(10.5)));
         assert_eq!(values[19].volatility_20, None);
+    }
+
+    #[test]
+    fn moving_averages_kept_as_bars_come_equal_the_mean_of_each_window() {
+        // Closes of 0 to 8 places, so the running sums carry scales the window no longer has.
+        let closes: Vec<Decimal> = (0..300_i64)
+            .map(|i| Decimal::new(1_000_000_000 + i * 7_919 % 100_003, (i % 9) as u32))
+            .collect();
+        let bars: Vec<Bar> = closes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| row(i as i64, 0, *c, 1))
+            .collect();
+        let values = indicators(&bars).unwrap();
+        for (i, value) in values.iter().enumerate() {
+            for (n, sma) in [(20, value.sma_20), (50, value.sma_50)] {
+                let expected = (i + 1 >= n).then(|| {
+                    let sum: Decimal = closes[i + 1 - n..=i].iter().sum();
+                    (sum / Decimal::from(n)).round_dp(INDICATOR_DP)
+                });
+                assert_eq!(sma, expected, "SMA_{n} of bar {i}");
+            }
+        }
     }
 
     #[test]

@@ -247,40 +247,48 @@ pub async fn run(
 /// `topic/partition/offset`, with `@` and the start of the topic's id when the broker reports
 /// one, so a recreated topic's records never share a source with the old one's.
 fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, reading: Reading) -> Fetched {
-    fetched.ticks.reserve(records.len());
     let incarnation = fetched
         .topic_id
         .as_ref()
         .map(|id| format!("@{}", &id[..id.len().min(8)]))
         .unwrap_or_default();
+    // Where a refused record came from (built only for those: most records are good).
+    let coordinates = |offset: i64| {
+        format!(
+            "{}/{}/{offset}{incarnation}",
+            fetched.topic, fetched.partition
+        )
+    };
+    let (mut ticks, mut rejects, mut rounded) = (Vec::with_capacity(records.len()), Vec::new(), 0);
     for record in records {
-        let coordinates = format!(
-            "{}/{}/{}{incarnation}",
-            fetched.topic, fetched.partition, record.offset
-        );
         let value = record.record.value.unwrap_or_default();
         match fetched.kind {
             TopicKind::Ticks => match Tick::read_json(&value, reading) {
-                Ok((tick, rounded)) => {
-                    fetched.rounded += u64::from(rounded);
-                    fetched.ticks.push(tick)
+                Ok((tick, was_rounded)) => {
+                    rounded += u64::from(was_rounded);
+                    ticks.push(tick)
                 }
-                Err(reason) => {
-                    fetched
-                        .rejects
-                        .push(Reject::new(coordinates, "process", reason, &value))
-                }
+                Err(reason) => rejects.push(Reject::new(
+                    coordinates(record.offset),
+                    "process",
+                    reason,
+                    &value,
+                )),
             },
             TopicKind::DeadLetters => match Reject::from_json(&value) {
-                Ok(reject) => fetched.rejects.push(reject),
-                Err(reason) => {
-                    fetched
-                        .rejects
-                        .push(Reject::new(coordinates, "process", reason, &value))
-                }
+                Ok(reject) => rejects.push(reject),
+                Err(reason) => rejects.push(Reject::new(
+                    coordinates(record.offset),
+                    "process",
+                    reason,
+                    &value,
+                )),
             },
         }
     }
+    fetched.ticks.extend(ticks);
+    fetched.rejects.extend(rejects);
+    fetched.rounded += rounded;
     fetched
 }
 

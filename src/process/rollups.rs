@@ -16,6 +16,9 @@ use crate::store::{Claim, Refreshed, Store, StoreError};
 const IDLE: Duration = Duration::from_millis(100);
 /// Stale symbols taken per round.
 const PER_ROUND: usize = 256;
+/// Symbols recomputed at once, each on its own connection: MySQL computes one while tickpipe
+/// sends or reads another.
+const AT_ONCE: usize = 2;
 /// A MySQL that fails this long stops the stage (the processor reports it and is restarted).
 const GIVE_UP: Duration = Duration::from_secs(300);
 
@@ -45,17 +48,12 @@ pub async fn catch_up(
         .into_iter()
         .collect();
     while !left.is_empty() && !cancel.is_cancelled() {
-        let mut held = BTreeSet::new();
-        for symbol in &left {
-            let awaiting = stats.awaiting_rollups(symbol);
-            match refresh(store, symbol, claim, cancel).await? {
-                Refreshed::Done => stats.rolled_up(&awaiting),
-                Refreshed::Skipped => {
-                    stats.not_yet_rolled_up(symbol, awaiting);
-                    held.insert(symbol.clone());
-                }
-            }
-        }
+        let held: BTreeSet<String> = refresh_all(store, stats, claim, cancel, &left)
+            .await?
+            .into_iter()
+            .filter(|(_, outcome)| *outcome == Refreshed::Skipped)
+            .map(|(symbol, _)| symbol)
+            .collect();
         if !held.is_empty() {
             tokio::time::sleep(IDLE).await;
         }
@@ -80,18 +78,11 @@ async fn round(
     // rollups that include them already (or the rows changed nothing).
     let committed_before = stats.symbols_awaiting_rollups();
     let stale = stale(store, PER_ROUND, never).await?;
-    let mut done = 0;
-    for symbol in &stale {
-        // Taken before the range: every row counted here is committed, so in the recompute.
-        let awaiting = stats.awaiting_rollups(symbol);
-        match refresh(store, symbol, claim, never).await? {
-            Refreshed::Done => {
-                stats.rolled_up(&awaiting);
-                done += 1;
-            }
-            Refreshed::Skipped => stats.not_yet_rolled_up(symbol, awaiting),
-        }
-    }
+    let done = refresh_all(store, stats, claim, never, &stale)
+        .await?
+        .iter()
+        .filter(|(_, outcome)| *outcome == Refreshed::Done)
+        .count();
     // A short list is every stale symbol: the others' rows are in their rollups.
     if stale.len() < PER_ROUND {
         for symbol in committed_before.iter().filter(|s| !stale.contains(s)) {
@@ -99,6 +90,38 @@ async fn round(
         }
     }
     Ok(Round { done })
+}
+
+/// Recomputes `symbols`, [`AT_ONCE`] at a time, counting each one's committed rows as in its
+/// rollups when done: what became of each.
+async fn refresh_all<'s>(
+    store: &Store,
+    stats: &ProcessStats,
+    claim: &Claim,
+    cancel: &CancellationToken,
+    symbols: impl IntoIterator<Item = &'s String>,
+) -> Result<Vec<(String, Refreshed)>> {
+    let mut shares = vec![Vec::new(); AT_ONCE];
+    for (i, symbol) in symbols.into_iter().enumerate() {
+        shares[i % AT_ONCE].push(symbol.clone());
+    }
+    let shares = shares.into_iter().map(|share| async move {
+        let mut outcomes = Vec::new();
+        for symbol in share {
+            // Taken before the range: every row counted here is committed, so in the
+            // recompute.
+            let awaiting = stats.awaiting_rollups(&symbol);
+            let outcome = refresh(store, &symbol, claim, cancel).await?;
+            match outcome {
+                Refreshed::Done => stats.rolled_up(&awaiting),
+                Refreshed::Skipped => stats.not_yet_rolled_up(&symbol, awaiting),
+            }
+            outcomes.push((symbol, outcome));
+        }
+        anyhow::Ok(outcomes)
+    });
+    let outcomes = futures::future::try_join_all(shares).await?;
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
 async fn stale(store: &Store, limit: usize, cancel: &CancellationToken) -> Result<Vec<String>> {

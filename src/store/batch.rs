@@ -1,6 +1,5 @@
 //! The exactly-once batch write: in one transaction, a check that the processor still holds
-//! its claim on the topic, the batch's new or changed rows with their symbols' rollups marked
-//! stale (`rollup_pending`), the refused records (once per source) and the offsets the batch reached.
+//! its claim on the topic, the batch's rows with their symbols' rollups marked stale (`rollup_pending`), the refused records (once per source) and the offsets the batch reached.
 //! Either all of it commits or none of it; the rollups follow in transactions of their own.
 //!
 //! Every statement has a deadline, and every statement carries at most
@@ -9,13 +8,15 @@
 //! statement, so the transaction goes on); those are quarantined with the server's reason and
 //! the rest commits.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 
 use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder};
 
+use super::Store;
 use super::error::{StoreError, timed};
 use super::lease::{self, Claim};
-use super::{Store, rollups};
 use crate::tick::{Reject, Tick};
 
 /// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
@@ -100,14 +101,10 @@ impl Store {
     ) -> Result<Committed, StoreError> {
         let deadline = self.statement_timeout;
         lease::check(tx, claim, deadline).await?;
-        // Writers of other partitions may hold rows of the same symbols (a producer with
-        // another partitioner): after this lock, which rows changed is read from what the
-        // others committed.
-        lock_symbols(tx, ticks, deadline).await?;
-        let changed = rollups::changed_rows(tx, ticks, deadline).await?;
+        let rows = last_per_key(ticks);
         let mut refused: Vec<(&Tick, String)> = Vec::new();
         for chunk in byte_chunks(
-            &changed,
+            &rows,
             row_bytes,
             self.max_statement_bytes,
             ROWS_PER_STATEMENT,
@@ -116,7 +113,9 @@ impl Store {
         }
         // The rollups follow from the rows: their symbols are stale from their earliest row on
         // (marked here once per symbol; the per-row trigger leaves tickpipe's sessions alone).
-        mark_stale(tx, &changed, deadline).await?;
+        // A replayed row marks too: recomputing unchanged rows is harmless, and cheaper than
+        // reading every row back to see whether it changed.
+        mark_stale(tx, &rows, deadline).await?;
 
         let refused_rows: Vec<Reject> = refused
             .iter()
@@ -265,32 +264,14 @@ async fn mark_stale(
     Ok(())
 }
 
-/// Takes the row locks of the batch's symbols in `symbol_locks`, in one sorted statement.
-async fn lock_symbols(
-    tx: &mut MySqlConnection,
-    ticks: &[Tick],
-    deadline: std::time::Duration,
-) -> Result<(), StoreError> {
-    let symbols: BTreeSet<&str> = ticks.iter().map(|t| t.symbol.as_str()).collect();
-    for chunk in symbols
-        .into_iter()
-        .collect::<Vec<_>>()
-        .chunks(ROWS_PER_STATEMENT)
-    {
-        let mut lock: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO symbol_locks (Bank_Name) ");
-        lock.push_values(chunk, |mut row, symbol| {
-            row.push_bind(*symbol);
-        });
-        lock.push(" ON DUPLICATE KEY UPDATE Bank_Name = VALUES(Bank_Name)");
-        timed(
-            "locking the batch's symbols",
-            deadline,
-            lock.build().execute(&mut *tx),
-        )
-        .await?;
+/// The batch's rows in key order (symbol, time), the last one of each key only: rows go to
+/// InnoDB in its primary key's order, and writers that share a symbol lock its rows alike.
+fn last_per_key(ticks: &[Tick]) -> Vec<&Tick> {
+    let mut by_key: BTreeMap<(&str, DateTime<Utc>), &Tick> = BTreeMap::new();
+    for tick in ticks {
+        by_key.insert((&tick.symbol, tick.timestamp), tick);
     }
-    Ok(())
+    by_key.into_values().collect()
 }
 
 /// The multi-row upsert of `ticks` into `stock_data` (at most [`ROWS_PER_STATEMENT`]).

@@ -32,14 +32,13 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 /// The tables the pipeline fills (what a fresh start empties).
-pub const PIPELINE_TABLES: [&str; 9] = [
+pub const PIPELINE_TABLES: [&str; 8] = [
     "stock_data",
     "rejected_ticks",
     "pipeline_offsets",
     "ohlcv_1m",
     "indicators_1m",
     "latest_quotes",
-    "symbol_locks",
     "pipeline_incidents",
     // Last: emptying stock_data marks every symbol stale.
     "rollup_pending",
@@ -232,7 +231,8 @@ pub async fn connect_pool(
             "connecting",
             per_attempt,
             MySqlPoolOptions::new()
-                .max_connections(4)
+                // A processor's writers, its rollup stage's two, and its claim's renewal.
+                .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
                 // Every session works in UTC, whatever the server's zone.
                 .after_connect(|conn, _| {

@@ -4,10 +4,7 @@
 //! writer's own transaction (migration 0007); [`Store::refresh_rollups`] takes it and
 //! recomputes in transactions of its own, so writers only move rows. Recomputing from stored
 //! rows (instead of folding new rows into running state) keeps the rollups exact across
-//! replays, crashes, late backfills and writers other than tickpipe. Also here: which rows of a
-//! batch change what is stored (so unchanged rows are not written again).
-
-use std::collections::BTreeMap;
+//! replays, crashes, late backfills and writers other than tickpipe.
 
 use std::time::Duration;
 
@@ -20,89 +17,13 @@ use super::Store;
 use super::error::{StoreError, timed};
 use super::lease::{self, Claim};
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
-use crate::tick::Tick;
 
-/// Keys (symbol, time) per change-detection query: far under the 65,535 placeholders.
-const KEYS_PER_QUERY: usize = 5000;
 /// Bars per upsert statement (10 placeholders each, far under the 65,535 limit).
 const BARS_PER_STATEMENT: usize = 2000;
 /// Rows read per page when recomputing a symbol's rollups.
 const ROWS_PER_PAGE: usize = 10_000;
 
 type Result<T> = std::result::Result<T, StoreError>;
-
-/// The batch's rows that are new or differ from what is stored (the last one wins when the
-/// batch holds a key twice), in key order.
-pub async fn changed_rows<'t>(
-    tx: &mut MySqlConnection,
-    ticks: &'t [Tick],
-    deadline: Duration,
-) -> Result<Vec<&'t Tick>> {
-    let mut by_symbol: BTreeMap<&str, BTreeMap<NaiveDateTime, &Tick>> = BTreeMap::new();
-    for tick in ticks {
-        by_symbol
-            .entry(&tick.symbol)
-            .or_default()
-            .insert(tick.timestamp.naive_utc(), tick);
-    }
-    // The batch's own keys only: a range between a symbol's first and last row would read
-    // every stored row in between (years, for late rows among new ones).
-    let keys: Vec<(&str, &NaiveDateTime)> = by_symbol
-        .iter()
-        .flat_map(|(symbol, rows)| rows.keys().map(move |at| (*symbol, at)))
-        .collect();
-    let mut stored: BTreeMap<(String, NaiveDateTime), ([Decimal; 4], Decimal)> = BTreeMap::new();
-    for chunk in keys.chunks(KEYS_PER_QUERY) {
-        let mut query: QueryBuilder<MySql> = QueryBuilder::new(
-            "SELECT Bank_Name, `Timestamp`, Open, High, Low, Close, Volume FROM stock_data WHERE ",
-        );
-        for (i, group) in chunk.chunk_by(|a, b| a.0 == b.0).enumerate() {
-            if i > 0 {
-                query.push(" OR ");
-            }
-            query
-                .push("(Bank_Name = ")
-                .push_bind(group[0].0)
-                .push(" AND `Timestamp` IN (");
-            let mut times = query.separated(", ");
-            for (_, at) in group {
-                times.push_bind(**at);
-            }
-            query.push("))");
-        }
-        let rows = timed(
-            "reading the stored rows a batch overlaps",
-            deadline,
-            query.build().fetch_all(&mut *tx),
-        )
-        .await?;
-        for row in rows {
-            stored.insert(
-                (row.try_get(0)?, row.try_get(1)?),
-                (
-                    [
-                        row.try_get(2)?,
-                        row.try_get(3)?,
-                        row.try_get(4)?,
-                        row.try_get(5)?,
-                    ],
-                    row.try_get(6)?,
-                ),
-            );
-        }
-    }
-    let mut changed = Vec::new();
-    for (symbol, rows) in by_symbol {
-        for (at, tick) in rows {
-            // Decimals compare by value: 1200 equals the stored 1200.00000000.
-            let fresh = ([tick.open, tick.high, tick.low, tick.close], tick.volume);
-            if stored.get(&(symbol.to_string(), at)) != Some(&fresh) {
-                changed.push(tick);
-            }
-        }
-    }
-    Ok(changed)
-}
 
 impl Store {
     /// Symbols whose rollups are stale (or were being recomputed when a run stopped), the
