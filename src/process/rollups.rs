@@ -1,4 +1,4 @@
-//! The rollup stage: keeps `ohlcv_1m`, `indicators_1m` and `latest_quotes` following
+//! The rollup stage: keeps `bars_1m` (bars and indicators) and `latest_quotes` following
 //! `stock_data`, whoever wrote it, by recomputing the symbols the table's trigger marked stale
 //! (`rollup_pending`), each in transactions of its own, beside the writers.
 

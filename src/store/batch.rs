@@ -20,7 +20,7 @@ use super::lease::{self, Claim};
 use crate::tick::{Reject, Tick};
 
 /// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
-pub const ROWS_PER_STATEMENT: usize = 4000;
+pub const ROWS_PER_STATEMENT: usize = 4096;
 /// Refused records per insert statement (5 placeholders each).
 const REJECTS_PER_STATEMENT: usize = 4000;
 
@@ -337,8 +337,25 @@ fn reject_bytes(reject: &&Reject) -> usize {
     reject.source.len() + reject.stage.len() + reject.reason.len() + reject.raw.len() + 5 * 24
 }
 
+/// Splits `items` into runs of a power-of-two length, the longest first. A statement of
+/// N rows is prepared once per connection and N of any length would make each batch's
+/// remainder a new statement to prepare (as costly to MariaDB as running it): with
+/// power-of-two runs there are a dozen shapes in all.
+pub(super) fn prepared_shapes<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let run;
+        (run, rest) = rest.split_at(1 << rest.len().ilog2());
+        Some(run)
+    })
+}
+
 /// Splits `items` into runs of at most `max_items` whose `bytes` add up to at most
-/// `max_bytes` (a single larger item goes alone).
+/// `max_bytes` (a single larger item goes alone), each run of a length
+/// [`prepared_shapes`] gives.
 fn byte_chunks<T>(
     items: &[T],
     bytes: impl Fn(&T) -> usize,
@@ -358,12 +375,21 @@ fn byte_chunks<T>(
     if start < items.len() {
         chunks.push(&items[start..]);
     }
-    chunks
+    chunks.into_iter().flat_map(prepared_shapes).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_come_in_power_of_two_shapes_and_keep_order() {
+        let items: Vec<usize> = (0..4096 + 1000).collect();
+        let runs: Vec<&[usize]> = byte_chunks(&items, |_| 1, usize::MAX, ROWS_PER_STATEMENT);
+        let lengths: Vec<usize> = runs.iter().map(|r| r.len()).collect();
+        assert_eq!(lengths, [4096, 512, 256, 128, 64, 32, 8]);
+        assert_eq!(runs.concat(), items);
+    }
 
     #[test]
     fn chunks_respect_bytes_and_counts_and_keep_order() {

@@ -32,12 +32,11 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 /// The tables the pipeline fills (what a fresh start empties).
-pub const PIPELINE_TABLES: [&str; 8] = [
+pub const PIPELINE_TABLES: [&str; 7] = [
     "stock_data",
     "rejected_ticks",
     "pipeline_offsets",
-    "ohlcv_1m",
-    "indicators_1m",
+    "bars_1m",
     "latest_quotes",
     "pipeline_incidents",
     // Last: emptying stock_data marks every symbol stale.

@@ -76,33 +76,31 @@ impl Store {
             t.naive_utc()
         });
         let rows = sqlx::query(
-            "SELECT o.`Timestamp`, o.Open, o.High, o.Low, o.Close, CAST(o.Volume AS CHAR), \
-                    o.Turnover, o.Ticks, i.SMA_20, i.SMA_50, i.EMA_20, i.VWAP, i.Volatility_20, \
-                    CAST(i.Session_Volume AS CHAR), i.Session_Turnover \
-             FROM ohlcv_1m o \
-             JOIN indicators_1m i ON i.Bank_Name = o.Bank_Name AND i.`Timestamp` = o.`Timestamp` \
-             WHERE o.Bank_Name = ? AND o.`Timestamp` >= ? \
-             ORDER BY o.`Timestamp` DESC LIMIT ?",
+            "SELECT `Timestamp`, Open, High, Low, Close, CAST(Volume AS CHAR), Turnover, Ticks, \
+                    SMA_20, SMA_50, EMA_20, VWAP, Volatility_20, CAST(Session_Volume AS CHAR), \
+                    Session_Turnover \
+             FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ? \
+             ORDER BY `Timestamp` DESC LIMIT ?",
         )
         .bind(symbol)
         .bind(from)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
-        .context("reading ohlcv_1m")?;
+        .context("reading bars_1m")?;
         rows.iter().rev().map(bar_with_indicators).collect()
     }
 
     /// Closes of the newest `n` one-minute bars of `symbol`, oldest first.
     pub async fn recent_closes(&self, symbol: &str, n: usize) -> Result<Vec<Decimal>> {
         let rows = sqlx::query(
-            "SELECT Close FROM ohlcv_1m WHERE Bank_Name = ? ORDER BY `Timestamp` DESC LIMIT ?",
+            "SELECT Close FROM bars_1m WHERE Bank_Name = ? ORDER BY `Timestamp` DESC LIMIT ?",
         )
         .bind(symbol)
         .bind(n as i64)
         .fetch_all(&self.pool)
         .await
-        .context("reading ohlcv_1m")?;
+        .context("reading bars_1m")?;
         Ok(rows.iter().rev().map(|r| r.get(0)).collect())
     }
 

@@ -1,5 +1,5 @@
-//! The rollups, derived from `stock_data` whoever wrote it: per symbol, `ohlcv_1m`,
-//! `indicators_1m` and `latest_quotes` recomputed from the stored rows from the earliest stale
+//! The rollups, derived from `stock_data` whoever wrote it: per symbol, `bars_1m` (one-minute
+//! bars with their indicators) and `latest_quotes` recomputed from the stored rows from the earliest stale
 //! minute on. A trigger on `stock_data` records that minute in `rollup_pending` inside the
 //! writer's own transaction (migration 0007); [`Store::refresh_rollups`] takes it and
 //! recomputes in transactions of its own, so writers only move rows. Recomputing from stored
@@ -14,12 +14,13 @@ use rust_decimal::prelude::ToPrimitive;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::Store;
+use super::batch::prepared_shapes;
 use super::error::{StoreError, timed};
 use super::lease::{self, Claim};
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
 
-/// Bars per upsert statement (10 placeholders each, far under the 65,535 limit).
-const BARS_PER_STATEMENT: usize = 2000;
+/// Bars per upsert statement (16 placeholders each, far under the 65,535 limit).
+const BARS_PER_STATEMENT: usize = 2048;
 /// Rows read per page when recomputing a symbol's rollups.
 const ROWS_PER_PAGE: usize = 10_000;
 
@@ -169,20 +170,15 @@ pub async fn refresh(
     deadline: Duration,
 ) -> Result<()> {
     let from = rollup::minute(since);
-    for stale in [
-        "DELETE FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
-        "DELETE FROM indicators_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
-    ] {
-        timed(
-            "clearing stale bars",
-            deadline,
-            sqlx::query(stale)
-                .bind(symbol)
-                .bind(from.naive_utc())
-                .execute(&mut *tx),
-        )
-        .await?;
-    }
+    timed(
+        "clearing stale bars",
+        deadline,
+        sqlx::query("DELETE FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ?")
+            .bind(symbol)
+            .bind(from.naive_utc())
+            .execute(&mut *tx),
+    )
+    .await?;
     let mut state = resume_state(tx, symbol, from, deadline).await?;
     let mut out = BarWriter::new(symbol, deadline);
     // The bar still open at the end of a page (its minute may go on in the next one).
@@ -300,7 +296,7 @@ pub async fn refresh(
     }
 }
 
-/// Bars and their indicators on their way to `ohlcv_1m` and `indicators_1m`, written in
+/// Bars and their indicators on their way to `bars_1m`, written in
 /// multi-row upserts of [`BARS_PER_STATEMENT`].
 struct BarWriter<'s> {
     symbol: &'s str,
@@ -331,21 +327,26 @@ impl<'s> BarWriter<'s> {
     }
 
     async fn flush(&mut self, tx: &mut MySqlConnection) -> Result<()> {
-        if self.bars.is_empty() {
-            return Ok(());
+        let bars = std::mem::take(&mut self.bars);
+        for run in prepared_shapes(&bars) {
+            self.upsert(tx, run).await?;
         }
+        Ok(())
+    }
+
+    async fn upsert(&self, tx: &mut MySqlConnection, bars: &[(Bar, Indicators)]) -> Result<()> {
         let symbol = self.symbol;
         // Volume sums go in as text: DECIMAL(38,8) holds more digits than a `Decimal`.
-        let volumes: Vec<(String, String)> = self
-            .bars
+        let volumes: Vec<(String, String)> = bars
             .iter()
             .map(|(b, i)| (b.volume.to_string(), i.session_volume.to_string()))
             .collect();
         let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
-            "INSERT INTO ohlcv_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, \
-             Turnover, Ticks) ",
+            "INSERT INTO bars_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, \
+             Turnover, Ticks, SMA_20, SMA_50, EMA_20, VWAP, Volatility_20, Session_Volume, \
+             Session_Turnover) ",
         );
-        upsert.push_values(self.bars.iter().zip(&volumes), |mut row, ((b, _), v)| {
+        upsert.push_values(bars.iter().zip(&volumes), |mut row, ((b, i), v)| {
             row.push_bind(symbol)
                 .push_bind(b.start.naive_utc())
                 .push_bind(b.open)
@@ -354,26 +355,7 @@ impl<'s> BarWriter<'s> {
                 .push_bind(b.close)
                 .push_bind(&v.0)
                 .push_bind(b.turnover)
-                .push_bind(b.ticks.min(i32::MAX as i64) as i32);
-        });
-        upsert.push(
-            " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
-             Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume), \
-             Turnover = VALUES(Turnover), Ticks = VALUES(Ticks)",
-        );
-        timed(
-            "upserting ohlcv_1m",
-            self.deadline,
-            upsert.build().execute(&mut *tx),
-        )
-        .await?;
-        let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
-            "INSERT INTO indicators_1m (Bank_Name, `Timestamp`, SMA_20, SMA_50, EMA_20, VWAP, \
-             Volatility_20, Session_Volume, Session_Turnover) ",
-        );
-        upsert.push_values(self.bars.iter().zip(&volumes), |mut row, ((b, i), v)| {
-            row.push_bind(symbol)
-                .push_bind(b.start.naive_utc())
+                .push_bind(b.ticks.min(i32::MAX as i64) as i32)
                 .push_bind(i.sma_20)
                 .push_bind(i.sma_50)
                 .push_bind(i.ema_20)
@@ -383,17 +365,19 @@ impl<'s> BarWriter<'s> {
                 .push_bind(i.session_turnover);
         });
         upsert.push(
-            " ON DUPLICATE KEY UPDATE SMA_20 = VALUES(SMA_20), SMA_50 = VALUES(SMA_50), \
-             EMA_20 = VALUES(EMA_20), VWAP = VALUES(VWAP), Volatility_20 = VALUES(Volatility_20), \
-             Session_Volume = VALUES(Session_Volume), Session_Turnover = VALUES(Session_Turnover)",
+            " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
+             Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume), \
+             Turnover = VALUES(Turnover), Ticks = VALUES(Ticks), SMA_20 = VALUES(SMA_20), \
+             SMA_50 = VALUES(SMA_50), EMA_20 = VALUES(EMA_20), VWAP = VALUES(VWAP), \
+             Volatility_20 = VALUES(Volatility_20), Session_Volume = VALUES(Session_Volume), \
+             Session_Turnover = VALUES(Session_Turnover)",
         );
         timed(
-            "upserting indicators_1m",
+            "upserting bars_1m",
             self.deadline,
             upsert.build().execute(&mut *tx),
         )
         .await?;
-        self.bars.clear();
         Ok(())
     }
 }
@@ -406,7 +390,7 @@ async fn resume_state(
     deadline: Duration,
 ) -> Result<IndicatorState> {
     let closes = sqlx::query(
-        "SELECT Close FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
+        "SELECT Close FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
          ORDER BY `Timestamp` DESC LIMIT ?",
     )
     .bind(symbol)
@@ -420,7 +404,7 @@ async fn resume_state(
     .await?;
     let last = sqlx::query(
         "SELECT `Timestamp`, EMA_20, CAST(Session_Volume AS CHAR), Session_Turnover \
-         FROM indicators_1m \
+         FROM bars_1m \
          WHERE Bank_Name = ? AND `Timestamp` < ? ORDER BY `Timestamp` DESC LIMIT 1",
     )
     .bind(symbol)
@@ -466,12 +450,12 @@ async fn store_latest_quote(
 ) -> Result<()> {
     let day = rollup::session_start(newest_at).naive_utc();
     let today = sqlx::query(
-        "SELECT (SELECT Open FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ? \
+        "SELECT (SELECT Open FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ? \
                  ORDER BY `Timestamp` LIMIT 1), \
                 MAX(High), MIN(Low), CAST(SUM(Volume) AS CHAR), \
-                (SELECT Close FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
+                (SELECT Close FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
                  ORDER BY `Timestamp` DESC LIMIT 1) \
-         FROM ohlcv_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
+         FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
     )
     .bind(symbol)
     .bind(day)
