@@ -77,6 +77,18 @@ pub struct Report {
     pub row_by_row: Throughput,
     pub latency: Vec<Latency>,
     pub peak_rss_mb: PeakRss,
+    /// CPU the drain of the median processor run took, per process.
+    pub processor_cpu: CpuSplit,
+}
+
+/// CPU seconds each process used while the processor drained the topic, and the wall time.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CpuSplit {
+    pub cores: usize,
+    pub wall_seconds: f64,
+    pub tickpipe: f64,
+    pub mariadb: f64,
+    pub kafka: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -199,13 +211,14 @@ impl<'a> Bench<'a> {
             self.spec.symbols, self.spec.runs
         );
 
-        let (mut producer, mut processor) = (Vec::new(), Vec::new());
+        let (mut producer, mut processor, mut processor_cpu) = (Vec::new(), Vec::new(), Vec::new());
         let mut rss = PeakRss::default();
         let mut record_bytes = 0.0;
         for run in 0..self.spec.runs {
             let topic = format!("bench_{run}");
             self.topics(&topic).await?;
-            let (out, rss_mb) = self.stage(&topic, &["produce", "--json", "--data", &pattern])?;
+            let (out, rss_mb, _) =
+                self.stage(&topic, &["produce", "--json", "--data", &pattern])?;
             record_bytes = out["bytes"].as_f64().unwrap_or(0.0) / rows as f64;
             producer.push((
                 number(&out, "records_per_second")?,
@@ -214,7 +227,7 @@ impl<'a> Bench<'a> {
             rss.producer = rss.producer.max(rss_mb);
 
             self.empty_tables().await?;
-            let (out, rss_mb) = self.stage(&topic, &["process", "--drain", "--json"])?;
+            let (out, rss_mb, cpu) = self.stage(&topic, &["process", "--drain", "--json"])?;
             if out["rows"].as_u64() != Some(rows) {
                 bail!("the processor committed {} of {rows} rows", out["rows"]);
             }
@@ -223,6 +236,7 @@ impl<'a> Bench<'a> {
                 number(&out, "rows_per_second")?,
                 (rows_seconds + number(&out, "rollups_after_rows_seconds")?) / rows_seconds,
             ));
+            processor_cpu.push(cpu);
             rss.processor = rss.processor.max(rss_mb);
             eprintln!(
                 "bench: run {}: producer {:.0} records/s, processor {:.0} rows/s",
@@ -257,11 +271,8 @@ impl<'a> Bench<'a> {
             producer: median(&producer, true),
             perf_test: median(&perf_test, true),
             processor: median(&processor, false),
-            rollups_time_factor: {
-                let mut runs = processor.clone();
-                runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-                runs[runs.len() / 2].1
-            },
+            rollups_time_factor: processor[median_run(&processor)].1,
+            processor_cpu: processor_cpu[median_run(&processor)],
             load_data: median(&load_data, false),
             row_by_row: median(&[(row_by_row, 0.0)], false),
             latency,
@@ -286,15 +297,41 @@ impl<'a> Bench<'a> {
     }
 
     /// Runs one `tickpipe` stage on `topic` to completion: its JSON summary and peak RSS.
-    fn stage(&self, topic: &str, args: &[&str]) -> Result<(Value, f64)> {
+    /// Runs one `tickpipe` stage on `topic` to completion: its JSON summary, peak RSS, and
+    /// the CPU it and the services used meanwhile.
+    fn stage(&self, topic: &str, args: &[&str]) -> Result<(Value, f64, CpuSplit)> {
+        let services = |file: &str| {
+            std::fs::read_to_string(self.state.join(file))
+                .ok()
+                .and_then(|pid| pid.trim().parse::<i32>().ok())
+        };
+        let (mariadb, kafka) = (
+            services("mysql/mysqld.pid"),
+            services("kafka/supervised.pid"),
+        );
+        let before = (mariadb.and_then(cpu_seconds), kafka.and_then(cpu_seconds));
+        let started = Instant::now();
         let child = self.stage_command(topic, args)?;
-        let (out, ok, rss) = finish(child)?;
-        if !ok {
+        let finished = finish(child)?;
+        let used = |pid: Option<i32>, before: Option<f64>| {
+            pid.and_then(cpu_seconds)
+                .zip(before)
+                .map_or(f64::NAN, |(after, before)| after - before)
+        };
+        let cpu = CpuSplit {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            wall_seconds: started.elapsed().as_secs_f64(),
+            tickpipe: finished.cpu_seconds,
+            mariadb: used(mariadb, before.0),
+            kafka: used(kafka, before.1),
+        };
+        if !finished.ok {
             bail!("tickpipe {args:?} failed:\n{}", tail(self.work, args[0]));
         }
+        let out = finished.stdout;
         let summary = serde_json::from_str(out.trim())
             .with_context(|| format!("tickpipe {args:?} printed no JSON summary: {out}"))?;
-        Ok((summary, rss))
+        Ok((summary, finished.peak_rss_mb, cpu))
     }
 
     fn stage_command(&self, topic: &str, args: &[&str]) -> Result<Child> {
@@ -481,7 +518,7 @@ impl<'a> Bench<'a> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         unsafe { libc::kill(processor.id() as i32, libc::SIGINT) };
-        let (out, _, _) = finish(processor)?;
+        let out = finish(processor)?.stdout;
         let summary: Value = serde_json::from_str(out.trim())
             .with_context(|| format!("the processor printed no JSON summary: {out}"))?;
         let ms = |q: &str| number(&summary["latency_ms"], q);
@@ -554,8 +591,16 @@ fn tail(work: &Path, stage: &str) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// Waits for `child`, reading its stdout: the output, whether it succeeded, its peak RSS in MB.
-fn finish(mut child: Child) -> Result<(String, bool, f64)> {
+/// What a finished child printed and used.
+struct Finished {
+    stdout: String,
+    ok: bool,
+    peak_rss_mb: f64,
+    cpu_seconds: f64,
+}
+
+/// Waits for `child`, reading its stdout.
+fn finish(mut child: Child) -> Result<Finished> {
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
         stdout.read_to_string(&mut out)?;
@@ -567,13 +612,36 @@ fn finish(mut child: Child) -> Result<(String, bool, f64)> {
         bail!("waiting for a child: {}", std::io::Error::last_os_error());
     }
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    Ok((out, ok, usage.ru_maxrss as f64 / 1024.0))
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Finished {
+        stdout: out,
+        ok,
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    })
+}
+
+/// User + system CPU seconds process `pid` has used so far (Linux /proc).
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(ticks / per_second as f64)
 }
 
 fn number(value: &Value, key: &str) -> Result<f64> {
     value[key]
         .as_f64()
         .with_context(|| format!("no {key} in {value}"))
+}
+
+/// Which of `runs` is the median by its first figure.
+fn median_run(runs: &[(f64, f64)]) -> usize {
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| runs[a].0.total_cmp(&runs[b].0));
+    order[order.len() / 2]
 }
 
 fn median(runs: &[(f64, f64)], with_mb: bool) -> Throughput {
@@ -636,6 +704,16 @@ pub fn render(r: &Report) -> String {
         format!(
             "{:<34} {:>26}   rollups of the drained rows done at {:.2}× the rows' own time",
             "rollup stage (after the rows)", "", r.rollups_time_factor
+        ),
+        format!(
+            "CPU of the drain (median run, {:.1} s wall × {} cores = {:.1} core-s): tickpipe \
+             {:.1} s, MariaDB {:.1} s, Kafka {:.1} s",
+            r.processor_cpu.wall_seconds,
+            r.processor_cpu.cores,
+            r.processor_cpu.cores as f64 * r.processor_cpu.wall_seconds,
+            r.processor_cpu.tickpipe,
+            r.processor_cpu.mariadb,
+            r.processor_cpu.kafka
         ),
         String::new(),
         "latency produce → committed row, and → in its bars and latest quote (HDR histograms)"
