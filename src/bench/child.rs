@@ -1,0 +1,74 @@
+//! The stages as child processes: how they are started, waited for and measured (output,
+//! peak RSS, CPU).
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use anyhow::{Result, bail};
+
+pub(super) fn tickpipe(state: &Path) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tickpipe"));
+    let mut command = Command::new(exe);
+    command.arg("--state-dir").arg(state);
+    // Every stage dies with the bench, however it ends.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
+}
+
+pub(super) fn log_file(work: &Path, stage: &str) -> Result<std::fs::File> {
+    Ok(std::fs::File::create(work.join(format!("{stage}.log")))?)
+}
+
+/// The last lines a stage logged, for an error message.
+pub(super) fn tail(work: &Path, stage: &str) -> String {
+    let text = std::fs::read_to_string(work.join(format!("{stage}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// What a finished child printed and used.
+pub(super) struct Finished {
+    pub(super) stdout: String,
+    pub(super) ok: bool,
+    pub(super) peak_rss_mb: f64,
+    pub(super) cpu_seconds: f64,
+}
+
+/// Waits for `child`, reading its stdout.
+pub(super) fn finish(mut child: Child) -> Result<Finished> {
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut out)?;
+    }
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // wait4, not Child::wait: it also reports the child's peak RSS.
+    if unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) } < 0 {
+        bail!("waiting for a child: {}", std::io::Error::last_os_error());
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Finished {
+        stdout: out,
+        ok,
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    })
+}
+
+/// User + system CPU seconds process `pid` has used so far (Linux /proc).
+pub(super) fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(ticks / per_second as f64)
+}
