@@ -24,7 +24,10 @@ CREATE TABLE IF NOT EXISTS bars_1m (
     PRIMARY KEY (Bank_Name, `Timestamp`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
-INSERT INTO bars_1m
+-- IGNORE, IF EXISTS, OR REPLACE: a run stopped half-way (DDL commits as it goes) can run again.
+INSERT IGNORE INTO bars_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, Turnover, Ticks,
+                            SMA_20, SMA_50, EMA_20, VWAP, Volatility_20, Session_Volume,
+                            Session_Turnover)
 SELECT o.Bank_Name, o.`Timestamp`, o.Open, o.High, o.Low, o.Close, o.Volume, o.Turnover, o.Ticks,
        i.SMA_20, i.SMA_50, i.EMA_20, i.VWAP, i.Volatility_20, i.Session_Volume, i.Session_Turnover
 FROM ohlcv_1m AS o
@@ -44,19 +47,21 @@ GROUP BY Bank_Name
 ON DUPLICATE KEY UPDATE From_Minute = LEAST(COALESCE(From_Minute, VALUES(From_Minute)),
                                             VALUES(From_Minute));
 
-DROP TABLE ohlcv_1m, indicators_1m;
+DROP TABLE IF EXISTS ohlcv_1m, indicators_1m;
 
-CREATE VIEW ohlcv_1m AS
+-- SQL SECURITY INVOKER: the reader's own grants apply (BI reads bars_1m itself), and the views
+-- do not depend on the account that ran the migration.
+CREATE OR REPLACE SQL SECURITY INVOKER VIEW ohlcv_1m AS
 SELECT Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, Turnover, Ticks
 FROM bars_1m;
 
-CREATE VIEW indicators_1m AS
+CREATE OR REPLACE SQL SECURITY INVOKER VIEW indicators_1m AS
 SELECT Bank_Name, `Timestamp`, SMA_20, SMA_50, EMA_20, VWAP, Volatility_20, Session_Volume,
        Session_Turnover
 FROM bars_1m;
 
 -- One row per symbol and session (UTC day): the day's OHLC, volume, VWAP and bar count.
-CREATE OR REPLACE VIEW v_daily_summary AS
+CREATE OR REPLACE SQL SECURITY INVOKER VIEW v_daily_summary AS
 SELECT d.Bank_Name,
        d.Trade_Date,
        f.Open,

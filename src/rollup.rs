@@ -278,16 +278,17 @@ pub struct IndicatorState {
 }
 
 impl IndicatorState {
-    /// The state after the bars whose closes are `closes` (oldest first), the last of which
-    /// started at `last_start` with the stored EMA and session sums given.
+    /// The state after the bars whose closes are `closes` (oldest first); `last` is the last
+    /// of them as stored: its start, EMA and session volume and turnover.
     pub fn resume(
         closes: impl IntoIterator<Item = Decimal>,
         last: Option<(DateTime<Utc>, f64, VolumeSum, Decimal)>,
     ) -> IndicatorState {
         let mut state = IndicatorState::default();
         for close in closes {
-            // Closes come from DECIMAL(22,8) columns: their sums fit.
-            let _ = state.push_close(close);
+            state
+                .push_close(close)
+                .expect("fifty closes of DECIMAL(22,8) columns sum within a Decimal");
         }
         if let Some((start, ema, volume, turnover)) = last {
             state.ema_20 = Some(ema);
@@ -340,8 +341,8 @@ impl IndicatorState {
         };
 
         Ok(Indicators {
-            sma_20: self.sma(20),
-            sma_50: self.sma(50),
+            sma_20: self.sma(0),
+            sma_50: self.sma(1),
             ema_20,
             vwap,
             volatility_20: self.volatility(20),
@@ -371,12 +372,12 @@ impl IndicatorState {
         Ok(())
     }
 
-    /// Mean close of the last `n` bars (`n` one of [`SMA_WINDOWS`]).
-    fn sma(&self, n: usize) -> Option<Decimal> {
+    /// Mean close of the last `SMA_WINDOWS[window]` bars.
+    fn sma(&self, window: usize) -> Option<Decimal> {
+        let n = SMA_WINDOWS[window];
         if self.closes.len() < n {
             return None;
         }
-        let window = SMA_WINDOWS.iter().position(|&w| w == n)?;
         // n is 20 or 50: the mean of 8-place closes has a finite expansion, so the sum's
         // order of additions cannot change it.
         Some((self.sums[window] / Decimal::from(n)).round_dp(INDICATOR_DP))

@@ -25,7 +25,8 @@ impl Bench<'_> {
         self.topics(&topic).await?;
         self.empty_tables().await?;
         let processor = self.stage_command(&topic, &["process", "--json"])?;
-        let dashboard = Dashboard::start(self, &topic)?;
+        // Blocking calls (spawning, waiting for the port): off the runtime's other tasks.
+        let dashboard = tokio::task::block_in_place(|| Dashboard::start(self, &topic))?;
         // The processor is fetching, and the page listening, before the first record is sent.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let pattern = format!("{}/*.csv", dir.display());
@@ -51,12 +52,12 @@ impl Bench<'_> {
         }
         // The newest rows' quotes reach the page within a poll or two.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let seen = dashboard.stop()?;
+        let (seen, watch_ended) = dashboard.stop()?;
         unsafe { libc::kill(processor.id() as i32, libc::SIGINT) };
         let out = finish(processor)?.stdout;
         let summary: Value = serde_json::from_str(out.trim())
             .with_context(|| format!("the processor printed no JSON summary: {out}"))?;
-        let on_dashboard = self.on_dashboard(&topic, &seen).await?;
+        let on_dashboard = self.on_dashboard(&topic, &seen, watch_ended).await?;
         let ms = |q: &str| number(&summary["latency_ms"], q);
         let quotes = |q: &str| number(&summary["in_quotes_latency_ms"], q);
         Ok(Latency {
@@ -78,13 +79,23 @@ impl Bench<'_> {
 
     /// For every record of `topic`: from its `produced_at` to the first quote of its symbol at
     /// least as new that the page received (p50, p95, p99, max in ms). A row never shown counts
-    /// as the end of the watch.
-    async fn on_dashboard(&self, topic: &str, seen: &[SeenQuote]) -> Result<[f64; 4]> {
+    /// as shown when the watch ended (`watch_ended`, µs since the epoch).
+    async fn on_dashboard(
+        &self,
+        topic: &str,
+        seen: &[SeenQuote],
+        watch_ended: i64,
+    ) -> Result<[f64; 4]> {
+        if seen.is_empty() {
+            bail!(
+                "the dashboard's event stream sent no quote:\n{}",
+                tail(self.work, "serve")
+            );
+        }
         let mut by_symbol: std::collections::BTreeMap<&str, Vec<&SeenQuote>> = Default::default();
         for quote in seen {
             by_symbol.entry(&quote.symbol).or_default().push(quote);
         }
-        let watch_ended = seen.iter().map(|q| q.arrived_us).max().unwrap_or(0);
         let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
         let reading = self.config.reading();
         for (partition, _, latest) in self.broker.watermarks(topic).await? {
@@ -130,7 +141,7 @@ struct SeenQuote {
 /// `/api/events`, as the dashboard's EventSource does).
 struct Dashboard {
     serve: Child,
-    page: std::thread::JoinHandle<Vec<SeenQuote>>,
+    page: Option<std::thread::JoinHandle<Vec<SeenQuote>>>,
 }
 
 impl Dashboard {
@@ -189,18 +200,36 @@ impl Dashboard {
             }
             seen
         });
-        Ok(Dashboard { serve, page })
+        Ok(Dashboard {
+            serve,
+            page: Some(page),
+        })
     }
 
-    /// Stops serve (closing the stream): the quotes the page received.
-    fn stop(mut self) -> Result<Vec<SeenQuote>> {
+    /// Stops serve (closing the stream): the quotes the page received, and when the watch
+    /// ended (µs since the epoch).
+    fn stop(mut self) -> Result<(Vec<SeenQuote>, i64)> {
+        let ended = chrono::Utc::now().timestamp_micros();
         let _ = self.serve.kill();
         let _ = self.serve.wait();
-        self.page
-            .join()
-            .map_err(|_| anyhow::anyhow!("the page's reader panicked"))
+        let seen = self
+            .page
+            .take()
+            .map(|page| page.join())
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("the page's reader panicked"))?;
+        Ok((seen.unwrap_or_default(), ended))
     }
 }
+
+impl Drop for Dashboard {
+    /// A bench that fails half-way leaves no serve behind (its stream then closes too).
+    fn drop(&mut self) {
+        let _ = self.serve.kill();
+        let _ = self.serve.wait();
+    }
+}
+
 /// `symbols` files of `per_symbol` rows one second apart, in the minute-bar layout.
 fn write_steady_input(dir: &Path, symbols: u32, per_symbol: u64) -> Result<()> {
     use std::io::Write;

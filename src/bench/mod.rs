@@ -306,7 +306,6 @@ impl<'a> Bench<'a> {
         Ok(())
     }
 
-    /// Runs one `tickpipe` stage on `topic` to completion: its JSON summary and peak RSS.
     /// Runs one `tickpipe` stage on `topic` to completion: its JSON summary, peak RSS, and
     /// the CPU it and the services used meanwhile.
     fn stage(&self, topic: &str, args: &[&str]) -> Result<(Value, f64, CpuSplit)> {

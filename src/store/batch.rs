@@ -1,6 +1,9 @@
 //! The exactly-once batch write: in one transaction, a check that the processor still holds
-//! its claim on the topic, the batch's rows with their symbols' rollups marked stale (`rollup_pending`), the refused records (once per source) and the offsets the batch reached.
-//! Either all of it commits or none of it; the rollups follow in transactions of their own.
+//! its claim on the topic, the batch's rows with their symbols' rollups marked stale
+//! (`rollup_pending`), the refused records (once per source) and the offsets the batch
+//! reached. Either all of it commits or none of it; the rollups follow in transactions of their
+//! own. A replayed row is written again and marks its symbol stale from its minute: the rollups
+//! are recomputed to the same figures (a re-run over old files recomputes from their start).
 //!
 //! Every statement has a deadline, and every statement carries at most
 //! [`Store::max_statement_bytes`](super::Store) of values. A statement MySQL refuses for its data
@@ -170,8 +173,8 @@ impl Store {
             .bind(&incident.detail);
             timed("recording an incident", deadline, insert.execute(&mut *tx)).await?;
         }
-        if !offsets.is_empty() {
-            let mut statement = store_offsets(offsets);
+        for run in prepared_shapes(offsets) {
+            let mut statement = store_offsets(run);
             timed(
                 "storing offsets",
                 deadline,
@@ -243,7 +246,10 @@ async fn mark_stale(
 ) -> Result<(), StoreError> {
     let mut earliest: Vec<&Tick> = rows.to_vec();
     earliest.dedup_by(|later, first| later.symbol == first.symbol);
-    for chunk in earliest.chunks(ROWS_PER_STATEMENT) {
+    for chunk in earliest
+        .chunks(ROWS_PER_STATEMENT)
+        .flat_map(prepared_shapes)
+    {
         let mut statement: QueryBuilder<MySql> =
             QueryBuilder::new("INSERT INTO rollup_pending (Bank_Name, From_Minute) ");
         statement.push_values(chunk, |mut row, tick| {

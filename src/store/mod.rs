@@ -230,8 +230,9 @@ pub async fn connect_pool(
             "connecting",
             per_attempt,
             MySqlPoolOptions::new()
-                // A processor's writers, its rollup stage's two, and its claim's renewal.
-                .max_connections(8)
+                // Opened as needed, up to what a processor can use at once: its writers (at
+                // most 16), its rollup stage's two, its claim's renewal and a read or two.
+                .max_connections(22)
                 .acquire_timeout(Duration::from_secs(10))
                 // Every session works in UTC, whatever the server's zone.
                 .after_connect(|conn, _| {

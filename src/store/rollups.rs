@@ -1,6 +1,6 @@
 //! The rollups, derived from `stock_data` whoever wrote it: per symbol, `bars_1m` (one-minute
-//! bars with their indicators) and `latest_quotes` recomputed from the stored rows from the earliest stale
-//! minute on. A trigger on `stock_data` records that minute in `rollup_pending` inside the
+//! bars with their indicators) and `latest_quotes` recomputed from the stored rows from the
+//! earliest stale minute on. A trigger on `stock_data` records that minute in `rollup_pending` inside the
 //! writer's own transaction (migration 0007); [`Store::refresh_rollups`] takes it and
 //! recomputes in transactions of its own, so writers only move rows. Recomputing from stored
 //! rows (instead of folding new rows into running state) keeps the rollups exact across
@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::Store;
 use super::batch::prepared_shapes;
@@ -46,8 +46,8 @@ impl Store {
     }
 
     /// Recomputes `symbol`'s stale rollups. First, briefly, it takes the stale range (writers
-    /// who touch the symbol meanwhile mark it stale again); then it recomputes from a snapshot
-    /// that sees every row committed before, and lets go of the range it took. A run that
+    /// who touch the symbol meanwhile mark it stale again); then it recomputes from reads that
+    /// see every row committed before, and lets go of the range it took. A run that
     /// stops between the two leaves the range taken, and the next one takes it again. Only the
     /// holder of `claim` commits the recompute. A range a writer holds locked right now (its
     /// transaction is open) is skipped: `Skipped`, to be taken later.
@@ -98,52 +98,72 @@ impl Store {
         .await?;
         timed("taking a stale range", deadline, tx.commit()).await?;
 
-        // A new transaction: its snapshot is taken at its first read, after the range was.
-        let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
-        lease::check(&mut tx, claim, deadline).await?;
-        refresh(&mut tx, symbol, from.and_utc(), deadline).await?;
-        // Let go of the range taken (not one taken since: a crashed run's is taken again), and
-        // of the row when nothing is stale. A writer's open transaction may hold the row: the
-        // recompute commits anyway, and the range is simply taken again later.
-        timed(
-            "releasing a stale range",
-            deadline,
-            sqlx::query("SET SESSION innodb_lock_wait_timeout = 5").execute(&mut *tx),
-        )
-        .await?;
-        let releases = [
-            sqlx::query(
-                "UPDATE rollup_pending SET Working_From = NULL \
-                 WHERE Bank_Name = ? AND Working_From = ?",
+        // A new transaction, READ COMMITTED: each read sees every row committed before it,
+        // so every row committed before the range was taken (a row committed later marks the
+        // range stale again). No gap locks: two symbols recomputed at once, each clearing its
+        // bars from a minute on, never lock each other's gaps (REPEATABLE READ deadlocked them
+        // on the gap past the newest bar).
+        let mut connection = timed("connecting to MySQL", deadline, self.pool.acquire()).await?;
+        let result = async {
+            timed(
+                "starting a transaction",
+                deadline,
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .execute(&mut *connection),
             )
-            .bind(symbol)
-            .bind(from),
-            sqlx::query(
-                "DELETE FROM rollup_pending \
-                 WHERE Bank_Name = ? AND From_Minute IS NULL AND Working_From IS NULL",
-            )
-            .bind(symbol),
-        ];
-        for release in releases {
-            let released = timed(
+            .await?;
+            let mut tx = timed("starting a transaction", deadline, connection.begin()).await?;
+            lease::check(&mut tx, claim, deadline).await?;
+            refresh(&mut tx, symbol, from.and_utc(), deadline).await?;
+            // Let go of the range taken (not one taken since: a crashed run's is taken again), and
+            // of the row when nothing is stale. A writer's open transaction may hold the row: the
+            // recompute commits anyway, and the range is simply taken again later.
+            timed(
                 "releasing a stale range",
                 deadline,
-                release.execute(&mut *tx),
+                sqlx::query("SET SESSION innodb_lock_wait_timeout = 5").execute(&mut *tx),
             )
-            .await;
-            match released {
-                Err(StoreError::Transient { .. }) | Ok(_) => {}
-                Err(e) => return Err(e),
+            .await?;
+            let releases = [
+                sqlx::query(
+                    "UPDATE rollup_pending SET Working_From = NULL \
+                     WHERE Bank_Name = ? AND Working_From = ?",
+                )
+                .bind(symbol)
+                .bind(from),
+                sqlx::query(
+                    "DELETE FROM rollup_pending \
+                     WHERE Bank_Name = ? AND From_Minute IS NULL AND Working_From IS NULL",
+                )
+                .bind(symbol),
+            ];
+            for release in releases {
+                let released = timed(
+                    "releasing a stale range",
+                    deadline,
+                    release.execute(&mut *tx),
+                )
+                .await;
+                match released {
+                    Err(StoreError::Transient { .. }) | Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            timed(
+                "releasing a stale range",
+                deadline,
+                sqlx::query("SET SESSION innodb_lock_wait_timeout = DEFAULT").execute(&mut *tx),
+            )
+            .await?;
+            timed("committing rollups", deadline, tx.commit()).await?;
+            Ok(Refreshed::Done)
         }
-        timed(
-            "releasing a stale range",
-            deadline,
-            sqlx::query("SET SESSION innodb_lock_wait_timeout = DEFAULT").execute(&mut *tx),
-        )
-        .await?;
-        timed("committing rollups", deadline, tx.commit()).await?;
-        Ok(Refreshed::Done)
+        .await;
+        if result.is_err() {
+            // A statement may still run (or hang) on the server: never reuse the connection.
+            connection.close_on_drop();
+        }
+        result
     }
 }
 
