@@ -1,5 +1,6 @@
 //! `tickpipe bench` end to end on a tiny input: every figure is measured (none missing or
-//! zero), against a private appliance it starts and stops itself.
+//! zero, each in the order a user would expect), against a private appliance it starts and
+//! stops itself.
 
 mod common;
 
@@ -63,6 +64,24 @@ fn bench_measures_every_stage_beside_its_anchor() {
         p50 <= in_quotes[0] && in_quotes[0] <= in_quotes[2],
         "{report}"
     );
+    // A quote reaches the page after it is in latest_quotes (serve polls it).
+    let on_page: Vec<f64> = latency["on_dashboard_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        in_quotes[0] <= on_page[0] && on_page[0] <= on_page[2] && on_page[2] <= on_page[3],
+        "{report}"
+    );
+    // The drain's CPU is measured in each process, and none used more than the machine had.
+    let cpu = &report["processor_cpu"];
+    let available = cpu["wall_seconds"].as_f64().unwrap() * cpu["cores"].as_f64().unwrap();
+    for process in ["tickpipe", "mariadb", "kafka"] {
+        let used = cpu[process].as_f64().unwrap();
+        assert!(0.0 < used && used <= available, "{process}: {report}");
+    }
     assert!(report["up_ready_seconds"].as_f64().unwrap() > 0.0);
     for stage in ["up", "producer", "processor"] {
         assert!(
