@@ -64,6 +64,10 @@ enum Command {
         /// Exit once everything in the topics at start is committed
         #[arg(long)]
         drain: bool,
+        /// Consume nothing; only keep the rollups following rows other processors write
+        /// (a Spark job, a bulk load). With --drain: exit once those stale now are recomputed
+        #[arg(long)]
+        rollups_only: bool,
         /// Print the summary as JSON
         #[arg(long)]
         json: bool,
@@ -189,9 +193,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             produce(config, json).await
         }
-        Command::Process { drain, json } => {
+        Command::Process {
+            drain,
+            rollups_only,
+            json,
+        } => {
             let config = Config::load(&sources)?;
-            consume(config, drain, json).await
+            consume(
+                config,
+                RunOptions {
+                    drain,
+                    rollups_only,
+                },
+                json,
+            )
+            .await
         }
         Command::Bench {
             symbols,
@@ -315,7 +331,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
+async fn consume(config: Config, options: RunOptions, json: bool) -> Result<ExitCode> {
     let endpoints = Endpoints::resolve(&config)?;
     let broker = Broker::connect(&endpoints.broker, config.broker.startup_timeout).await?;
     let store = Store::connect(&endpoints.mysql, config.mysql.startup_timeout).await?;
@@ -336,15 +352,7 @@ async fn consume(config: Config, drain: bool, json: bool) -> Result<ExitCode> {
         })
     };
     let started = std::time::Instant::now();
-    let result = process::run(
-        &config,
-        &broker,
-        &store,
-        RunOptions { drain },
-        stats.clone(),
-        cancel,
-    )
-    .await;
+    let result = process::run(&config, &broker, &store, options, stats.clone(), cancel).await;
     reporter.abort();
     result?;
     let elapsed = started.elapsed();

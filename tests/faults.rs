@@ -1113,3 +1113,77 @@ async fn rollups_follow_rows_from_any_writer_even_after_a_crash() {
         "tickpipe's two, the JDBC writer's and the bulk load's"
     );
 }
+
+/// `process --rollups-only`: the rollup stage alone, for rows another processor writes (a Spark
+/// job, a JDBC sink): their bars and quotes follow, and the topic is not consumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollups_only_follows_another_writers_rows_and_consumes_nothing() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "rollupsonly").await;
+    let env = topics_env("rollupsonly");
+    let env = as_refs(&env);
+
+    // Records wait in the topic: a rollups-only run must leave them to the real processor.
+    let input = tempfile::tempdir().unwrap();
+    generate(input.path(), 2, 1, 63);
+    appliance.run(
+        &[
+            "produce",
+            "--data",
+            &format!("{}/*.csv", input.path().display()),
+        ],
+        &env,
+    );
+    // Another processor's rows: two minutes of several rows each, and single-row minutes.
+    let [_, app_password, _] = appliance.passwords();
+    let app = appliance.pool("tickpipe_app", &app_password).await;
+    for second in (0..120).chain(300..3000).step_by(20) {
+        let price = format!("{}.125", 200 + second % 11);
+        sqlx::query(
+            "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
+             VALUES ('2024-03-04 14:30:00' + INTERVAL ? SECOND, 'SPARKBANK', ?, ?, ?, ?, 3)",
+        )
+        .bind(second)
+        .bind(&price)
+        .bind(&price)
+        .bind(&price)
+        .bind(&price)
+        .execute(&app)
+        .await
+        .unwrap();
+    }
+    app.close().await;
+
+    appliance.run(&["process", "--rollups-only", "--drain"], &env);
+
+    assert_rollups_match_the_rows(&root).await;
+    let (rows, symbols): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT Bank_Name) FROM stock_data")
+            .fetch_one(&root)
+            .await
+            .unwrap();
+    assert_eq!((rows, symbols), (141, 1), "only the other writer's rows");
+    let offsets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pipeline_offsets")
+        .fetch_one(&root)
+        .await
+        .unwrap();
+    assert_eq!(offsets, 0, "the topic was not read");
+    let quote: (chrono::NaiveDateTime, rust_decimal::Decimal) = sqlx::query_as(
+        "SELECT `Timestamp`, Price FROM latest_quotes WHERE Bank_Name = 'SPARKBANK'",
+    )
+    .fetch_one(&root)
+    .await
+    .unwrap();
+    assert_eq!(quote.0.to_string(), "2024-03-04 15:19:40");
+    assert_eq!(
+        quote.1,
+        "210.125".parse().unwrap(),
+        "the last row: second 2980"
+    );
+    let stale: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_pending")
+        .fetch_one(&root)
+        .await
+        .unwrap();
+    assert_eq!(stale, 0);
+}

@@ -164,6 +164,10 @@ fn latency_histogram() -> hdrhistogram::Histogram<u64> {
 pub struct RunOptions {
     /// Stop once everything that was in the topics at start is committed.
     pub drain: bool,
+    /// Consume nothing: only keep the rollups following `stock_data`, for rows another
+    /// processor writes (a Spark job, a JDBC sink, a bulk load). With `drain`: until every
+    /// symbol stale at start is recomputed.
+    pub rollups_only: bool,
 }
 
 /// Consumes until `cancel` fires (or, with `drain`, until caught up), committing what was
@@ -180,7 +184,11 @@ pub async fn run(
         .clone()
         .with_statement_timeout(config.mysql.statement_timeout);
     let claim = store.claim(&config.topics.ticks).await?;
-    let result = consume(config, broker, store, &claim, options, stats, cancel).await;
+    let result = if options.rollups_only {
+        follow_rollups(store, &claim, options, &stats, &cancel).await
+    } else {
+        consume(config, broker, store, &claim, options, stats, cancel).await
+    };
     if !matches!(
         result.as_ref().map_err(|e| e.downcast_ref::<StoreError>()),
         Err(Some(StoreError::ClaimLost { .. }))
@@ -320,6 +328,32 @@ async fn consume(
         }
     }
     result
+}
+
+/// The rollup stage alone, while the claim is held: until `cancel`, or with `drain` until
+/// every symbol stale at start is recomputed.
+async fn follow_rollups(
+    store: &Store,
+    claim: &Claim,
+    options: RunOptions,
+    stats: &ProcessStats,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    tokio::select! {
+        lost = keep_claim(store, claim) => Err(lost.into()),
+        done = async {
+            if options.drain {
+                rollups::catch_up(store, stats, claim, cancel).await
+            } else {
+                tokio::select! {
+                    failed = rollups::follow(store, stats, claim) => {
+                        Err(failed.context("the rollup stage failed"))
+                    }
+                    _ = cancel.cancelled() => Ok(()),
+                }
+            }
+        } => done,
+    }
 }
 
 /// Where a partition's reading starts: the stored offset, unless it belongs to another topic
