@@ -68,6 +68,10 @@ enum Command {
         /// (a Spark job, a bulk load). With --drain: exit once those stale now are recomputed
         #[arg(long)]
         rollups_only: bool,
+        /// Read records from standard input (JSON lines from another Kafka reader, the Spark
+        /// job) instead of fetching them; first prints where each partition resumes
+        #[arg(long, conflicts_with = "rollups_only")]
+        from_stdin: bool,
         /// Print the summary as JSON
         #[arg(long)]
         json: bool,
@@ -196,6 +200,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Process {
             drain,
             rollups_only,
+            from_stdin,
             json,
         } => {
             let config = Config::load(&sources)?;
@@ -204,6 +209,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 RunOptions {
                     drain,
                     rollups_only,
+                    from_stdin,
                 },
                 json,
             )

@@ -57,7 +57,7 @@ pub struct Fetched {
 }
 
 impl Fetched {
-    fn empty(
+    pub(super) fn empty(
         kind: TopicKind,
         topic: &str,
         partition: i32,
@@ -246,7 +246,11 @@ pub async fn run(
 /// Decodes and checks records into `fetched`. A refused record's source is
 /// `topic/partition/offset`, with `@` and the start of the topic's id when the broker reports
 /// one, so a recreated topic's records never share a source with the old one's.
-fn decode(mut fetched: Fetched, records: Vec<RecordAndOffset>, reading: Reading) -> Fetched {
+pub(super) fn decode(
+    mut fetched: Fetched,
+    records: Vec<RecordAndOffset>,
+    reading: Reading,
+) -> Fetched {
     let incarnation = fetched
         .topic_id
         .as_ref()

@@ -15,6 +15,7 @@
 
 mod fetch;
 mod rollups;
+mod stdin;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -168,6 +169,9 @@ pub struct RunOptions {
     /// processor writes (a Spark job, a JDBC sink, a bulk load). With `drain`: until every
     /// symbol stale at start is recomputed.
     pub rollups_only: bool,
+    /// Records come on standard input from another Kafka reader (the Spark job) instead of
+    /// being fetched here (see `stdin`).
+    pub from_stdin: bool,
 }
 
 /// Consumes until `cancel` fires (or, with `drain`, until caught up), committing what was
@@ -237,6 +241,7 @@ async fn consume(
         })
         .unzip();
     let mut fetchers = tokio::task::JoinSet::new();
+    let mut routes = BTreeMap::new();
     let mut next_lane = 0;
     for (topic, kind) in &topics {
         let stored = store.stored_offsets(topic).await?;
@@ -258,6 +263,18 @@ async fn consume(
                 lane.drain_targets
                     .insert((topic.clone(), partition), latest);
             }
+            if options.from_stdin {
+                let route = stdin::Route {
+                    kind: *kind,
+                    topic_id: topic_id.clone(),
+                    sender: Some(tx.clone()),
+                    stop: lane.stop.clone(),
+                    next: start,
+                    incidents,
+                };
+                routes.insert((topic.clone(), partition), route);
+                continue;
+            }
             let source = fetch::Source {
                 client: broker.partition(topic, partition).await?,
                 kind: *kind,
@@ -275,6 +292,15 @@ async fn consume(
                 lane.stop.clone(),
             ));
         }
+    }
+    if options.from_stdin {
+        stdin::print_starting_offsets(&broker.bootstrap, &routes);
+        fetchers.spawn(stdin::run(
+            routes,
+            config.reading(),
+            stats.clone(),
+            stop_fetching.clone(),
+        ));
     }
     // Only the fetch loops hold senders now: a writer's channel closes when its loops stop.
     drop(senders);
