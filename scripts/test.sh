@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test against real services. Installs what the tests need first (idempotent):
 # Debian's MariaDB server, unixODBC with the MariaDB ODBC driver, Debian's Chromium with
-# Playwright (npm), the Python Kafka client confluent-kafka (PyPI), and Apache Kafka's jars (from
-# Maven Central).
+# Playwright (npm), the Python Kafka client confluent-kafka (PyPI), Apache Kafka's jars (from
+# Maven Central), and pyspark with Spark's Kafka source for the Spark job (PyPI, Maven Central).
 #   scripts/test.sh                 all tests
 #   scripts/test.sh --soak          also the long variants (minutes)
 #   scripts/test.sh <cargo args>    e.g. scripts/test.sh --test pipeline
@@ -14,6 +14,7 @@ scripts/install-odbc.sh
 scripts/install-browser.sh
 scripts/install-python-clients.sh
 scripts/fetch-kafka.sh >/dev/null
+scripts/install-spark.sh >/dev/null
 
 if [ "${1:-}" = "--soak" ]; then
   shift
