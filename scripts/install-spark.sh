@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the Spark job (spark/tickpipe_job.py) needs, pinned, and prints the directory
-# holding it: a Python venv with pyspark and PyMySQL (PyPI), and Spark's Kafka source with its
-# Kafka client plus MariaDB Connector/J (Maven Central) in jars/. Needs Java 17+ to run.
+# holding it: a Python venv with pyspark (PyPI), and Spark's Kafka source with its Kafka
+# client (Maven Central) in jars/. Needs Java 17+ to run.
 # Idempotent: a complete install is reused.
 # Goes to ${XDG_CACHE_HOME:-~/.cache}/tickpipe/spark-<version>, where `scripts/spark.sh` looks.
 set -euo pipefail
@@ -16,11 +16,10 @@ if [ ! -f "$home/.complete" ]; then
   rm -rf "$home"
   mkdir -p "$home"
   "$PYTHON" -m venv "$home/venv" >&2
-  "$home/venv/bin/pip" install --quiet --disable-pip-version-check \
-    "pyspark==$version" "pymysql==1.1.2" >&2
+  "$home/venv/bin/pip" install --quiet --disable-pip-version-check "pyspark==$version" >&2
   # Spark's own jars (and Scala, Hadoop's client) come with pyspark: only the connector's.
   mvn -q -B -f "$here/spark/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-    -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2,mariadb-java-client \
+    -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2 \
     -DoutputDirectory="$home/jars" >&2
   touch "$home/.complete"
 fi
