@@ -55,6 +55,9 @@ def main():
         "--max-offsets-per-trigger", type=int, default=50000, help="records per micro-batch"
     )
     parser.add_argument("--trigger-seconds", type=float, default=0.5)
+    parser.add_argument(
+        "--started-file", help="a file created once the stream runs (for scripts and benches)"
+    )
     args = parser.parse_args()
 
     command = [args.tickpipe]
@@ -91,9 +94,10 @@ def main():
     records = reader.load().select("topic", "partition", "offset", "value")
 
     def hand_over(batch, batch_id):
-        # In Kafka order per partition; the processor skips what it has already been handed.
-        rows = batch.orderBy("topic", "partition", "offset").toLocalIterator()
-        for row in rows:
+        # Each Spark partition of a Kafka source is one Kafka partition's offset range, in
+        # order: collected as they are, each partition's records come in offset order (the
+        # processor skips what it was already handed). At most --max-offsets-per-trigger.
+        for row in batch.collect():
             value = None if row.value is None else base64.b64encode(row.value).decode("ascii")
             line = {
                 "topic": row.topic,
@@ -113,6 +117,8 @@ def main():
         .trigger(processingTime=f"{args.trigger_seconds} seconds")
         .start()
     )
+    if args.started_file:
+        open(args.started_file, "w", encoding="utf-8").close()
     try:
         # Drained (or failed): the processor exits, and the job with it.
         while query.isActive and sink.poll() is None:

@@ -104,6 +104,11 @@ enum Command {
         /// Seconds of row-by-row inserts
         #[arg(long, default_value_t = 5)]
         row_by_row_seconds: u32,
+        /// Also measure the Spark job on the same topic (the launcher script; installs pyspark
+        /// on first use)
+        #[arg(long, value_name = "SCRIPT", num_args = 0..=1,
+              default_missing_value = "scripts/spark.sh")]
+        spark: Option<std::path::PathBuf>,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -222,6 +227,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             rates,
             latency_seconds,
             row_by_row_seconds,
+            spark,
             json,
         } => {
             let config = Config::load(&sources)?;
@@ -232,6 +238,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 rates,
                 latency_seconds,
                 row_by_row_seconds,
+                spark,
             };
             let report = bench::run(&config, &spec).await?;
             if json {

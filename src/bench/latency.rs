@@ -231,7 +231,7 @@ impl Drop for Dashboard {
 }
 
 /// `symbols` files of `per_symbol` rows one second apart, in the minute-bar layout.
-fn write_steady_input(dir: &Path, symbols: u32, per_symbol: u64) -> Result<()> {
+pub(super) fn write_steady_input(dir: &Path, symbols: u32, per_symbol: u64) -> Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)

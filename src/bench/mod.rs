@@ -11,6 +11,7 @@ mod anchors;
 mod child;
 mod latency;
 mod render;
+mod spark;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub struct BenchSpec {
     pub latency_seconds: u32,
     /// How long row-by-row inserts run.
     pub row_by_row_seconds: u32,
+    /// `scripts/spark.sh`, to measure the Spark job too.
+    pub spark: Option<PathBuf>,
 }
 
 /// A throughput: the median of its runs, and every run.
@@ -89,6 +92,8 @@ pub struct Report {
     pub peak_rss_mb: PeakRss,
     /// CPU the drain of the median processor run took, per process.
     pub processor_cpu: CpuSplit,
+    /// The Spark job on the same topic, when asked for.
+    pub spark: Option<spark::SparkReport>,
 }
 
 /// CPU seconds each process used while the processor drained the topic, and the wall time.
@@ -273,6 +278,13 @@ impl<'a> Bench<'a> {
         for &rate in &self.spec.rates {
             latency.push(self.latency(rate).await?);
         }
+        let spark = match &self.spec.spark {
+            Some(script) => {
+                let rate = self.spec.rates.first().copied().unwrap_or(1000);
+                Some(self.spark(script, "bench_0", rows, rate).await?)
+            }
+            None => None,
+        };
         Ok(Report {
             rows,
             record_bytes,
@@ -287,6 +299,7 @@ impl<'a> Bench<'a> {
             row_by_row: median(&[(row_by_row, 0.0)], false),
             latency,
             peak_rss_mb: rss,
+            spark,
         })
     }
 

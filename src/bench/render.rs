@@ -77,6 +77,19 @@ pub fn render(r: &Report) -> String {
             l.rate, l.rows, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, "", ""
         ));
     }
+    if let Some(spark) = &r.spark {
+        let [p50, p95, p99, max] = spark.latency_ms;
+        lines.push(String::new());
+        lines.push(format!(
+            "Spark job (scripts/spark.sh, local[2]) on the processor's topic: {:.0} rows/s over \
+             the rows' own time ({:.2}× tickpipe's), {:.1} s from start to drained\n  \
+             {:>6} rows/s: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+            spark.rows_per_second,
+            ratio(spark.rows_per_second, r.processor.per_second),
+            spark.end_to_end_seconds,
+            spark.rate
+        ));
+    }
     lines.push(String::new());
     lines.push(format!("up → ready: {:.1} s", r.up_ready_seconds));
     lines.push(format!(
