@@ -15,7 +15,9 @@ if [ ! -f "$home/.complete" ]; then
   command -v mvn >/dev/null || { echo "install-spark: Maven (mvn) is needed to fetch the jars" >&2; exit 1; }
   rm -rf "$home"
   mkdir -p "$home"
-  "$PYTHON" -m venv "$home/venv" >&2
+  command -v java >/dev/null || { echo "install-spark: Java 17+ is needed to run Spark" >&2; exit 1; }
+  "$PYTHON" -m venv "$home/venv" >&2 ||
+    { echo "install-spark: $PYTHON -m venv failed (on Debian: apt-get install python3-venv)" >&2; exit 1; }
   "$home/venv/bin/pip" install --quiet --disable-pip-version-check "pyspark==$version" >&2
   # Spark's own jars (and Scala, Hadoop's client) come with pyspark: only the connector's.
   mvn -q -B -f "$here/spark/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \

@@ -73,9 +73,10 @@ def main():
         sys.exit("tickpipe process --from-stdin stopped before its handshake (see its log)")
     handshake = json.loads(handshake)
     summary = []
-    threading.Thread(
+    summary_reader = threading.Thread(
         target=lambda: summary.extend(sink.stdout.readlines()), daemon=True
-    ).start()
+    )
+    summary_reader.start()
 
     properties = args.kafka_properties or os.path.join(args.state_dir or ".tickpipe", "client.properties")
     spark = SparkSession.builder.appName("tickpipe").getOrCreate()
@@ -86,7 +87,10 @@ def main():
         .option("kafka.bootstrap.servers", handshake["bootstrap"])
         .option("subscribe", ",".join(sorted(starting)))
         .option("startingOffsets", json.dumps(starting))
-        .option("failOnDataLoss", "false")
+        # Records of aborted transactions are not records (tickpipe's own reader skips them
+        # too); a start offset the broker no longer has fails the query instead of skipping.
+        .option("kafka.isolation.level", "read_committed")
+        .option("failOnDataLoss", "true")
         .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger))
     )
     for key, value in kafka_options(properties).items():
@@ -97,7 +101,15 @@ def main():
         # Each Spark partition of a Kafka source is one Kafka partition's offset range, in
         # order: collected as they are, each partition's records come in offset order (the
         # processor skips what it was already handed). At most --max-offsets-per-trigger.
-        for row in batch.collect():
+        try:
+            write_batch(batch.collect(), batch_id)
+        except BrokenPipeError:
+            # The processor has exited (drained, or failed): the loop below ends the job
+            # with its exit code.
+            pass
+
+    def write_batch(rows, batch_id):
+        for row in rows:
             value = None if row.value is None else base64.b64encode(row.value).decode("ascii")
             line = {
                 "topic": row.topic,
@@ -133,9 +145,11 @@ def main():
         except BrokenPipeError:
             pass
         code = sink.wait()
+        summary_reader.join(timeout=10)
         shutil.rmtree(checkpoint, ignore_errors=True)
     if query.exception() is not None:
-        sys.exit(f"the Spark query failed: {query.exception()}")
+        print(f"the Spark query failed: {query.exception()}", file=sys.stderr)
+        code = code or 1
     for line in summary:
         print(line, end="")
     sys.exit(code)

@@ -36,10 +36,13 @@ async fn snapshot(pool: &MySqlPool) -> Vec<Vec<String>> {
     tables
 }
 
-/// `scripts/spark.sh` for the appliance and topics: the job's process group leads.
+/// `scripts/spark.sh` for the appliance and topics, leading a process group of its own, and
+/// killed if it runs past 10 minutes (a drain that cannot end fails the test, not CI).
 fn spark(appliance: &Appliance, env: &[(&str, &str)], args: &[&str]) -> Command {
-    let mut command = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/spark.sh"));
+    let mut command = Command::new("timeout");
     command
+        .args(["--signal=KILL", "600"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/spark.sh"))
         .args(["--tickpipe", BIN, "--state-dir"])
         .arg(appliance.dir())
         .args(args)
@@ -47,6 +50,19 @@ fn spark(appliance: &Appliance, env: &[(&str, &str)], args: &[&str]) -> Command 
         .stdin(Stdio::null())
         .process_group(0);
     command
+}
+
+/// SIGKILLs a process group when dropped: the test's kill, and no job left running when an
+/// assertion fails first.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,6 +131,7 @@ async fn spark_stores_what_tickpipe_stores_even_after_its_driver_is_killed() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let group = KillGroup(first.id() as i32);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let committed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_data")
@@ -128,11 +145,7 @@ async fn spark_stores_what_tickpipe_stores_even_after_its_driver_is_killed() {
         assert!(first.try_wait().unwrap().is_none(), "the Spark job stopped");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(first.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    drop(group);
     first.wait().unwrap();
     let partial: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_data")
         .fetch_one(&root)

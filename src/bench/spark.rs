@@ -112,7 +112,10 @@ impl Bench<'_> {
     /// `scripts/spark.sh` on `topic`, leading a process group of its own.
     fn spark_job(&self, script: &Path, topic: &str, args: &[&str]) -> Result<std::process::Child> {
         let exe = std::env::current_exe()?;
-        Command::new(script)
+        // A job that never ends (a drain that cannot) is killed rather than waited for.
+        Command::new("timeout")
+            .args(["--signal=KILL", "1800"])
+            .arg(script)
             .arg("--state-dir")
             .arg(&self.state)
             .arg("--tickpipe")

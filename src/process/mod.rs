@@ -495,6 +495,15 @@ impl Writer<'_> {
                     // Every fetch loop stopped: commit what they handed over, and finish.
                     None => {
                         self.commit(&mut pending).await?;
+                        // A drain whose input ended short of its targets (the Spark job gone)
+                        // did not drain.
+                        if !self.drain_targets.is_empty() && !self.shutdown.is_cancelled() {
+                            anyhow::bail!(
+                                "the input ended before the drain reached the end of {} \
+                                 partition(s)",
+                                self.drain_targets.len()
+                            );
+                        }
                         return Ok(());
                     }
                 },

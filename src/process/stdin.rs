@@ -9,7 +9,10 @@
 //! `{"topic", "partition", "offset", "value"}` (the value base64, or null), and a line
 //! `{"end": …}` after each micro-batch, which lets the writers commit without waiting for more.
 //! A record before the next offset a partition expects (a micro-batch Spark runs again) is
-//! skipped; so is a record of a partition the processor does not know (another topic).
+//! skipped; a record of a partition the processor did not find at start stops it.
+//!
+//! Limit: the reader sees records, not transaction markers, so a partition that ends with a
+//! transaction's commit marker stays one offset short of its end: `--drain` then does not end.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,7 +126,12 @@ pub async fn run(
             } => {
                 let key = (topic, partition);
                 let Some(route) = routes.get(&key) else {
-                    continue;
+                    anyhow::bail!(
+                        "records of {}/{} arrived, a partition this processor did not find at \
+                         start (added while running?): start the job again",
+                        key.0,
+                        key.1
+                    );
                 };
                 let expected = held
                     .get(&key)
