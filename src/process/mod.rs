@@ -297,6 +297,7 @@ async fn consume(
         stdin::print_starting_offsets(&broker.bootstrap, &routes);
         fetchers.spawn(stdin::run(
             routes,
+            config.process.batch_rows,
             config.reading(),
             stats.clone(),
             stop_fetching.clone(),

@@ -30,8 +30,8 @@ use super::fetch::{self, Fetched, TopicKind};
 use crate::store::Incident;
 use crate::tick::Reading;
 
-/// Records handed to a writer at once, per partition.
-const RECORDS_PER_HANDOVER: usize = 5000;
+/// Lines read ahead of the writers at most.
+const LINES_AHEAD: usize = 5000;
 /// How often the reader looks for writers that need no more records.
 const STOPPED_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -81,10 +81,11 @@ pub fn print_starting_offsets(bootstrap: &str, routes: &BTreeMap<(String, i32), 
 }
 
 /// Reads records from standard input until it ends or `stop` fires, handing them to their
-/// partitions' writers. A malformed line stops the processor (the reader is a program, not a
+/// partitions' writers (a partition's records at the latest when `batch_rows` wait). A malformed line stops the processor (the reader is a program, not a
 /// person: it is broken).
 pub async fn run(
     mut routes: BTreeMap<(String, i32), Route>,
+    batch_rows: usize,
     reading: Reading,
     stats: Arc<ProcessStats>,
     stop: CancellationToken,
@@ -156,7 +157,7 @@ pub async fn run(
                     },
                     offset,
                 });
-                if records.len() >= RECORDS_PER_HANDOVER {
+                if records.len() >= batch_rows {
                     hand_over(&mut routes, &mut held, reading, &stats, false).await;
                 }
             }
@@ -168,7 +169,7 @@ pub async fn run(
 /// cancelled, and tokio's stdin would keep the runtime (so the process) from ending while the
 /// other side keeps the pipe open. The channel is bounded: a slow processor slows the reader.
 fn read_lines() -> mpsc::Receiver<std::io::Result<String>> {
-    let (tx, rx) = mpsc::channel(RECORDS_PER_HANDOVER);
+    let (tx, rx) = mpsc::channel(LINES_AHEAD);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             if tx.blocking_send(line).is_err() {
