@@ -8,6 +8,16 @@ use std::process::Command;
 
 use common::BIN;
 
+/// A JSON array of figures (p50, p95, p99, max).
+fn figures(array: &serde_json::Value) -> Vec<f64> {
+    array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
 #[test]
 fn bench_measures_every_stage_beside_its_anchor() {
     let state = tempfile::tempdir().unwrap();
@@ -54,23 +64,13 @@ fn bench_measures_every_stage_beside_its_anchor() {
     );
     assert!(0.0 < p50 && p50 <= p99, "{report}");
     // Rows reach their bars and quote after they commit.
-    let in_quotes: Vec<f64> = latency["in_quotes_ms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let in_quotes = figures(&latency["in_quotes_ms"]);
     assert!(
         p50 <= in_quotes[0] && in_quotes[0] <= in_quotes[2],
         "{report}"
     );
     // A quote reaches the page after it is in latest_quotes (serve polls it).
-    let on_page: Vec<f64> = latency["on_dashboard_ms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let on_page = figures(&latency["on_dashboard_ms"]);
     assert!(
         in_quotes[0] <= on_page[0] && on_page[0] <= on_page[2] && on_page[2] <= on_page[3],
         "{report}"

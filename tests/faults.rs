@@ -717,6 +717,30 @@ async fn one_symbol_on_several_partitions_stays_exact_with_two_writers() {
 }
 
 /// Bars and latest quotes equal what SQL computes from `stock_data` directly.
+/// One row written as another writer would (plain SQL), open = high = low = close = `price`.
+async fn insert_flat_row(
+    pool: &sqlx::MySqlPool,
+    symbol: &str,
+    at: chrono::NaiveDateTime,
+    price: &str,
+    volume: &str,
+) {
+    sqlx::query(
+        "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(at)
+    .bind(symbol)
+    .bind(price)
+    .bind(price)
+    .bind(price)
+    .bind(price)
+    .bind(volume)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 async fn assert_rollups_match_the_rows(root: &sqlx::MySqlPool) {
     let differing: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM ( \
@@ -1005,20 +1029,14 @@ async fn rollups_follow_rows_from_any_writer_even_after_a_crash() {
     // a symbol of its own, a changed row and a deleted row of tickpipe's.
     let [_, app_password, _] = appliance.passwords();
     let app = appliance.pool("tickpipe_app", &app_password).await;
-    for minute in 0..90 {
-        let price = format!("{}.25", 100 + minute % 7);
-        sqlx::query(
-            "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
-             VALUES ('2024-01-02 09:15:00' + INTERVAL ? MINUTE, 'JDBCBANK', ?, ?, ?, ?, 10.5)",
-        )
-        .bind(minute)
-        .bind(&price)
-        .bind(&price)
-        .bind(&price)
-        .bind(&price)
-        .execute(&app)
-        .await
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
+        .unwrap()
+        .and_hms_opt(9, 15, 0)
         .unwrap();
+    for minute in 0..90 {
+        let at = start + chrono::TimeDelta::minutes(minute);
+        let price = format!("{}.25", 100 + minute % 7);
+        insert_flat_row(&app, "JDBCBANK", at, &price, "10.5").await;
     }
     let bank = tickpipe::generate::symbol_name(0);
     let changed: chrono::NaiveDateTime = sqlx::query_scalar(
@@ -1138,20 +1156,14 @@ async fn rollups_only_follows_another_writers_rows_and_consumes_nothing() {
     // Another processor's rows: two minutes of three rows each, then 45 single-row minutes.
     let [_, app_password, _] = appliance.passwords();
     let app = appliance.pool("tickpipe_app", &app_password).await;
-    for second in (0..120).step_by(20).chain((300..3000).step_by(60)) {
-        let price = format!("{}.125", 200 + second % 11);
-        sqlx::query(
-            "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
-             VALUES ('2024-03-04 14:30:00' + INTERVAL ? SECOND, 'SPARKBANK', ?, ?, ?, ?, 3)",
-        )
-        .bind(second)
-        .bind(&price)
-        .bind(&price)
-        .bind(&price)
-        .bind(&price)
-        .execute(&app)
-        .await
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 3, 4)
+        .unwrap()
+        .and_hms_opt(14, 30, 0)
         .unwrap();
+    for second in (0..120).step_by(20).chain((300..3000).step_by(60)) {
+        let at = start + chrono::TimeDelta::seconds(second);
+        let price = format!("{}.125", 200 + second % 11);
+        insert_flat_row(&app, "SPARKBANK", at, &price, "3").await;
     }
     app.close().await;
 

@@ -13,43 +13,29 @@ use super::child::{finish, log_file, tail, tickpipe};
 use super::{Bench, Latency, number};
 use crate::generate;
 
+/// Steady input on a topic of its own: files with one row a second per symbol, replayed at
+/// the rate asked.
+pub(super) struct SteadyInput {
+    pub(super) topic: String,
+    pattern: String,
+    speed: String,
+    /// Rows the replay sends.
+    pub(super) rows: u64,
+}
+
 impl Bench<'_> {
     /// Produce → commit latency with the producer replaying at a steady `rate` rows/s while
     /// the processor runs.
     pub(super) async fn latency(&self, rate: u32) -> Result<Latency> {
-        const SYMBOLS: u32 = 10;
-        let rows = u64::from(rate) * u64::from(self.spec.latency_seconds);
-        let dir = self.work.join(format!("latency_{rate}"));
-        write_steady_input(&dir, SYMBOLS, rows / u64::from(SYMBOLS))?;
-        let topic = format!("latency_{rate}");
-        self.topics(&topic).await?;
-        self.empty_tables().await?;
+        let steady = self.steady_input("latency", rate).await?;
+        let topic = steady.topic.clone();
         let processor = self.stage_command(&topic, &["process", "--json"])?;
         // Blocking calls (spawning, waiting for the port): off the runtime's other tasks.
         let dashboard = tokio::task::block_in_place(|| Dashboard::start(self, &topic))?;
         // The processor is fetching, and the page listening, before the first record is sent.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let pattern = format!("{}/*.csv", dir.display());
-        // Each symbol has a row a second: SYMBOLS rows per second of the data's clock.
-        let speed = (f64::from(rate) / f64::from(SYMBOLS)).to_string();
-        self.stage(
-            &topic,
-            &["produce", "--json", "--speed", &speed, "--data", &pattern],
-        )?;
-        let expected = (rows / u64::from(SYMBOLS)) * u64::from(SYMBOLS);
-        let started = Instant::now();
-        loop {
-            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_data")
-                .fetch_one(&self.root)
-                .await?;
-            if stored as u64 >= expected {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("the processor committed {stored} of {expected} rows");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.replay_and_wait(&steady, "the processor", Duration::from_secs(60))
+            .await?;
         // The newest rows' quotes reach the page within a poll or two.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (seen, watch_ended) = dashboard.stop()?;
@@ -62,7 +48,7 @@ impl Bench<'_> {
         let quotes = |q: &str| number(&summary["in_quotes_latency_ms"], q);
         Ok(Latency {
             rate,
-            rows: expected,
+            rows: steady.rows,
             p50_ms: ms("p50")?,
             p95_ms: ms("p95")?,
             p99_ms: ms("p99")?,
@@ -77,6 +63,59 @@ impl Bench<'_> {
         })
     }
 
+    /// Writes `rate` × `latency_seconds` rows of steady input, creates its topic
+    /// (`<prefix>_<rate>`) and empties the tables.
+    pub(super) async fn steady_input(&self, prefix: &str, rate: u32) -> Result<SteadyInput> {
+        const SYMBOLS: u32 = 10;
+        let per_symbol =
+            u64::from(rate) * u64::from(self.spec.latency_seconds) / u64::from(SYMBOLS);
+        let topic = format!("{prefix}_{rate}");
+        let dir = self.work.join(&topic);
+        write_steady_input(&dir, SYMBOLS, per_symbol)?;
+        self.topics(&topic).await?;
+        self.empty_tables().await?;
+        Ok(SteadyInput {
+            pattern: format!("{}/*.csv", dir.display()),
+            // Each symbol has a row a second: SYMBOLS rows per second of the data's clock.
+            speed: (f64::from(rate) / f64::from(SYMBOLS)).to_string(),
+            rows: per_symbol * u64::from(SYMBOLS),
+            topic,
+        })
+    }
+
+    /// Replays `steady` and waits until `who` (the processor running) has committed all of it,
+    /// at most `patience` after the replay ends.
+    pub(super) async fn replay_and_wait(
+        &self,
+        steady: &SteadyInput,
+        who: &str,
+        patience: Duration,
+    ) -> Result<()> {
+        self.stage(
+            &steady.topic,
+            &[
+                "produce",
+                "--json",
+                "--speed",
+                &steady.speed,
+                "--data",
+                &steady.pattern,
+            ],
+        )?;
+        let started = Instant::now();
+        loop {
+            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_data")
+                .fetch_one(&self.root)
+                .await?;
+            if stored as u64 >= steady.rows {
+                return Ok(());
+            }
+            if started.elapsed() > patience {
+                bail!("{who} committed {stored} of {} rows", steady.rows);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     /// For every record of `topic`: from its `produced_at` to the first quote of its symbol at
     /// least as new that the page received (p50, p95, p99, max in ms). A row never shown counts
     /// as shown when the watch ended (`watch_ended`, µs since the epoch).
@@ -231,7 +270,7 @@ impl Drop for Dashboard {
 }
 
 /// `symbols` files of `per_symbol` rows one second apart, in the minute-bar layout.
-pub(super) fn write_steady_input(dir: &Path, symbols: u32, per_symbol: u64) -> Result<()> {
+fn write_steady_input(dir: &Path, symbols: u32, per_symbol: u64) -> Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)

@@ -12,7 +12,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::child::{finish, log_file, tail};
-use super::latency::write_steady_input;
 use super::{Bench, number};
 
 /// The Spark job's figures.
@@ -51,13 +50,8 @@ impl Bench<'_> {
         let rows_per_second = number(&drained, "rows_per_second")?;
 
         // Steady input while the job runs.
-        const SYMBOLS: u32 = 10;
-        let steady = u64::from(rate) * u64::from(self.spec.latency_seconds);
-        let dir = self.work.join(format!("spark_latency_{rate}"));
-        write_steady_input(&dir, SYMBOLS, steady / u64::from(SYMBOLS))?;
-        let topic = format!("spark_latency_{rate}");
-        self.topics(&topic).await?;
-        self.empty_tables().await?;
+        let steady = self.steady_input("spark_latency", rate).await?;
+        let topic = steady.topic.clone();
         let started_file = self.work.join("spark.started");
         let _ = std::fs::remove_file(&started_file);
         let job = self.spark_job(
@@ -73,26 +67,8 @@ impl Bench<'_> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let pattern = format!("{}/*.csv", dir.display());
-        let speed = (f64::from(rate) / f64::from(SYMBOLS)).to_string();
-        self.stage(
-            &topic,
-            &["produce", "--json", "--speed", &speed, "--data", &pattern],
-        )?;
-        let expected = (steady / u64::from(SYMBOLS)) * u64::from(SYMBOLS);
-        let waiting = Instant::now();
-        loop {
-            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_data")
-                .fetch_one(&self.root)
-                .await?;
-            if stored as u64 >= expected {
-                break;
-            }
-            if waiting.elapsed() > Duration::from_secs(120) {
-                bail!("the Spark job committed {stored} of {expected} rows");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.replay_and_wait(&steady, "the Spark job", Duration::from_secs(120))
+            .await?;
         // Ctrl-C for the processor the job feeds: it commits, prints its summary and exits,
         // and the job follows.
         let feeding = feeding_processor(job.id() as i32)
