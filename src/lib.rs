@@ -13,6 +13,7 @@ pub mod config;
 pub mod generate;
 pub mod health;
 pub mod ingest;
+pub mod proc_stat;
 pub mod process;
 pub mod retry;
 pub mod rollup;

@@ -62,13 +62,3 @@ pub(super) fn finish(mut child: Child) -> Result<Finished> {
         cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
     })
 }
-
-/// User + system CPU seconds process `pid` has used so far (Linux /proc).
-pub(super) fn cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    Some(ticks / per_second as f64)
-}

@@ -26,9 +26,10 @@ use sqlx::MySqlPool;
 use crate::broker::Broker;
 use crate::config::{Config, Mode};
 use crate::generate::{self, GenerateSpec, Layout};
+use crate::proc_stat::cpu_seconds;
 use crate::state::{Endpoints, StateDir};
 use crate::store;
-use child::{cpu_seconds, finish, log_file, tail, tickpipe};
+use child::{finish, log_file, tail, tickpipe};
 pub use render::render;
 
 /// What to measure.
@@ -325,7 +326,7 @@ impl<'a> Bench<'a> {
         let services = |file: &str| {
             std::fs::read_to_string(self.state.join(file))
                 .ok()
-                .and_then(|pid| pid.trim().parse::<i32>().ok())
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
         };
         let (mariadb, kafka) = (
             services("mysql/mysqld.pid"),
@@ -335,7 +336,7 @@ impl<'a> Bench<'a> {
         let started = Instant::now();
         let child = self.stage_command(topic, args)?;
         let finished = finish(child)?;
-        let used = |pid: Option<i32>, before: Option<f64>| {
+        let used = |pid: Option<u32>, before: Option<f64>| {
             pid.and_then(cpu_seconds)
                 .zip(before)
                 .map_or(f64::NAN, |(after, before)| after - before)

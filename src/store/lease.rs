@@ -19,6 +19,7 @@ use sqlx::{MySqlConnection, Row};
 
 use super::Store;
 use super::error::{StoreError, server_error_number, timed};
+use crate::proc_stat;
 
 /// How long a claim lasts unless renewed.
 pub const CLAIM_TTL: Duration = Duration::from_secs(15);
@@ -62,7 +63,7 @@ impl Holder {
                 .map(|ns| ns.display().to_string())
                 .unwrap_or_default(),
             pid,
-            started: process_start(pid).unwrap_or(0),
+            started: proc_stat::start_ticks(pid).unwrap_or(0),
         }
     }
 
@@ -84,22 +85,17 @@ impl Holder {
         // A claim of this very process is a processor run that ended without releasing it
         // (a panic): the stage supervisor runs one processor at a time.
         if self.pid == here.pid {
-            return self.started == here.started || process_start(self.pid) != Some(self.started);
+            return self.started == here.started
+                || proc_stat::start_ticks(self.pid) != Some(self.started);
         }
         match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
             Err(_) => false,
-            Ok(_) => process_start(self.pid).is_some_and(|started| started != self.started),
+            Ok(_) => {
+                proc_stat::start_ticks(self.pid).is_some_and(|started| started != self.started)
+            }
         }
     }
-}
-
-/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl Store {
@@ -249,7 +245,7 @@ mod tests {
         // A live process of this host (pid 1) is not gone; one with another start time is.
         let init = Holder {
             pid: 1,
-            started: process_start(1).unwrap(),
+            started: proc_stat::start_ticks(1).unwrap(),
             ..me.clone()
         };
         assert!(!init.is_gone());
