@@ -1199,3 +1199,167 @@ async fn rollups_only_follows_another_writers_rows_and_consumes_nothing() {
         .unwrap();
     assert_eq!(stale, 0);
 }
+
+/// Three `tickpipe process` share one topic's partitions (a lease table in MySQL); one of them,
+/// the one running the rollup stage, is SIGKILLed while records stream in: the other two take
+/// its partitions and its rollup stage over, and what is stored is exactly the input — every
+/// row once, every bad line refused once, every partition's offset at its end, the rollups a
+/// recomputation of the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processors_share_the_partitions_and_one_killed_mid_stream_loses_nothing() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "trio").await;
+    let env = topics_env("trio");
+    let env = as_refs(&env);
+    let pipeline = "trio_ticks";
+    // 6 partitions of the ticks topic and 2 of the dead-letter topic, and the rollup stage.
+    const UNITS: usize = 9;
+
+    let input = tempfile::tempdir().unwrap();
+    generate(input.path(), 12, 1, 71);
+    let mut expected = input_totals(&csv_files(input.path()));
+    // Two good lines around three bad ones (not a number, a missing field, high under low).
+    expected.insert("BADBANK".into(), (2, Decimal::from(200), Decimal::from(20)));
+    write_file(
+        &input.path().join("BADBANK.csv"),
+        &format!(
+            "{SEED_HEADER}\
+             2024-01-02 09:15:00,BADBANK,10,11,9,10,100\n\
+             2024-01-02 09:16:00,BADBANK,ten,11,9,10,100\n\
+             2024-01-02 09:17:00,BADBANK,10,11,9,10\n\
+             2024-01-02 09:18:00,BADBANK,10,9,11,10,100\n\
+             2024-01-02 09:19:00,BADBANK,10,11,9,10,100\n"
+        ),
+    );
+
+    let start = |name: &str| {
+        let log = std::fs::File::create(appliance.dir().join(name)).unwrap();
+        appliance
+            .tickpipe(&["process"])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut processors = [
+        start("trio-0.log"),
+        start("trio-1.log"),
+        start("trio-2.log"),
+    ];
+    let pids: Vec<u32> = processors.iter().map(|p| p.id()).collect();
+    let shared = wait_holdings(&root, pipeline, "shared by all three", |held| {
+        pids.iter()
+            .all(|pid| held.get(pid).is_some_and(|units| units.len() >= 2))
+            && held.values().map(Vec::len).sum::<usize>() == UNITS
+    })
+    .await;
+
+    // ~7 s of records at 3,000× the data's clock; the rollup stage's holder is killed 2 s in.
+    let mut producer = appliance
+        .tickpipe(&[
+            "produce",
+            "--speed",
+            "3000",
+            "--data",
+            &format!("{}/*.csv", input.path().display()),
+        ])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let victim = pids
+        .iter()
+        .position(|pid| shared[pid].iter().any(|unit| unit == "rollups"))
+        .unwrap();
+    let started = Instant::now();
+    while stored_rows(&root).await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no row stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let stored_before_kill = stored_rows(&root).await;
+    processors[victim].kill().unwrap();
+    processors[victim].wait().unwrap();
+    let survivors: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| *pid != pids[victim])
+        .collect();
+    let taken_over = wait_holdings(&root, pipeline, "taken over by the two", |held| {
+        held.len() == 2
+            && survivors.iter().all(|pid| held.contains_key(pid))
+            && held.values().map(Vec::len).sum::<usize>() == UNITS
+    })
+    .await;
+    assert!(producer.wait().unwrap().success());
+    let expected_rows: i64 = expected.values().map(|totals| totals.0).sum();
+    assert!(
+        stored_before_kill < expected_rows,
+        "the kill was not mid-stream: {stored_before_kill} of {expected_rows} stored before it"
+    );
+
+    let started = Instant::now();
+    while stored_totals(&root).await != expected || rejected(&root).await.len() != 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "stored {} rows and {} refused lines of {expected_rows} and 3",
+            stored_rows(&root).await,
+            rejected(&root).await.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Every partition's stored offset is its end: nothing skipped, nothing beyond.
+    let broker =
+        tickpipe::broker::Broker::connect(&appliance.broker_admin(), Duration::from_secs(30))
+            .await
+            .unwrap();
+    for topic in ["trio_ticks", "trio_ticks.dlq"] {
+        for (partition, _, end) in broker.watermarks(topic).await.unwrap() {
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT next_offset FROM pipeline_offsets WHERE topic = ? AND `partition` = ?",
+            )
+            .bind(topic)
+            .bind(partition)
+            .fetch_optional(&root)
+            .await
+            .unwrap();
+            assert_eq!(stored.unwrap_or(0), end, "{topic}:{partition}");
+        }
+    }
+    // The rollup stage moved with its holder's death: the bars follow the rows.
+    let started = Instant::now();
+    loop {
+        let stale: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_pending")
+            .fetch_one(&root)
+            .await
+            .unwrap();
+        if stale == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "rollups left stale"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_rollups_match_the_rows(&root).await;
+
+    // Stopped cleanly, the survivors give their work up.
+    for (i, processor) in processors.iter_mut().enumerate() {
+        if i != victim {
+            // SAFETY: kill has no preconditions; the pid is our own child's.
+            assert_eq!(
+                unsafe { libc::kill(processor.id() as i32, libc::SIGINT) },
+                0
+            );
+            let said = std::fs::read_to_string(appliance.dir().join(format!("trio-{i}.log")));
+            assert!(processor.wait().unwrap().success(), "{said:?}");
+        }
+    }
+    assert!(holdings(&root, pipeline).await.is_empty());
+    eprintln!("shared: {shared:?}; after the kill: {taken_over:?}");
+}

@@ -726,18 +726,12 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
             .await
         })
     };
-    // Once the processor holds its claim, MySQL accepts no write (a global read lock) and
-    // the records arrive.
-    let start = Instant::now();
-    while sqlx::query("SELECT 1 FROM processor_leases WHERE Topic = 'slow_ticks'")
-        .fetch_optional(&root)
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "no claim");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Once the processor holds its work (6 + 2 partitions, the rollup stage), MySQL accepts no
+    // write (a global read lock) and the records arrive.
+    wait_holdings(&root, "slow_ticks", "all held", |held| {
+        held.values().map(Vec::len).sum::<usize>() == 9
+    })
+    .await;
     let mut lock = root.acquire().await.unwrap();
     sqlx::query("FLUSH TABLES WITH READ LOCK")
         .execute(&mut *lock)

@@ -24,28 +24,16 @@ fn start_processor(appliance: &Appliance, env: &[(&str, &str)], log: &str) -> Ch
         .unwrap()
 }
 
-/// The holder pid recorded in the claim on `topic`, once there is one.
-async fn wait_claimed_by(root: &sqlx::MySqlPool, topic: &str, pid: u32) {
-    let start = Instant::now();
-    loop {
-        let holder: Option<u32> =
-            sqlx::query_scalar("SELECT Pid FROM processor_leases WHERE Topic = ?")
-                .bind(topic)
-                .fetch_optional(root)
-                .await
-                .unwrap_or(None);
-        if holder == Some(pid) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{topic} not claimed by {pid} (holder {holder:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// Every unit of `pipeline`'s work (6 + 2 partitions and the rollup stage) held by `pid`.
+async fn wait_all_held_by(root: &sqlx::MySqlPool, pipeline: &str, pid: u32) {
+    wait_holdings(root, pipeline, &format!("all held by {pid}"), |held| {
+        held.len() == 1 && held.get(&pid).is_some_and(|units| units.len() == 9)
+    })
+    .await;
 }
 
-/// A second `tickpipe process` on the same topic: it must refuse, naming the holder.
+/// A draining `tickpipe process` (which needs every partition) beside a running one: it must
+/// refuse, naming the holder.
 fn assert_refused(appliance: &Appliance, env: &[(&str, &str)], holder: u32) {
     let output = appliance
         .tickpipe(&["process", "--drain"])
@@ -61,14 +49,17 @@ fn assert_refused(appliance: &Appliance, env: &[(&str, &str)], holder: u32) {
     );
 }
 
-/// The BI user can neither read nor lock, let alone change, the processor's claim.
-async fn assert_bi_cannot_touch_the_claim(appliance: &Appliance) {
+/// The BI user can neither read nor lock, let alone change, the processors' leases.
+async fn assert_bi_cannot_touch_the_leases(appliance: &Appliance) {
     let [_, _, bi_password] = appliance.passwords();
     let bi = appliance.pool("tickpipe_bi", &bi_password).await;
     for attempt in [
         "SELECT Owner FROM processor_leases FOR UPDATE",
         "UPDATE processor_leases SET Owner = 'bi'",
         "DELETE FROM processor_leases",
+        "SELECT Owner FROM processors FOR UPDATE",
+        "UPDATE processors SET Expires_At = '2099-01-01'",
+        "DELETE FROM processors",
     ] {
         let denied = sqlx::query(attempt).execute(&bi).await.unwrap_err();
         let number = denied
@@ -90,7 +81,7 @@ fn signal(child: &Child, signal: i32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_processor_per_topic_even_across_a_mariadb_restart_and_a_paused_holder_is_taken_over() {
+async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_is_taken_over() {
     // Its own appliance: MariaDB is restarted under it.
     let appliance = Appliance::start(&["--services-only"], &[]);
     let root = fresh_pipeline(&appliance, "claim").await;
@@ -110,26 +101,26 @@ async fn one_processor_per_topic_even_across_a_mariadb_restart_and_a_paused_hold
     assert_eq!(took, Some(1));
 
     let mut first = start_processor(&appliance, &env, "first.log");
-    wait_claimed_by(&root, "claim_ticks", first.id()).await;
+    wait_all_held_by(&root, "claim_ticks", first.id()).await;
     assert_refused(&appliance, &env, first.id());
-    assert_bi_cannot_touch_the_claim(&appliance).await;
+    assert_bi_cannot_touch_the_leases(&appliance).await;
     drop(bi_session);
     bi.close().await;
 
-    // MariaDB killed and restarted: the claim is a row, still there; the holder renews it.
+    // MariaDB killed and restarted: the leases are rows, still there; the holder renews itself.
     let mysql = supervised_pid(&appliance, "mysql");
     unsafe { libc::kill(mysql, libc::SIGKILL) };
     wait_restarted(&appliance, "mysql", mysql);
     let root = appliance.root_pool().await;
     assert_refused(&appliance, &env, first.id());
-    assert_bi_cannot_touch_the_claim(&appliance).await;
+    assert_bi_cannot_touch_the_leases(&appliance).await;
 
-    // The holder paused past its claim's expiry: a new processor takes over and stores what
-    // arrives; the old one, resumed, stops without committing anything.
+    // The holder paused past its lease's expiry: a new processor takes its work over and
+    // stores what arrives; the old one, resumed, stops without committing anything.
     signal(&first, libc::SIGSTOP);
-    tokio::time::sleep(tickpipe::store::CLAIM_TTL + Duration::from_secs(2)).await;
+    tokio::time::sleep(tickpipe::store::LEASE_TTL + Duration::from_secs(2)).await;
     let mut second = start_processor(&appliance, &env, "second.log");
-    wait_claimed_by(&root, "claim_ticks", second.id()).await;
+    wait_all_held_by(&root, "claim_ticks", second.id()).await;
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 3, 1, 11);
     let expected = input_totals(&csv_files(data.path()));
@@ -155,10 +146,7 @@ async fn one_processor_per_topic_even_across_a_mariadb_restart_and_a_paused_hold
     };
     let said = std::fs::read_to_string(appliance.dir().join("first.log")).unwrap();
     assert!(!exit.success(), "{said}");
-    assert!(
-        said.contains("another processor took over claim_ticks"),
-        "{said}"
-    );
+    assert!(said.contains("another processor took over"), "{said}");
 
     let started = Instant::now();
     while stored_totals(&root).await != expected {
@@ -169,15 +157,17 @@ async fn one_processor_per_topic_even_across_a_mariadb_restart_and_a_paused_hold
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // Stopped cleanly, the holder gives its claim up: the next processor need not wait.
+    // Stopped cleanly, the holder gives its work up: the next processor need not wait.
     signal(&second, libc::SIGINT);
     assert!(second.wait().unwrap().success());
-    let claims: i64 = sqlx::query("SELECT COUNT(*) FROM processor_leases")
-        .fetch_one(&root)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(claims, 0, "released at a clean stop");
+    let left: i64 = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM processor_leases) + (SELECT COUNT(*) FROM processors)",
+    )
+    .fetch_one(&root)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(left, 0, "given up at a clean stop");
 }
 
 /// A raw connection to `url`'s host and port.

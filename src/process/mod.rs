@@ -15,14 +15,15 @@
 
 mod fetch;
 mod rollups;
+mod sharing;
 mod stdin;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rskafka::client::partition::Compression;
 use rskafka::record::Record;
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{self, Broker};
 use crate::config::Config;
 use crate::retry::{self, Backoff, Failure};
-use crate::store::{Batch, Claim, Incident, RENEW_EVERY, Reached, Store, StoreError, StoredOffset};
+use crate::store::{Batch, Incident, Member, Reached, Role, Store, StoreError, StoredOffset, Unit};
 use crate::tick::{Reject, Tick};
 use fetch::{Fetched, TopicKind};
 
@@ -175,7 +176,8 @@ pub struct RunOptions {
 }
 
 /// Consumes until `cancel` fires (or, with `drain`, until caught up), committing what was
-/// fetched before returning.
+/// fetched before returning. Several processors of one pipeline share its partitions
+/// (`sharing`); a drain, or records from stdin, needs them all.
 pub async fn run(
     config: &Config,
     broker: &Broker,
@@ -187,28 +189,134 @@ pub async fn run(
     let store = &store
         .clone()
         .with_statement_timeout(config.mysql.statement_timeout);
-    let claim = store.claim(&config.topics.ticks).await?;
-    let result = if options.rollups_only {
-        follow_rollups(store, &claim, options, &stats, &cancel).await
+    let role = if options.rollups_only {
+        Role::Rollups
+    } else if options.drain || options.from_stdin {
+        Role::All
     } else {
-        consume(config, broker, store, &claim, options, stats, cancel).await
+        Role::Shared
     };
-    if !matches!(
-        result.as_ref().map_err(|e| e.downcast_ref::<StoreError>()),
-        Err(Some(StoreError::ClaimLost { .. }))
-    ) {
-        store.release(&claim).await;
+    let member = store.join(&config.topics.ticks, role).await?;
+    let result = tokio::select! {
+        lost = sharing::keep_membership(store, &member) => Err(lost.into()),
+        worked = work_as_member(config, broker, store, &member, options, stats, &cancel) => worked,
+    };
+    if !is_lease_lost(&result) {
+        store.leave(&member).await;
     }
     result
 }
 
-/// The processor's work while it holds `claim`: fetch loops feeding writers, and the claim
-/// renewed until they stop.
+fn is_lease_lost(result: &Result<()>) -> bool {
+    matches!(
+        result.as_ref().map_err(|e| e.downcast_ref::<StoreError>()),
+        Err(Some(StoreError::LeaseLost { .. }))
+    )
+}
+
+/// The member's work, one generation after another: what it holds changes as processors join
+/// and leave, and each change restarts its fetch loops and writers.
+async fn work_as_member(
+    config: &Config,
+    broker: &Broker,
+    store: &Store,
+    member: &Member,
+    options: RunOptions,
+    stats: Arc<ProcessStats>,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let mut partitions = Vec::new();
+    for topic in [&config.topics.ticks, &config.topics.dlq] {
+        for partition in 0..broker.partition_count(topic).await? {
+            partitions.push(Unit::Partition {
+                topic: topic.clone(),
+                partition,
+            });
+        }
+    }
+    let mut holds = BTreeSet::new();
+    let plan = sharing::plan(member, &holds, &partitions, &store.sharing(member).await?)?;
+    let wanted = plan.take.len();
+    sharing::take(store, member, &mut holds, plan.take).await;
+    if member.role != Role::Shared && holds.len() < wanted {
+        // Another processor took a unit between the look and the take: its message names it.
+        sharing::plan(
+            member,
+            &BTreeSet::new(),
+            &partitions,
+            &store.sharing(member).await?,
+        )?;
+        bail!("another processor took part of {}'s work", member.pipeline);
+    }
+    loop {
+        let generation = cancel.child_token();
+        let held = holds.clone();
+        let work = work(
+            config,
+            broker,
+            store,
+            member,
+            &held,
+            options,
+            stats.clone(),
+            generation.clone(),
+        );
+        tokio::pin!(work);
+        let (worked, give_up) = tokio::select! {
+            worked = &mut work => (worked, None),
+            give_up = sharing::until_change(store, member, &mut holds, &partitions) => {
+                generation.cancel();
+                ((&mut work).await, Some(give_up))
+            }
+        };
+        let Some(give_up) = give_up.filter(|_| !cancel.is_cancelled()) else {
+            return worked;
+        };
+        // A batch the change cut short is read again by the units' next holder.
+        if is_lease_lost(&worked) {
+            return worked;
+        }
+        if let Err(e) = worked {
+            tracing::warn!("{e:#}; read again once the work is shared anew");
+        }
+        store.give_up(member, &give_up).await?;
+        for unit in &give_up {
+            holds.remove(unit);
+        }
+        let now: Vec<String> = holds.iter().map(Unit::to_string).collect();
+        tracing::info!(holds = now.join(" "), "the work is shared anew");
+    }
+}
+
+/// One generation of a member's work on the units it `holds`, until `cancel` (or a drain's
+/// end).
+#[allow(clippy::too_many_arguments)]
+async fn work(
+    config: &Config,
+    broker: &Broker,
+    store: &Store,
+    member: &Member,
+    holds: &BTreeSet<Unit>,
+    options: RunOptions,
+    stats: Arc<ProcessStats>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    if options.rollups_only {
+        follow_rollups(store, member, options, &stats, &cancel).await
+    } else {
+        consume(config, broker, store, member, holds, options, stats, cancel).await
+    }
+}
+
+/// Fetch loops feeding writers for the partitions the member holds, and the rollup stage if
+/// it holds that.
+#[allow(clippy::too_many_arguments)]
 async fn consume(
     config: &Config,
     broker: &Broker,
     store: &Store,
-    claim: &Claim,
+    member: &Member,
+    holds: &BTreeSet<Unit>,
     options: RunOptions,
     stats: Arc<ProcessStats>,
     cancel: CancellationToken,
@@ -217,17 +325,17 @@ async fn consume(
         (config.topics.ticks.clone(), TopicKind::Ticks),
         (config.topics.dlq.clone(), TopicKind::DeadLetters),
     ];
-    let partitions: usize = {
-        let mut n = 0;
-        for (topic, _) in &topics {
-            n += broker.partition_count(topic).await? as usize;
-        }
-        n
+    let held = |topic: &str, partition: i32| {
+        holds.contains(&Unit::Partition {
+            topic: topic.to_string(),
+            partition,
+        })
     };
+    let partitions = holds.iter().filter(|u| **u != Unit::Rollups).count();
     // Partitions are split among the writers: each commits its own partitions' rows,
     // refused records and offsets, and a symbol lives on one partition, so their transactions touch
     // different rows and each partition stays exactly once.
-    let writers = config.process.writers;
+    let writers = config.process.writers.min(partitions);
     let stop_fetching = cancel.child_token();
     let (senders, mut lanes): (Vec<_>, Vec<Lane>) = (0..writers)
         .map(|_| {
@@ -247,6 +355,9 @@ async fn consume(
         let stored = store.stored_offsets(topic).await?;
         let topic_id = broker.topic_id(topic).await?;
         for (partition, earliest, latest) in broker.watermarks(topic).await? {
+            if !held(topic, partition) {
+                continue;
+            }
             let (tx, lane) = (
                 &senders[next_lane % writers],
                 &mut lanes[next_lane % writers],
@@ -312,7 +423,7 @@ async fn consume(
         }
         let writer = Writer {
             store,
-            claim,
+            member,
             dead_letters: DeadLetters::open(broker, &config.topics.dlq, &cancel).await?,
             batch_rows: config.process.batch_rows,
             linger: config.process.batch_linger,
@@ -335,51 +446,54 @@ async fn consume(
         }
         std::future::pending().await
     };
-    let result = tokio::select! {
-        written = futures::future::try_join_all(runs) => written.map(|_| ()),
-        failure = fetch_failure => Err(failure),
-        lost = keep_claim(store, claim) => Err(lost.into()),
-        failed = rollups::follow(store, &stats, claim) => {
-            Err(failed.context("the rollup stage failed"))
+    let written = async {
+        if runs.is_empty() {
+            // No partition of its own (yet): the member waits for its share.
+            cancel.cancelled().await;
+            return Ok(());
         }
+        futures::future::try_join_all(runs).await.map(|_| ())
+    };
+    let rollup_stage = async {
+        if holds.contains(&Unit::Rollups) {
+            rollups::follow(store, &stats, member).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    let result = tokio::select! {
+        written = written => written,
+        failure = fetch_failure => Err(failure),
+        failed = rollup_stage => Err(failed.context("the rollup stage failed")),
     };
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
-    // Drained: the rollups of everything committed are computed before the run ends (the
-    // claim still renewed; Ctrl-C still heard).
+    // Drained: the rollups of everything committed are computed before the run ends (a
+    // drain holds the rollup stage; Ctrl-C still heard).
     if options.drain && result.is_ok() && !cancel.is_cancelled() {
         let _ = stats.rows_drained_at.set(std::time::Instant::now());
-        tokio::select! {
-            caught_up = rollups::catch_up(store, &stats, claim, &cancel) => caught_up?,
-            lost = keep_claim(store, claim) => return Err(lost.into()),
-        }
+        rollups::catch_up(store, &stats, member, &cancel).await?;
     }
     result
 }
 
-/// The rollup stage alone, while the claim is held: until `cancel`, or with `drain` until
-/// every symbol stale at start is recomputed.
+/// The rollup stage alone: until `cancel`, or with `drain` until every symbol stale at start
+/// is recomputed.
 async fn follow_rollups(
     store: &Store,
-    claim: &Claim,
+    member: &Member,
     options: RunOptions,
     stats: &ProcessStats,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    if options.drain {
+        return rollups::catch_up(store, stats, member, cancel).await;
+    }
     tokio::select! {
-        lost = keep_claim(store, claim) => Err(lost.into()),
-        done = async {
-            if options.drain {
-                rollups::catch_up(store, stats, claim, cancel).await
-            } else {
-                tokio::select! {
-                    failed = rollups::follow(store, stats, claim) => {
-                        Err(failed.context("the rollup stage failed"))
-                    }
-                    _ = cancel.cancelled() => Ok(()),
-                }
-            }
-        } => done,
+        failed = rollups::follow(store, stats, member) => {
+            Err(failed.context("the rollup stage failed"))
+        }
+        _ = cancel.cancelled() => Ok(()),
     }
 }
 
@@ -449,7 +563,7 @@ impl Pending {
 
 struct Writer<'a> {
     store: &'a Store,
-    claim: &'a Claim,
+    member: &'a Member,
     dead_letters: DeadLetters,
     batch_rows: usize,
     linger: Duration,
@@ -542,7 +656,7 @@ impl Writer<'_> {
             &self.shutdown,
             || {
                 self.store.write_batch(Batch {
-                    claim: self.claim,
+                    member: self.member,
                     ticks: &pending.ticks,
                     rejects: &pending.rejects,
                     offsets: &offsets,
@@ -651,23 +765,5 @@ impl DeadLetters {
             }
         }
         Ok(())
-    }
-}
-
-/// Renews the processor's claim on its topic (without consumer groups, two processors would
-/// both read every partition) until another processor holds it; an unreachable MySQL only
-/// delays renewal (the batches cannot commit then either).
-async fn keep_claim(store: &Store, claim: &Claim) -> StoreError {
-    loop {
-        tokio::time::sleep(RENEW_EVERY).await;
-        match store.renew(claim).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return StoreError::ClaimLost {
-                    topic: claim.topic.clone(),
-                };
-            }
-            Err(e) => tracing::warn!("renewing the processor claim: {e}; trying again"),
-        }
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ProcessStats;
 use crate::retry::{self, Backoff, Failure};
-use crate::store::{Claim, Refreshed, Store, StoreError};
+use crate::store::{Member, Refreshed, Store, StoreError};
 
 /// Pause when nothing is stale (or what is stale is held by writers).
 const IDLE: Duration = Duration::from_millis(100);
@@ -23,10 +23,10 @@ const AT_ONCE: usize = 2;
 const GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Recomputes stale rollups as they appear; returns only with an error retrying cannot fix.
-pub async fn follow(store: &Store, stats: &ProcessStats, claim: &Claim) -> anyhow::Error {
+pub async fn follow(store: &Store, stats: &ProcessStats, member: &Member) -> anyhow::Error {
     let never = CancellationToken::new();
     loop {
-        match round(store, stats, claim, &never).await {
+        match round(store, stats, member, &never).await {
             Ok(Round { done: 0, .. }) => tokio::time::sleep(IDLE).await,
             Ok(_) => {}
             Err(e) => return e,
@@ -40,7 +40,7 @@ pub async fn follow(store: &Store, stats: &ProcessStats, claim: &Claim) -> anyho
 pub async fn catch_up(
     store: &Store,
     stats: &ProcessStats,
-    claim: &Claim,
+    member: &Member,
     cancel: &CancellationToken,
 ) -> Result<()> {
     let mut left: BTreeSet<String> = stale(store, usize::MAX, cancel)
@@ -48,7 +48,7 @@ pub async fn catch_up(
         .into_iter()
         .collect();
     while !left.is_empty() && !cancel.is_cancelled() {
-        let held: BTreeSet<String> = refresh_all(store, stats, claim, cancel, &left)
+        let held: BTreeSet<String> = refresh_all(store, stats, member, cancel, &left)
             .await?
             .into_iter()
             .filter(|(_, outcome)| *outcome == Refreshed::Skipped)
@@ -71,14 +71,14 @@ struct Round {
 async fn round(
     store: &Store,
     stats: &ProcessStats,
-    claim: &Claim,
+    member: &Member,
     never: &CancellationToken,
 ) -> Result<Round> {
     // Symbols with rows committed before the stale ones are read: those not stale then have
     // rollups that include them already (or the rows changed nothing).
     let committed_before = stats.symbols_awaiting_rollups();
     let stale = stale(store, PER_ROUND, never).await?;
-    let done = refresh_all(store, stats, claim, never, &stale)
+    let done = refresh_all(store, stats, member, never, &stale)
         .await?
         .iter()
         .filter(|(_, outcome)| *outcome == Refreshed::Done)
@@ -97,7 +97,7 @@ async fn round(
 async fn refresh_all<'s>(
     store: &Store,
     stats: &ProcessStats,
-    claim: &Claim,
+    member: &Member,
     cancel: &CancellationToken,
     symbols: impl IntoIterator<Item = &'s String>,
 ) -> Result<Vec<(String, Refreshed)>> {
@@ -111,7 +111,7 @@ async fn refresh_all<'s>(
             // Taken before the range: every row counted here is committed, so in the
             // recompute.
             let awaiting = stats.awaiting_rollups(&symbol);
-            let outcome = refresh(store, &symbol, claim, cancel).await?;
+            let outcome = refresh(store, &symbol, member, cancel).await?;
             match outcome {
                 Refreshed::Done => stats.rolled_up(&awaiting),
                 Refreshed::Skipped => stats.not_yet_rolled_up(&symbol, awaiting),
@@ -139,14 +139,14 @@ async fn stale(store: &Store, limit: usize, cancel: &CancellationToken) -> Resul
 async fn refresh(
     store: &Store,
     symbol: &str,
-    claim: &Claim,
+    member: &Member,
     cancel: &CancellationToken,
 ) -> Result<Refreshed> {
     retry::retry(
         "recomputing rollups",
         Backoff::service(Some(GIVE_UP)),
         cancel,
-        || store.refresh_rollups(symbol, claim),
+        || store.refresh_rollups(symbol, member),
         StoreError::verdict,
     )
     .await

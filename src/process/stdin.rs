@@ -1,6 +1,6 @@
 //! Records handed over on standard input by another Kafka reader — the Spark job
 //! (`spark/tickpipe_job.py`) — instead of fetched here: the rest of the processor (checks,
-//! quarantine, exactly-once batches with their offsets, the claim, the rollup stage) is the
+//! quarantine, exactly-once batches with their offsets, the leases, the rollup stage) is the
 //! same, so both processors store the same rows, refusals and offsets.
 //!
 //! The handshake: the processor first prints one line, `{"bootstrap": "host:port,…",

@@ -1,5 +1,5 @@
 //! The exactly-once batch write: in one transaction, a check that the processor still holds
-//! its claim on the topic, the batch's rows with their symbols' rollups marked stale
+//! the batch's partitions, the batch's rows with their symbols' rollups marked stale
 //! (`rollup_pending`), the refused records (once per source) and the offsets the batch
 //! reached. Either all of it commits or none of it; the rollups follow in transactions of their
 //! own. A replayed row is written again and marks its symbol stale from its minute: the rollups
@@ -19,7 +19,7 @@ use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder};
 
 use super::Store;
 use super::error::{StoreError, timed};
-use super::lease::{self, Claim};
+use super::lease::{self, Member, Unit};
 use crate::tick::{Reject, Tick};
 
 /// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
@@ -50,8 +50,8 @@ pub struct Reached {
 /// One batch of what the fetch loops handed over.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
-    /// The processor's claim on the topic, checked in the batch's transaction.
-    pub claim: &'a Claim,
+    /// The processor, whose leases on the batch's partitions are checked in its transaction.
+    pub member: &'a Member,
     pub ticks: &'a [Tick],
     pub rejects: &'a [Reject],
     /// Where the batch reached in each partition.
@@ -95,7 +95,7 @@ impl Store {
         &self,
         tx: &mut MySqlConnection,
         Batch {
-            claim,
+            member,
             ticks,
             rejects,
             offsets,
@@ -103,7 +103,11 @@ impl Store {
         }: Batch<'_>,
     ) -> Result<Committed, StoreError> {
         let deadline = self.statement_timeout;
-        lease::check(tx, claim, deadline).await?;
+        let partitions = offsets.iter().map(|reached| Unit::Partition {
+            topic: reached.topic.clone(),
+            partition: reached.partition,
+        });
+        lease::check(tx, member, partitions, deadline).await?;
         let rows = last_per_key(ticks);
         let mut refused: Vec<(&Tick, String)> = Vec::new();
         for chunk in byte_chunks(

@@ -36,13 +36,13 @@ pub enum StoreError {
         "MySQL refused all {rows} rows of a statement alike ({reason}): check the table's set-up"
     )]
     Setup { rows: usize, reason: String },
-    /// Another processor took this one's claim on the topic over (it was paused past the
-    /// claim's expiry): this one must stop, committing nothing more.
+    /// Another processor took over work this one held (it was paused past its lease's expiry,
+    /// or taken for dead): this one must stop, committing nothing more.
     #[error(
-        "another processor took over {topic}: this one stops (its uncommitted records are the \
+        "another processor took over {what}: this one stops (its uncommitted records are the \
          new holder's to store)"
     )]
-    ClaimLost { topic: String },
+    LeaseLost { what: String },
     /// Anything else (a missing table, a missing privilege, a bug): retrying cannot help.
     #[error("{what}: {source}")]
     Permanent {
@@ -96,7 +96,7 @@ impl StoreError {
             StoreError::Transient { .. } | StoreError::Timeout { .. } => Verdict::Retry,
             StoreError::Data { .. }
             | StoreError::Setup { .. }
-            | StoreError::ClaimLost { .. }
+            | StoreError::LeaseLost { .. }
             | StoreError::Permanent { .. } => Verdict::Stop,
         }
     }

@@ -1,46 +1,138 @@
-//! The processor's claim on a topic (`processor_leases`): one live processor consumes a topic
-//! into a database.
+//! Processors sharing a pipeline's work (`processors`, `processor_leases`): each partition of
+//! its topics, and its rollup stage, is a [`Unit`] that one live processor holds at a time.
 //!
-//! A claim is a row, so it survives a MariaDB restart, and only the app user may write the
-//! table (the BI user cannot even read it), so no other account can take or block it. The
-//! holder renews it every [`RENEW_EVERY`]; every batch checks it inside its own transaction and
-//! holds the row shared until commit, so a processor that lost its claim (paused past expiry
-//! and taken over) commits nothing more. A new processor takes a claim over when it has
-//! expired, or at once when its holder was a process of this host (same boot, same pid
-//! namespace) that is gone; never while a batch of the holder is in flight (the row is locked
-//! then: the holder lives). A holder paused inside a batch loses its connection, and with it
-//! the lock, after [`IDLE_TRANSACTION`] (the server ends transactions left idle that long).
+//! A processor joins as a [`Member`] (a row it renews every [`RENEW_EVERY`]) and takes units
+//! whose holder is not a live member; how many it should hold is `process::sharing`'s
+//! business. Rows, not named locks: they survive a MariaDB restart, and only the app user may
+//! write them (the BI user cannot even read them), so no other account can take or block work.
+//! Every batch checks, inside its own transaction, that its units are still this member's and
+//! holds their rows shared until commit, so a processor that lost a unit commits nothing more
+//! to it; a taker locks the row without waiting (a batch in flight means its holder lives).
+//! A member is dead when its row expired ([`LEASE_TTL`]), or at once when it was a process of
+//! this host (same boot, same pid namespace) that is gone. A member paused inside a batch loses
+//! its connection, and with it the lock, after [`IDLE_TRANSACTION`] (the server ends
+//! transactions left idle that long).
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use chrono::NaiveDateTime;
 use rand::Rng;
-use sqlx::{MySqlConnection, Row};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::Store;
 use super::error::{StoreError, server_error_number, timed};
 use crate::proc_stat;
 
-/// How long a claim lasts unless renewed.
-pub const CLAIM_TTL: Duration = Duration::from_secs(15);
-/// How often the holder renews it.
-pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How long a member lives unless renewed.
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How often a member renews itself (and looks at how the work is shared).
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// tickpipe's sessions are ended by the server when a transaction of theirs sits idle this
 /// long (`idle_transaction_timeout`): a paused processor holds no lock beyond it.
-pub const IDLE_TRANSACTION: Duration = CLAIM_TTL;
+pub const IDLE_TRANSACTION: Duration = LEASE_TTL;
 
-/// A processor's claim on a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub topic: String,
-    /// Random per claim: a restarted processor (even in the same process) is a new holder.
-    pub owner: String,
+/// A unit of a pipeline's work, held by one live processor at a time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Unit {
+    /// A partition of the ticks or the dead-letter topic: its fetch loop and its batches.
+    Partition { topic: String, partition: i32 },
+    /// The rollup stage: recomputing stale rollups.
+    Rollups,
 }
 
-/// This process, as a claim records it: a host, its boot, a pid namespace, a pid and the
-/// pid's start time (which tells a reused pid from the holder).
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Kafka topic names have no ':'.
+            Unit::Partition { topic, partition } => write!(f, "{topic}:{partition}"),
+            Unit::Rollups => f.write_str("rollups"),
+        }
+    }
+}
+
+impl FromStr for Unit {
+    type Err = String;
+    fn from_str(key: &str) -> Result<Unit, String> {
+        if key == "rollups" {
+            return Ok(Unit::Rollups);
+        }
+        let (topic, partition) = key
+            .rsplit_once(':')
+            .ok_or_else(|| format!("not a unit of work: {key:?}"))?;
+        let partition = partition
+            .parse()
+            .map_err(|_| format!("not a unit of work: {key:?}"))?;
+        Ok(Unit::Partition {
+            topic: topic.to_string(),
+            partition,
+        })
+    }
+}
+
+/// What a member takes of the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Its share of the partitions, and the rollup stage when free.
+    Shared,
+    /// Every unit, or none (a drain, the Spark job's records on stdin).
+    All,
+    /// The rollup stage only, for rows other writers store.
+    Rollups,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Shared => "shared",
+            Role::All => "all",
+            Role::Rollups => "rollups",
+        }
+    }
+}
+
+/// A processor run taking part in a pipeline's work.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Holder {
+pub struct Member {
+    /// The pipeline: its ticks topic.
+    pub pipeline: String,
+    /// Random per run: a restarted processor (even in the same process) is a new member.
+    pub owner: String,
+    pub role: Role,
+}
+
+/// A live member holding units, as messages name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub owner: String,
+    pub pid: u32,
+    pub host: String,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} on {}", self.pid, self.host)
+    }
+}
+
+/// How a pipeline's work is shared right now, as one member reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sharing {
+    /// The live members taking shares of the partitions ([`Role::Shared`]), by owner.
+    pub sharers: Vec<String>,
+    /// Units held by live members, and by whom; a unit not here is free.
+    pub held: BTreeMap<Unit, Holder>,
+    /// Free units whose lease still names a member that is not live (the row a take replaces).
+    pub dead: BTreeMap<Unit, String>,
+}
+
+/// This process, as a member row records it: a host, its boot, a pid namespace, a pid and the
+/// pid's start time (which tells a reused pid from the member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Process {
     host: String,
     boot_id: String,
     pid_ns: String,
@@ -48,15 +140,15 @@ struct Holder {
     started: u64,
 }
 
-impl Holder {
-    fn this_process() -> Holder {
+impl Process {
+    fn this_process() -> Process {
         let pid = std::process::id();
         let read = |path: &str| {
             std::fs::read_to_string(path)
                 .map(|text| text.trim().to_string())
                 .unwrap_or_default()
         };
-        Holder {
+        Process {
             host: read("/proc/sys/kernel/hostname"),
             boot_id: read("/proc/sys/kernel/random/boot_id"),
             pid_ns: std::fs::read_link("/proc/self/ns/pid")
@@ -67,12 +159,12 @@ impl Holder {
         }
     }
 
-    /// Whether the process a claim names is known to be gone: it ran on this host, and either
-    /// the host has booted since, or (in this pid namespace) no process with its pid and start
-    /// time runs now. A holder elsewhere, or one this process cannot see, is never known to be
-    /// gone: its claim expires instead.
-    fn is_gone(&self) -> bool {
-        let here = Holder::this_process();
+    /// Whether the process a member row names is known to be gone: it ran on this host, and
+    /// either the host has booted since, or (in this pid namespace) no process with its pid and
+    /// start time runs now. A process elsewhere, or one this process cannot see, is never known
+    /// to be gone: its row expires instead.
+    fn is_gone(&self, this_run_owner: bool) -> bool {
+        let here = Process::this_process();
         if self.host.is_empty() || self.host != here.host || here.boot_id.is_empty() {
             return false;
         }
@@ -82,11 +174,12 @@ impl Holder {
         if self.pid_ns.is_empty() || self.pid_ns != here.pid_ns || here.started == 0 {
             return false;
         }
-        // A claim of this very process is a processor run that ended without releasing it
-        // (a panic): the stage supervisor runs one processor at a time.
+        // Another member of this very process is a processor run that ended without leaving
+        // (a panic): a process runs one processor at a time.
         if self.pid == here.pid {
-            return self.started == here.started
-                || proc_stat::start_ticks(self.pid) != Some(self.started);
+            return !this_run_owner
+                && (self.started == here.started
+                    || proc_stat::start_ticks(self.pid) != Some(self.started));
         }
         match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -99,138 +192,282 @@ impl Holder {
 }
 
 impl Store {
-    /// Claims `topic` for this processor, or says who holds it.
-    pub async fn claim(&self, topic: &str) -> anyhow::Result<Claim> {
+    /// Joins `pipeline`'s processors; the member holds nothing yet.
+    pub async fn join(&self, pipeline: &str, role: Role) -> anyhow::Result<Member> {
         let owner = format!("{:032x}", rand::rng().random::<u128>());
-        let me = Holder::this_process();
-        let mut tx = self.pool.begin().await.context("connecting to MySQL")?;
-        // NOWAIT: a claim row locked by a batch in flight means its holder lives.
-        let held = sqlx::query(
-            "SELECT Owner, Host, Boot_Id, Pid_Ns, Pid, Pid_Started, \
-                    Expires_At > UTC_TIMESTAMP(6), CAST(Expires_At AS CHAR) \
-             FROM processor_leases WHERE Topic = ? FOR UPDATE NOWAIT",
-        )
-        .bind(topic)
-        .fetch_optional(&mut *tx)
-        .await;
-        let held = match held {
-            Err(e) if server_error_number(&e) == Some(LOCK_WAIT_TIMEOUT) => {
-                bail!(
-                    "another processor is consuming {topic} into this database (it is \
-                     committing a batch right now)"
-                );
-            }
-            other => other.context("reading the processor claim")?,
-        };
-        if let Some(row) = held {
-            let holder = Holder {
-                host: row.try_get(1)?,
-                boot_id: row.try_get(2)?,
-                pid_ns: row.try_get(3)?,
-                pid: row.try_get(4)?,
-                started: row.try_get(5)?,
-            };
-            let live: bool = row.try_get(6)?;
-            if live && !holder.is_gone() {
-                let until: String = row.try_get(7)?;
-                bail!(
-                    "another processor (pid {} on {}) is consuming {topic} into this database; \
-                     its claim runs until {until} UTC unless it renews it",
-                    holder.pid,
-                    holder.host,
-                );
-            }
-        }
+        let me = Process::this_process();
         sqlx::query(
-            "INSERT INTO processor_leases \
-             (Topic, Owner, Host, Boot_Id, Pid_Ns, Pid, Pid_Started, Expires_At) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND) \
-             ON DUPLICATE KEY UPDATE Owner = VALUES(Owner), Host = VALUES(Host), \
-             Boot_Id = VALUES(Boot_Id), Pid_Ns = VALUES(Pid_Ns), Pid = VALUES(Pid), \
-             Pid_Started = VALUES(Pid_Started), Expires_At = VALUES(Expires_At)",
+            "INSERT INTO processors \
+             (Owner, Pipeline, Role, Host, Boot_Id, Pid_Ns, Pid, Pid_Started, Expires_At) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)",
         )
-        .bind(topic)
         .bind(&owner)
+        .bind(pipeline)
+        .bind(role.as_str())
         .bind(&me.host)
         .bind(&me.boot_id)
         .bind(&me.pid_ns)
         .bind(me.pid)
         .bind(me.started)
-        .bind(CLAIM_TTL.as_micros() as i64)
-        .execute(&mut *tx)
+        .bind(LEASE_TTL.as_micros() as i64)
+        .execute(&self.pool)
         .await
-        .context("claiming the topic")?;
-        tx.commit().await.context("claiming the topic")?;
-        Ok(Claim {
-            topic: topic.to_string(),
+        .context("joining the pipeline's processors")?;
+        Ok(Member {
+            pipeline: pipeline.to_string(),
             owner,
+            role,
         })
     }
 
-    /// Extends the claim; `Ok(false)` when another processor holds it now.
-    pub async fn renew(&self, claim: &Claim) -> Result<bool, StoreError> {
+    /// Keeps the member alive; `Ok(false)` when another member took it for dead (its row is
+    /// gone, and its units may be another's now).
+    pub async fn renew(&self, member: &Member) -> Result<bool, StoreError> {
         let renewed = timed(
-            "renewing the processor claim",
+            "renewing the processor's membership",
             self.statement_timeout,
             sqlx::query(
-                "UPDATE processor_leases \
-                 SET Expires_At = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
-                 WHERE Topic = ? AND Owner = ?",
+                "UPDATE processors SET Expires_At = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
+                 WHERE Owner = ?",
             )
-            .bind(CLAIM_TTL.as_micros() as i64)
-            .bind(&claim.topic)
-            .bind(&claim.owner)
+            .bind(LEASE_TTL.as_micros() as i64)
+            .bind(&member.owner)
             .execute(&self.pool),
         )
         .await?;
         Ok(renewed.rows_affected() == 1)
     }
 
-    /// Gives the claim up, so the next processor need not wait for it to expire (a MySQL that
-    /// does not answer within the statement deadline is left to let it expire).
-    pub async fn release(&self, claim: &Claim) {
-        let released = timed(
-            "releasing the processor claim",
-            self.statement_timeout,
-            sqlx::query("DELETE FROM processor_leases WHERE Topic = ? AND Owner = ?")
-                .bind(&claim.topic)
-                .bind(&claim.owner)
-                .execute(&self.pool),
-        )
+    /// Leaves the pipeline, giving every unit up, so others need not wait for the member to
+    /// expire (a MySQL that does not answer within the statement deadline is left to let it).
+    pub async fn leave(&self, member: &Member) {
+        let left = async {
+            let mut tx = timed(
+                "leaving the processors",
+                self.statement_timeout,
+                self.pool.begin(),
+            )
+            .await?;
+            for statement in [
+                "DELETE FROM processor_leases WHERE Pipeline = ? AND Owner = ?",
+                "DELETE FROM processors WHERE Pipeline = ? AND Owner = ?",
+            ] {
+                timed(
+                    "leaving the processors",
+                    self.statement_timeout,
+                    sqlx::query(statement)
+                        .bind(&member.pipeline)
+                        .bind(&member.owner)
+                        .execute(&mut *tx),
+                )
+                .await?;
+            }
+            timed(
+                "leaving the processors",
+                self.statement_timeout,
+                tx.commit(),
+            )
+            .await
+        }
         .await;
-        if let Err(e) = released {
+        if let Err(e) = left {
             tracing::warn!(
-                topic = claim.topic,
-                "could not release the processor claim ({e}); it expires in {CLAIM_TTL:?}"
+                pipeline = member.pipeline,
+                "could not give the processor's work up ({e}); it expires in {LEASE_TTL:?}"
             );
         }
+    }
+
+    /// Who is alive and holds what. Members found dead are removed (a paused one that comes
+    /// back then learns it was taken for dead).
+    pub async fn sharing(&self, member: &Member) -> Result<Sharing, StoreError> {
+        let deadline = self.statement_timeout;
+        let rows = timed(
+            "reading the pipeline's processors",
+            deadline,
+            sqlx::query(
+                "SELECT Owner, Role, Host, Boot_Id, Pid_Ns, Pid, Pid_Started, \
+                        Expires_At > UTC_TIMESTAMP(6), Expires_At \
+                 FROM processors WHERE Pipeline = ? ORDER BY Owner",
+            )
+            .bind(&member.pipeline)
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        let mut live = BTreeMap::new();
+        let mut sharers = Vec::new();
+        for row in rows {
+            let owner: String = row.try_get(0)?;
+            let role: String = row.try_get(1)?;
+            let process = Process {
+                host: row.try_get(2)?,
+                boot_id: row.try_get(3)?,
+                pid_ns: row.try_get(4)?,
+                pid: row.try_get(5)?,
+                started: row.try_get(6)?,
+            };
+            let unexpired: bool = row.try_get(7)?;
+            if unexpired && !process.is_gone(owner == member.owner) {
+                if role == Role::Shared.as_str() {
+                    sharers.push(owner.clone());
+                }
+                let holder = Holder {
+                    owner: owner.clone(),
+                    pid: process.pid,
+                    host: process.host,
+                };
+                live.insert(owner, holder);
+            } else if owner != member.owner {
+                // Only as read: a member that renewed meanwhile stays.
+                let expires: NaiveDateTime = row.try_get(8)?;
+                timed(
+                    "removing a dead processor",
+                    deadline,
+                    sqlx::query("DELETE FROM processors WHERE Owner = ? AND Expires_At = ?")
+                        .bind(&owner)
+                        .bind(expires)
+                        .execute(&self.pool),
+                )
+                .await?;
+            }
+        }
+        let leases = timed(
+            "reading the pipeline's leases",
+            deadline,
+            sqlx::query("SELECT Unit, Owner FROM processor_leases WHERE Pipeline = ?")
+                .bind(&member.pipeline)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        let (mut held, mut dead) = (BTreeMap::new(), BTreeMap::new());
+        for row in leases {
+            let (unit, owner): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let Ok(unit) = unit.parse::<Unit>() else {
+                continue;
+            };
+            match live.get(&owner) {
+                Some(holder) => {
+                    held.insert(unit, holder.clone());
+                }
+                None => {
+                    dead.insert(unit, owner);
+                }
+            }
+        }
+        Ok(Sharing {
+            sharers,
+            held,
+            dead,
+        })
+    }
+
+    /// Takes `unit` unless a live member holds it: `Ok(false)` when its lease is not held by
+    /// `dead_owner` (`None`: no lease) any more, or a batch of its holder is in flight.
+    pub async fn take(
+        &self,
+        member: &Member,
+        unit: &Unit,
+        dead_owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let deadline = self.statement_timeout;
+        let key = unit.to_string();
+        let mut tx = timed("taking a unit of work", deadline, self.pool.begin()).await?;
+        // NOWAIT: a lease row locked by a batch in flight means its holder lives.
+        let owner: Result<Option<String>, StoreError> = timed(
+            "taking a unit of work",
+            deadline,
+            sqlx::query_scalar(
+                "SELECT Owner FROM processor_leases \
+                 WHERE Pipeline = ? AND Unit = ? FOR UPDATE NOWAIT",
+            )
+            .bind(&member.pipeline)
+            .bind(&key)
+            .fetch_optional(&mut *tx),
+        )
+        .await;
+        let owner = match owner {
+            Err(StoreError::Transient { source, .. })
+                if server_error_number(&source) == Some(LOCK_WAIT_TIMEOUT) =>
+            {
+                return Ok(false);
+            }
+            other => other?,
+        };
+        if owner.as_deref() != dead_owner {
+            return Ok(false);
+        }
+        timed(
+            "taking a unit of work",
+            deadline,
+            sqlx::query(
+                "INSERT INTO processor_leases (Pipeline, Unit, Owner) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE Owner = VALUES(Owner)",
+            )
+            .bind(&member.pipeline)
+            .bind(&key)
+            .bind(&member.owner)
+            .execute(&mut *tx),
+        )
+        .await?;
+        timed("taking a unit of work", deadline, tx.commit()).await?;
+        Ok(true)
+    }
+
+    /// Gives `units` up (after their last batch committed): free for others at once.
+    pub async fn give_up(&self, member: &Member, units: &[Unit]) -> Result<(), StoreError> {
+        for unit in units {
+            timed(
+                "giving a unit of work up",
+                self.statement_timeout,
+                sqlx::query(
+                    "DELETE FROM processor_leases WHERE Pipeline = ? AND Unit = ? AND Owner = ?",
+                )
+                .bind(&member.pipeline)
+                .bind(unit.to_string())
+                .bind(&member.owner)
+                .execute(&self.pool),
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
 /// ER_LOCK_WAIT_TIMEOUT, which `NOWAIT` also answers with.
 const LOCK_WAIT_TIMEOUT: u16 = 1205;
 
-/// Inside a batch's transaction: the claim is still this processor's, and stays so until the
-/// transaction ends (the row is held shared; a takeover waits for the commit).
+/// Inside a transaction: `units` are still `member`'s, and stay so until the transaction ends
+/// (their rows are held shared; a taker fails to lock them until the commit).
 pub(super) async fn check(
     tx: &mut MySqlConnection,
-    claim: &Claim,
+    member: &Member,
+    units: impl IntoIterator<Item = Unit>,
     deadline: Duration,
 ) -> Result<(), StoreError> {
-    let owner: Option<String> = timed(
-        "checking the processor claim",
+    let units: Vec<String> = units.into_iter().map(|unit| unit.to_string()).collect();
+    if units.is_empty() {
+        return Ok(());
+    }
+    let mut query =
+        QueryBuilder::<MySql>::new("SELECT Unit FROM processor_leases WHERE Pipeline = ");
+    query.push_bind(&member.pipeline);
+    query.push(" AND Owner = ");
+    query.push_bind(&member.owner);
+    query.push(" AND Unit IN (");
+    let mut list = query.separated(", ");
+    for unit in &units {
+        list.push_bind(unit);
+    }
+    query.push(") LOCK IN SHARE MODE");
+    let held: Vec<String> = timed(
+        "checking the processor's leases",
         deadline,
-        sqlx::query_scalar("SELECT Owner FROM processor_leases WHERE Topic = ? LOCK IN SHARE MODE")
-            .bind(&claim.topic)
-            .fetch_optional(&mut *tx),
+        query.build_query_scalar().fetch_all(&mut *tx),
     )
     .await?;
-    if owner.as_deref() == Some(claim.owner.as_str()) {
-        Ok(())
-    } else {
-        Err(StoreError::ClaimLost {
-            topic: claim.topic.clone(),
-        })
+    match units.into_iter().find(|unit| !held.contains(unit)) {
+        None => Ok(()),
+        Some(lost) => Err(StoreError::LeaseLost { what: lost }),
     }
 }
 
@@ -239,57 +476,74 @@ mod tests {
     use super::*;
 
     #[test]
+    fn units_are_named_in_their_rows_and_read_back() {
+        for unit in [
+            Unit::Rollups,
+            Unit::Partition {
+                topic: "stock_ticks.dlq".into(),
+                partition: 11,
+            },
+        ] {
+            assert_eq!(unit.to_string().parse::<Unit>(), Ok(unit));
+        }
+        assert_eq!("ticks:3".parse::<Unit>().unwrap().to_string(), "ticks:3");
+        assert!("ticks".parse::<Unit>().is_err());
+        assert!("ticks:x".parse::<Unit>().is_err());
+    }
+
+    #[test]
     fn a_holder_on_this_host_is_gone_when_its_process_is() {
-        let me = Holder::this_process();
+        let me = Process::this_process();
         assert!(me.started > 0, "start time read from /proc");
         // A live process of this host (pid 1) is not gone; one with another start time is.
-        let init = Holder {
+        let init = Process {
             pid: 1,
             started: proc_stat::start_ticks(1).unwrap(),
             ..me.clone()
         };
-        assert!(!init.is_gone());
+        assert!(!init.is_gone(false));
         assert!(
-            Holder {
+            Process {
                 started: init.started + 1,
                 ..init.clone()
             }
-            .is_gone()
+            .is_gone(false)
         );
-        // This very process: a run that ended without releasing.
-        assert!(me.is_gone());
+        // Another run of this very process: one that ended without leaving; not this run.
+        assert!(me.is_gone(false));
+        assert!(!me.is_gone(true));
         // A pid that does not exist here is gone; one of an earlier boot too.
         assert!(
-            Holder {
+            Process {
                 pid: u32::MAX >> 1,
                 ..init.clone()
             }
-            .is_gone()
+            .is_gone(false)
         );
         assert!(
-            Holder {
+            Process {
                 boot_id: "an-earlier-boot".into(),
                 ..init.clone()
             }
-            .is_gone()
+            .is_gone(false)
         );
         // A holder in another pid namespace cannot be checked from here: not gone.
         assert!(
-            !Holder {
+            !Process {
                 pid: u32::MAX >> 1,
                 pid_ns: "pid:[1]".into(),
                 ..init.clone()
             }
-            .is_gone()
+            .is_gone(false)
         );
         // Another host: never known to be gone.
         assert!(
-            !Holder {
+            !Process {
                 host: "elsewhere".into(),
                 pid: 999_999,
                 ..me
             }
-            .is_gone()
+            .is_gone(false)
         );
     }
 }

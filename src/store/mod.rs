@@ -1,6 +1,6 @@
 //! MySQL: connecting with a deadline, the schema (migrations in `sql/`), the database users,
-//! the exactly-once batch write with its rollups (`batch`), the processor's claim on a topic
-//! (`lease`), errors by kind (`error`), and the read queries.
+//! the exactly-once batch write with its rollups (`batch`), the leases by which processors share
+//! a pipeline's work (`lease`), errors by kind (`error`), and the read queries.
 
 mod accounts;
 mod batch;
@@ -14,7 +14,7 @@ pub use accounts::{
 };
 pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, upsert_rows};
 pub use error::StoreError;
-pub use lease::{CLAIM_TTL, Claim, RENEW_EVERY};
+pub use lease::{Holder, LEASE_TTL, Member, RENEW_EVERY, Role, Sharing, Unit};
 pub use read::Quote;
 pub use rollups::Refreshed;
 
@@ -231,7 +231,7 @@ pub async fn connect_pool(
             per_attempt,
             MySqlPoolOptions::new()
                 // Opened as needed, up to what a processor can use at once: its writers (at
-                // most 16), its rollup stage's two, its claim's renewal and a read or two.
+                // most 16), its rollup stage's two, its membership's renewal and a read or two.
                 .max_connections(22)
                 .acquire_timeout(Duration::from_secs(10))
                 // Every session works in UTC, whatever the server's zone.

@@ -16,7 +16,7 @@ use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder, Row};
 use super::Store;
 use super::batch::prepared_shapes;
 use super::error::{StoreError, timed};
-use super::lease::{self, Claim};
+use super::lease::{self, Member, Unit};
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
 
 /// Bars per upsert statement (16 placeholders each, far under the 65,535 limit).
@@ -49,9 +49,9 @@ impl Store {
     /// who touch the symbol meanwhile mark it stale again); then it recomputes from reads that
     /// see every row committed before, and lets go of the range it took. A run that
     /// stops between the two leaves the range taken, and the next one takes it again. Only the
-    /// holder of `claim` commits the recompute. A range a writer holds locked right now (its
+    /// holder of the rollup stage ([`Unit::Rollups`]) commits the recompute. A range a writer holds locked right now (its
     /// transaction is open) is skipped: `Skipped`, to be taken later.
-    pub async fn refresh_rollups(&self, symbol: &str, claim: &Claim) -> Result<Refreshed> {
+    pub async fn refresh_rollups(&self, symbol: &str, member: &Member) -> Result<Refreshed> {
         let deadline = self.statement_timeout;
         let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
         let taken: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>)> = timed(
@@ -113,7 +113,7 @@ impl Store {
             )
             .await?;
             let mut tx = timed("starting a transaction", deadline, connection.begin()).await?;
-            lease::check(&mut tx, claim, deadline).await?;
+            lease::check(&mut tx, member, [Unit::Rollups], deadline).await?;
             refresh(&mut tx, symbol, from.and_utc(), deadline).await?;
             // Let go of the range taken (not one taken since: a crashed run's is taken again), and
             // of the row when nothing is stale. A writer's open transaction may hold the row: the

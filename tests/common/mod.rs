@@ -595,3 +595,43 @@ pub fn serve(appliance: &Appliance, env: &[(&str, &str)]) -> (Child, String) {
         .to_string();
     (child, url)
 }
+
+/// What each live processor of `pipeline` (its ticks topic) holds: pid → units
+/// (`<topic>:<partition>`, `rollups`).
+pub async fn holdings(pool: &MySqlPool, pipeline: &str) -> BTreeMap<u32, Vec<String>> {
+    let mut held: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let rows = sqlx::query(
+        "SELECT p.Pid, l.Unit FROM processor_leases l \
+         JOIN processors p ON p.Owner = l.Owner AND p.Pipeline = l.Pipeline \
+         WHERE l.Pipeline = ? AND p.Expires_At > UTC_TIMESTAMP(6) ORDER BY l.Unit",
+    )
+    .bind(pipeline)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    for row in rows {
+        held.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    held
+}
+
+/// Waits until `held` says yes of what the processors of `pipeline` hold.
+pub async fn wait_holdings(
+    pool: &MySqlPool,
+    pipeline: &str,
+    what: &str,
+    held: impl Fn(&BTreeMap<u32, Vec<String>>) -> bool,
+) -> BTreeMap<u32, Vec<String>> {
+    let start = Instant::now();
+    loop {
+        let now = holdings(pool, pipeline).await;
+        if held(&now) {
+            return now;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{pipeline}: never {what}; held {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
