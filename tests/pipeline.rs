@@ -772,3 +772,47 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
     processor.await.unwrap().unwrap();
     assert_eq!(stored_rows(&root).await, total);
 }
+
+/// Logs written to a pipe carry no colour escapes; `--log-format json` writes one JSON object
+/// per line, with the message and its fields, for log collectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_pipe_are_plain_text_or_json_lines() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    fresh_pipeline(appliance, "logs").await;
+    let env = topics_env("logs");
+    let env = as_refs(&env);
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        &dir.path().join("LOGBANK.csv"),
+        "Timestamp,Bank_Name,Open,High,Low,Close,Volume\n\
+         2024-01-02 09:15:00,LOGBANK,10,11,9,10,100\n\
+         2024-01-02 09:16:00,LOGBANK,ten,11,9,10,100\n",
+    );
+    let data = format!("{}/*.csv", dir.path().display());
+
+    let text = appliance.run(&["produce", "--data", &data], &env);
+    let text = String::from_utf8_lossy(&text.stderr);
+    assert!(text.contains("line quarantined"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour escapes in a pipe: {text:?}"
+    );
+
+    let json = appliance.run(&["--log-format", "json", "produce", "--data", &data], &env);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let quarantined = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "line quarantined")
+        .unwrap_or_else(|| panic!("no quarantine logged: {lines:?}"));
+    assert_eq!(quarantined["level"], "WARN");
+    assert!(
+        quarantined["fields"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("\"ten\" is not a decimal number")),
+        "{quarantined}"
+    );
+}
