@@ -24,6 +24,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub process: ProcessConfig,
     pub serve: ServeConfig,
+    pub live: LiveConfig,
 }
 
 /// Who runs a service: the appliance itself, or someone else at a known address.
@@ -165,6 +166,27 @@ impl Default for ServeConfig {
     }
 }
 
+/// The demo's live market: after the replay, `up` keeps producing ticks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Each replayed symbol's random walk goes on from its last close, stamped with the wall
+    /// clock (`up --no-live` turns it off for one run).
+    pub enabled: bool,
+    /// One tick per symbol this often.
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            every: Duration::from_secs(1),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -175,6 +197,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             process: ProcessConfig::default(),
             serve: ServeConfig::default(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -390,6 +413,11 @@ impl Config {
             (1..self.serve.max_connections).contains(&self.serve.max_streams),
             "serve.max_streams",
             "at least 1 and below serve.max_connections (dashboards must leave room for the API)",
+        );
+        check(
+            (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.live.every),
+            "live.every",
+            "between 100ms and 1h, such as \"1s\"",
         );
         check(
             self.ingest.speed == 0.0 || (0.001..=1e9).contains(&self.ingest.speed),

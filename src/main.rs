@@ -56,6 +56,9 @@ enum Command {
         /// Start only the services (topics, schema, users); run the stages yourself
         #[arg(long)]
         services_only: bool,
+        /// After the replay, produce no live ticks (`live.enabled = false` for this run)
+        #[arg(long)]
+        no_live: bool,
     },
     /// Replay CSV files into Kafka
     Produce {
@@ -203,8 +206,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { services_only, .. } => {
-            let config = Config::load(&sources)?;
+        Command::Up {
+            services_only,
+            no_live,
+            ..
+        } => {
+            let mut config = Config::load(&sources)?;
+            config.live.enabled &= !no_live;
             supervisor::up(config, UpOptions { services_only }).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -550,3 +550,69 @@ async fn dashboard_shows_a_row_committed_while_it_is_open_within_a_second() {
         other => panic!("batch latency is {other:?}"),
     }
 }
+
+/// The demo as a new user runs it: `up` replays the history and then keeps producing live
+/// ticks, so the page changes by itself within 10 s of opening it, with no produce by the
+/// test; and the page fits, nothing clipped, from 1,024 to 1,920 px wide (screenshots of both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_updates_by_itself_and_fits_from_1024_to_1920_px() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 12, 1, 9);
+    let replayed: i64 = input_totals(&csv_files(dir.path()))
+        .values()
+        .map(|t| t.0)
+        .sum();
+    let pattern = format!("{}/*.csv", dir.path().display());
+    let appliance = Appliance::start(&["--data", &pattern], &[("TICKPIPE_LIVE__ENABLED", "true")]);
+    let pool = appliance.root_pool().await;
+    let start = Instant::now();
+    while stored_rows(&pool).await < replayed {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the replay did not land"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let browser = std::process::Command::new("node")
+        .arg("tests/browser/demo.mjs")
+        .arg(appliance.dashboard_url())
+        .arg(screenshots)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running node (scripts/install-browser.sh installs the browser test's parts)");
+    let said = String::from_utf8_lossy(&browser.stdout);
+    let result = said
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("the demo page test failed: {said}"));
+    let result = json(result);
+    eprintln!("demo: {result}; screenshots in {}", screenshots.display());
+    assert_eq!(result["layout_problems"], serde_json::json!([]), "{result}");
+    assert_eq!(result["console_errors"], serde_json::json!([]), "{result}");
+    assert!(
+        result["updated_ms"].as_f64().unwrap() <= 10_000.0,
+        "{result}"
+    );
+
+    // What moved the page is live ticks through the pipeline: rows beyond the replay, each
+    // symbol's newest stamped within the last minute, bars forming.
+    let (rows, fresh_symbols, live_bars): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM stock_data), \
+                (SELECT COUNT(*) FROM latest_quotes \
+                 WHERE `Timestamp` > UTC_TIMESTAMP() - INTERVAL 1 MINUTE), \
+                (SELECT COUNT(*) FROM bars_1m \
+                 WHERE `Timestamp` > UTC_TIMESTAMP() - INTERVAL 2 MINUTE)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        rows > replayed,
+        "no live rows: {rows} stored, {replayed} replayed"
+    );
+    assert_eq!(fresh_symbols, 12, "every symbol ticks live");
+    assert!(live_bars >= 12, "live bars: {live_bars}");
+}

@@ -31,6 +31,9 @@ const utcTime = (ms) => new Date(ms).toISOString().slice(11, 19);
 const utcDateTime = (ms) => `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 const trend = (x) => (x > 0 ? 'up' : x < 0 ? 'down' : 'flat');
 const pct = (p) => (p == null ? '—' : `${p > 0 ? '+' : ''}${p.toFixed(2)}%`);
+// An exact decimal string as stored (8 places) without the zeros past the cents: 1260.30000000
+// shows as 1260.30, 0.00012300 as 0.000123.
+const shownPrice = (p) => String(p).replace(/^(-?\d+\.\d\d\d*?)0+$/, '$1');
 const compact = new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 });
 
 function age(s) {
@@ -105,7 +108,7 @@ function extendSpark(prev, ts, price) {
 function renderRow(symbol, prev) {
   const q = quotes.get(symbol);
   const [, last, change, spark, time] = rows.get(symbol).cells;
-  last.textContent = q.price;
+  last.textContent = shownPrice(q.price);
   if (prev && prev.price !== q.price) {
     const color = Number(q.price) > Number(prev.price) ? UP_FILL : DOWN_FILL;
     last.animate([{ backgroundColor: color }, { backgroundColor: 'transparent' }], 900);
@@ -136,7 +139,7 @@ function fillMovers(list, items) {
   list.replaceChildren(...items.map((q) => {
     const li = el('li');
     li.dataset.symbol = q.symbol;
-    li.append(el('span', 'sym', q.symbol), el('span', 'px', q.price), el('span', `pill ${trend(q.change_pct)}`, pct(q.change_pct)));
+    li.append(el('span', 'sym', q.symbol), el('span', 'px', shownPrice(q.price)), el('span', `pill ${trend(q.change_pct)}`, pct(q.change_pct)));
     li.addEventListener('click', () => selectSymbol(q.symbol));
     return li;
   }));

@@ -8,8 +8,10 @@
 pub mod csv_file;
 mod duplicates;
 pub mod layout;
+pub mod live;
 mod replay;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,8 @@ pub struct ProduceSummary {
     /// Files that could not be read at all, with why.
     pub failed_files: Vec<(PathBuf, String)>,
     pub elapsed: Duration,
+    /// Each symbol's newest tick sent (where the demo's live walk goes on from).
+    pub last: BTreeMap<String, live::Last>,
 }
 
 impl ProduceSummary {
@@ -176,6 +180,7 @@ pub async fn produce(
                                 tick.source
                             );
                         }
+                        remember_newest(&mut summary.last, &tick);
                         tick.produced_at = chrono::Utc::now().timestamp_micros();
                         ticks.push(tick.symbol.as_bytes(), tick.to_json(), seq).await?;
                         summary.records += 1;
@@ -212,6 +217,21 @@ pub async fn produce(
     summary.elapsed = started.elapsed();
     bar.finish_and_clear();
     Ok(summary)
+}
+
+fn remember_newest(last: &mut BTreeMap<String, live::Last>, tick: &crate::tick::Tick) {
+    let newest = live::Last {
+        timestamp: tick.timestamp,
+        close: tick.close,
+        volume: tick.volume,
+    };
+    match last.get_mut(&tick.symbol) {
+        Some(known) if known.timestamp > tick.timestamp => {}
+        Some(known) => *known = newest,
+        None => {
+            last.insert(tick.symbol.clone(), newest);
+        }
+    }
 }
 
 fn progress_bar(visible: bool, total_bytes: u64) -> ProgressBar {

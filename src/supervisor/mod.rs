@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, Endpoint};
 use crate::config::{Config, Mode};
 use crate::health::StageBoard;
-use crate::ingest::{self, csv_file};
+use crate::ingest::{self, csv_file, live};
 use crate::process::{self, ProcessStats, RunOptions};
 use crate::serve;
 use crate::state::{APP_USER, ApplianceInfo, BI_USER, Ports, StateDir};
@@ -246,19 +246,29 @@ async fn run_pipeline(
     let producer = {
         let (config, broker) = (config.clone(), broker.clone());
         let shutdown = shutdown.clone();
-        // Shared by the producer's runs: a restart resumes after what was acknowledged.
+        // Shared by the producer's runs: a restart resumes after what was acknowledged, and
+        // the live walk where it was.
         let progress = Arc::new(ingest::Progress::default());
+        let market = Arc::new(live::Market::default());
         let counts = board.clone();
         stage::supervise("producer", board.clone(), shutdown.clone(), move || {
-            let (config, broker, files, shutdown, progress, board) = (
+            let (config, broker, files, shutdown, progress, market, board) = (
                 config.clone(),
                 broker.clone(),
                 files.clone(),
                 shutdown.clone(),
                 progress.clone(),
+                market.clone(),
                 counts.clone(),
             );
-            async move { replay(&config, &broker, files, shutdown, &progress, &board).await }
+            async move {
+                let replayed = replay(&config, &broker, files, shutdown.clone(), &progress, &board);
+                market.saw(replayed.await?);
+                if config.live.enabled && !shutdown.is_cancelled() {
+                    live::run(&config, &broker, &market, shutdown).await?;
+                }
+                Ok(())
+            }
         })
     };
 
@@ -277,7 +287,7 @@ async fn run_pipeline(
     Ok(())
 }
 
-/// Replays the data files once.
+/// Replays the data files once: each symbol's newest tick.
 async fn replay(
     config: &Config,
     broker: &Broker,
@@ -285,9 +295,9 @@ async fn replay(
     shutdown: CancellationToken,
     progress: &ingest::Progress,
     board: &StageBoard,
-) -> Result<()> {
+) -> Result<std::collections::BTreeMap<String, live::Last>> {
     if files.is_empty() {
-        return Ok(());
+        return Ok(Default::default());
     }
     let summary = ingest::produce(config, broker, files, shutdown, false, progress).await?;
     board.count(
@@ -308,7 +318,7 @@ async fn replay(
         summary.elapsed,
         summary.records_per_second()
     );
-    Ok(())
+    Ok(summary.last)
 }
 
 async fn start_mysql(
@@ -538,8 +548,13 @@ fn print_banner(
                 .into(),
         ),
         Some(url) => {
+            let then = if config.live.enabled {
+                format!(", then live ticks every {:?} (--no-live: none)", config.live.every)
+            } else {
+                String::new()
+            };
             lines.push(format!(
-                "  Processor  running;  producer replaying {} file(s)",
+                "  Processor  running;  producer replaying {} file(s){then}",
                 files.len()
             ));
             lines.push(format!(

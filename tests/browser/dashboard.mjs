@@ -65,7 +65,7 @@ async function run() {
   await page.waitForFunction(
     ([sym, px]) => {
       const cell = document.querySelector(`#watchlist tr[data-symbol="${CSS.escape(sym)}"] .last`);
-      if (cell?.textContent !== px) return false;
+      if (Number(cell?.textContent) !== Number(px)) return false;
       return document.getElementById('symbol').value !== sym || window.tickpipe.lastBar()?.close === Number(px);
     },
     [symbol, price],

@@ -53,6 +53,8 @@ impl Appliance {
             .args(args)
             // Parallel tests must not fight over the dashboard's default port.
             .env("TICKPIPE_SERVE__PORT", "0")
+            // Tests compare what is stored with their input: no live ticks unless asked for.
+            .env("TICKPIPE_LIVE__ENABLED", "false")
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
