@@ -1,5 +1,5 @@
 //! What Linux's `/proc/<pid>/stat` says about a process, for the pieces that need it (the
-//! processor's claim tells a live holder from a reused pid; the bench counts CPU).
+//! processors' leases tell a live member from a reused pid; the bench counts CPU).
 
 /// Field `n` (1-based, as `man 5 proc` numbers them; 3 or later) of `/proc/<pid>/stat`.
 pub fn field(pid: u32, n: usize) -> Option<u64> {

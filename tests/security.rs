@@ -115,6 +115,42 @@ async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_i
     assert_refused(&appliance, &env, first.id());
     assert_bi_cannot_touch_the_leases(&appliance).await;
 
+    // A second processor shares the work; MySQL then refuses every write for longer than a
+    // lease (a global read lock), so every member's row expires: once it is back, nobody is
+    // taken for dead (each renews within a second), and both go on sharing.
+    let mut helper = start_processor(&appliance, &env, "helper.log");
+    let pids = [first.id(), helper.id()];
+    let both = |held: &std::collections::BTreeMap<u32, Vec<String>>| {
+        held.len() == 2
+            && pids
+                .iter()
+                .all(|pid| held.get(pid).is_some_and(|units| units.len() >= 4))
+            && held.values().map(Vec::len).sum::<usize>() == 9
+    };
+    wait_holdings(&root, "claim_ticks", "shared by two", both).await;
+    let mut lock = root.acquire().await.unwrap();
+    sqlx::query("FLUSH TABLES WITH READ LOCK")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    tokio::time::sleep(tickpipe::store::LEASE_TTL + Duration::from_secs(3)).await;
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    drop(lock);
+    tokio::time::sleep(tickpipe::store::LEASE_TTL).await;
+    for (who, child) in [("first", &mut first), ("helper", &mut helper)] {
+        let exited = child.try_wait().unwrap();
+        let said = std::fs::read_to_string(appliance.dir().join(format!("{who}.log")));
+        assert!(exited.is_none(), "{who} stopped after the lock: {said:?}");
+    }
+    wait_holdings(&root, "claim_ticks", "still shared by two", both).await;
+    // The helper stops cleanly: its share goes back to the first at once.
+    signal(&helper, libc::SIGINT);
+    assert!(helper.wait().unwrap().success());
+    wait_all_held_by(&root, "claim_ticks", first.id()).await;
+
     // The holder paused past its lease's expiry: a new processor takes its work over and
     // stores what arrives; the old one, resumed, stops without committing anything.
     signal(&first, libc::SIGSTOP);

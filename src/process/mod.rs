@@ -64,6 +64,8 @@ pub struct ProcessStats {
     /// `produced_at` of committed rows whose rollups are not computed yet, per symbol, and
     /// how many there are in all.
     awaiting_rollups: std::sync::Mutex<(BTreeMap<String, Vec<i64>>, usize)>,
+    /// This processor runs the rollup stage: the rows' wait for it is measured.
+    rollups_here: std::sync::atomic::AtomicBool,
 }
 
 /// Rows whose wait for the rollups is measured at once (beyond: not measured), all symbols.
@@ -79,6 +81,9 @@ impl ProcessStats {
                 latency.saturating_record((now - tick.produced_at).max(0) as u64);
             }
         }
+        if !self.rollups_here.load(Ordering::Relaxed) {
+            return;
+        }
         if let Ok(mut awaiting) = self.awaiting_rollups.lock() {
             let (by_symbol, count) = &mut *awaiting;
             for tick in produced {
@@ -93,6 +98,17 @@ impl ProcessStats {
                 }
                 *count += 1;
             }
+        }
+    }
+
+    /// Whether this processor runs the rollup stage (another processor's rollups are not
+    /// measured here).
+    fn measure_rollups(&self, here: bool) {
+        if !self.rollups_here.swap(here, Ordering::Relaxed) || here {
+            return;
+        }
+        if let Ok(mut awaiting) = self.awaiting_rollups.lock() {
+            *awaiting = Default::default();
         }
     }
 
@@ -152,6 +168,7 @@ impl Default for ProcessStats {
             quote_latency_us: std::sync::Mutex::new(latency_histogram()),
             rows_drained_at: std::sync::OnceLock::new(),
             awaiting_rollups: Default::default(),
+            rollups_here: Default::default(),
         }
     }
 }
@@ -197,13 +214,15 @@ pub async fn run(
         Role::Shared
     };
     let member = store.join(&config.topics.ticks, role).await?;
+    let health = sharing::Health::default();
     let result = tokio::select! {
-        lost = sharing::keep_membership(store, &member) => Err(lost.into()),
-        worked = work_as_member(config, broker, store, &member, options, stats, &cancel) => worked,
+        lost = sharing::keep_membership(store, &member, &health) => Err(lost.into()),
+        worked = work_as_member(config, broker, store, &member, &health, options, stats, &cancel) => {
+            worked
+        }
     };
-    if !is_lease_lost(&result) {
-        store.leave(&member).await;
-    }
+    // Only this member's rows go: after a lost lease, what it still holds is freed at once.
+    store.leave(&member).await;
     result
 }
 
@@ -216,41 +235,34 @@ fn is_lease_lost(result: &Result<()>) -> bool {
 
 /// The member's work, one generation after another: what it holds changes as processors join
 /// and leave, and each change restarts its fetch loops and writers.
+#[allow(clippy::too_many_arguments)]
 async fn work_as_member(
     config: &Config,
     broker: &Broker,
     store: &Store,
     member: &Member,
+    health: &sharing::Health,
     options: RunOptions,
     stats: Arc<ProcessStats>,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let mut partitions = Vec::new();
-    for topic in [&config.topics.ticks, &config.topics.dlq] {
-        for partition in 0..broker.partition_count(topic).await? {
-            partitions.push(Unit::Partition {
-                topic: topic.clone(),
-                partition,
-            });
-        }
-    }
+    let topics = [config.topics.ticks.clone(), config.topics.dlq.clone()];
+    let mut sharer = sharing::Sharer::new(store, broker, member, topics, health).await?;
     let mut holds = BTreeSet::new();
-    let plan = sharing::plan(member, &holds, &partitions, &store.sharing(member).await?)?;
+    let now = sharer.look().await?;
+    let plan = sharing::plan(member, &holds, &sharer.partitions, &now)?;
     let wanted = plan.take.len();
-    sharing::take(store, member, &mut holds, plan.take).await;
+    sharer.take(&mut holds, plan.take).await;
     if member.role != Role::Shared && holds.len() < wanted {
         // Another processor took a unit between the look and the take: its message names it.
-        sharing::plan(
-            member,
-            &BTreeSet::new(),
-            &partitions,
-            &store.sharing(member).await?,
-        )?;
+        let now = sharer.look().await?;
+        sharing::plan(member, &BTreeSet::new(), &sharer.partitions, &now)?;
         bail!("another processor took part of {}'s work", member.pipeline);
     }
     loop {
         let generation = cancel.child_token();
         let held = holds.clone();
+        stats.measure_rollups(held.contains(&Unit::Rollups));
         let work = work(
             config,
             broker,
@@ -262,14 +274,14 @@ async fn work_as_member(
             generation.clone(),
         );
         tokio::pin!(work);
-        let (worked, give_up) = tokio::select! {
+        let (worked, change) = tokio::select! {
             worked = &mut work => (worked, None),
-            give_up = sharing::until_change(store, member, &mut holds, &partitions) => {
+            change = sharer.until_change(&mut holds) => {
                 generation.cancel();
-                ((&mut work).await, Some(give_up))
+                ((&mut work).await, Some(change?))
             }
         };
-        let Some(give_up) = give_up.filter(|_| !cancel.is_cancelled()) else {
+        let Some(change) = change.filter(|_| !cancel.is_cancelled()) else {
             return worked;
         };
         // A batch the change cut short is read again by the units' next holder.
@@ -279,9 +291,19 @@ async fn work_as_member(
         if let Err(e) = worked {
             tracing::warn!("{e:#}; read again once the work is shared anew");
         }
-        store.give_up(member, &give_up).await?;
-        for unit in &give_up {
-            holds.remove(unit);
+        if let sharing::Change::GiveUp(units) = change {
+            retry::retry(
+                "giving units of work up",
+                Backoff::service(Some(WRITE_GIVE_UP)),
+                cancel,
+                || store.give_up(member, &units),
+                StoreError::verdict,
+            )
+            .await
+            .map_err(|failure| failure.into_inner())?;
+            for unit in &units {
+                holds.remove(unit);
+            }
         }
         let now: Vec<String> = holds.iter().map(Unit::to_string).collect();
         tracing::info!(holds = now.join(" "), "the work is shared anew");
@@ -434,8 +456,8 @@ async fn consume(
         };
         runs.push(writer.run(lane.rx));
     }
-    // The first writer to fail stops the others (a dropped transaction rolls back).
-    // The first writer to fail, or fetch loop to give up, stops the rest.
+    // The first writer to fail, or fetch loop to give up, stops the rest (a dropped
+    // transaction rolls back).
     let fetch_failure = async {
         while let Some(joined) = fetchers.join_next().await {
             match joined {

@@ -5,11 +5,15 @@
 //! others to take. A change of what a member holds restarts its fetch loops and writers (after
 //! their last batch committed), the way Kafka's eager rebalancing does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use anyhow::{Result, bail};
+use chrono::NaiveDateTime;
 
-use crate::store::{Member, RENEW_EVERY, Role, Sharing, Store, StoreError, Unit};
+use crate::broker::Broker;
+use crate::store::{LEASE_TTL, Member, RENEW_EVERY, Role, Seen, Sharing, Store, StoreError, Unit};
 
 /// What a member should change in what it holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,8 +77,12 @@ pub fn plan(
                     give_up: mine.split_off(quota),
                 });
             }
-            let more = partitions
+            // Members look for free partitions from different places: two starting together
+            // seldom reach for the same one.
+            let from = (rank * quota) % partitions.len().max(1);
+            let more = partitions[from..]
                 .iter()
+                .chain(&partitions[..from])
                 .filter(|unit| free(unit))
                 .take(quota - mine.len())
                 .cloned();
@@ -99,76 +107,238 @@ pub fn plan(
     })
 }
 
-/// Renews `member` until another member takes it for dead (it was paused past its lease).
-/// An unreachable MySQL only delays renewal (no batch can commit then either).
-pub async fn keep_membership(store: &Store, member: &Member) -> StoreError {
+/// Since when this member's own renewals succeed, every round: only a member in touch with
+/// MySQL judges others by their expiry (a renewal that fails, or hangs behind a lock, ends it).
+#[derive(Debug, Default)]
+pub struct Health(Mutex<Renewals>);
+
+#[derive(Debug, Default)]
+struct Renewals {
+    since: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// A member whose last good renewal is older than this is not in touch.
+const OUT_OF_TOUCH: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Health {
+    fn since(&self) -> Option<Instant> {
+        let renewals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        renewals
+            .last
+            .filter(|last| last.elapsed() <= OUT_OF_TOUCH)
+            .and(renewals.since)
+    }
+
+    fn renewed(&self, ok: bool) {
+        let mut renewals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if !ok {
+            renewals.since = None;
+            return;
+        }
+        if renewals.last.is_none_or(|last| now - last > OUT_OF_TOUCH) {
+            renewals.since = Some(now);
+        }
+        renewals.since.get_or_insert(now);
+        renewals.last = Some(now);
+    }
+}
+
+/// Renews `member` until another member takes it for dead (it stopped renewing for longer
+/// than its lease, as others saw it). An unreachable MySQL only delays renewal (no batch can
+/// commit then either, and no member that cannot renew judges others).
+pub async fn keep_membership(store: &Store, member: &Member, health: &Health) -> StoreError {
+    health.renewed(true);
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
         match store.renew(member).await {
-            Ok(true) => {}
+            Ok(true) => health.renewed(true),
             Ok(false) => {
                 return StoreError::LeaseLost {
                     what: format!("this processor's work on {}", member.pipeline),
                 };
             }
-            Err(e) => tracing::warn!("renewing the processor's membership: {e}; trying again"),
-        }
-    }
-}
-
-/// Waits until what `member` holds should change: units to give up (returned for the caller
-/// to give up once its batches stopped), or units it could take (taken here, returned empty).
-/// A member of [`Role::All`] or [`Role::Rollups`] holds what it took at start: never returns.
-pub async fn until_change(
-    store: &Store,
-    member: &Member,
-    holds: &mut BTreeSet<Unit>,
-    partitions: &[Unit],
-) -> Vec<Unit> {
-    if member.role != Role::Shared {
-        return std::future::pending().await;
-    }
-    loop {
-        tokio::time::sleep(RENEW_EVERY).await;
-        let sharing = match store.sharing(member).await {
-            Ok(sharing) => sharing,
             Err(e) => {
-                tracing::debug!("reading how the work is shared: {e}; trying again");
-                continue;
+                health.renewed(false);
+                tracing::warn!("renewing the processor's membership: {e}; trying again");
             }
-        };
-        let Ok(plan) = plan(member, holds, partitions, &sharing) else {
-            continue;
-        };
-        if !plan.give_up.is_empty() {
-            return plan.give_up;
-        }
-        if take(store, member, holds, plan.take).await {
-            return Vec::new();
         }
     }
 }
 
-/// Takes what `plan` says is free; whether anything was taken.
-pub async fn take(
-    store: &Store,
-    member: &Member,
-    holds: &mut BTreeSet<Unit>,
-    units: Vec<(Unit, Option<String>)>,
+/// Whether `seen` is dead to a member that renews fine since `healthy_since`: its process of
+/// this host is gone, or its row stayed expired, unrenewed, through a whole [`LEASE_TTL`] of
+/// this member's own good renewals — so after an outage of MySQL, when every row has expired,
+/// nobody is evicted: each renews within a second of MySQL's return. `expired` remembers since
+/// when each expired row was seen so.
+fn is_dead(
+    seen: &Seen,
+    healthy_since: Option<Instant>,
+    expired: &mut HashMap<String, (NaiveDateTime, Instant)>,
+    now: Instant,
 ) -> bool {
-    let mut took = false;
-    for (unit, dead_owner) in units {
-        match store.take(member, &unit, dead_owner.as_deref()).await {
-            Ok(true) => {
-                tracing::info!(%unit, "took over");
-                holds.insert(unit);
-                took = true;
+    if seen.gone {
+        return true;
+    }
+    if !seen.expired {
+        expired.remove(&seen.owner);
+        return false;
+    }
+    let first = expired
+        .entry(seen.owner.clone())
+        .or_insert((seen.expires_at, now));
+    if first.0 != seen.expires_at {
+        // Renewed and expired again: watched anew.
+        *first = (seen.expires_at, now);
+    }
+    healthy_since.is_some_and(|healthy| now.duration_since(first.1.max(healthy)) >= LEASE_TTL)
+}
+
+/// What changed in a round.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Units to give up (another member's share now), once this member's batches stopped.
+    GiveUp(Vec<Unit>),
+    /// Units taken (or found this member's): its fetch loops and writers start over on them.
+    Took,
+}
+
+/// One member's side of the sharing, kept from round to round.
+pub struct Sharer<'a> {
+    store: &'a Store,
+    broker: &'a Broker,
+    member: &'a Member,
+    topics: [String; 2],
+    /// Every partition of the topics, as units.
+    pub partitions: Vec<Unit>,
+    health: &'a Health,
+    expired: HashMap<String, (NaiveDateTime, Instant)>,
+}
+
+impl<'a> Sharer<'a> {
+    pub async fn new(
+        store: &'a Store,
+        broker: &'a Broker,
+        member: &'a Member,
+        topics: [String; 2],
+        health: &'a Health,
+    ) -> Result<Sharer<'a>> {
+        let mut sharer = Sharer {
+            store,
+            broker,
+            member,
+            topics,
+            partitions: Vec::new(),
+            health,
+            expired: HashMap::new(),
+        };
+        sharer.partitions = sharer.read_partitions().await?;
+        Ok(sharer)
+    }
+
+    async fn read_partitions(&self) -> Result<Vec<Unit>> {
+        let mut partitions = Vec::new();
+        for topic in &self.topics {
+            for partition in 0..self.broker.partition_count(topic).await? {
+                partitions.push(Unit::Partition {
+                    topic: topic.clone(),
+                    partition,
+                });
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(%unit, "taking a unit of work: {e}"),
+        }
+        Ok(partitions)
+    }
+
+    /// Who is alive and holds what now (members found dead removed).
+    pub async fn look(&mut self) -> Result<Sharing, StoreError> {
+        let (healthy_since, now) = (self.health.since(), Instant::now());
+        let expired = &mut self.expired;
+        let mut seen_now = Vec::new();
+        let sharing = self
+            .store
+            .sharing(self.member, |seen| {
+                seen_now.push(seen.owner.clone());
+                is_dead(seen, healthy_since, expired, now)
+            })
+            .await?;
+        expired.retain(|owner, _| seen_now.contains(owner));
+        Ok(sharing)
+    }
+
+    /// Takes what a plan says is free; whether anything was taken.
+    pub async fn take(
+        &self,
+        holds: &mut BTreeSet<Unit>,
+        units: Vec<(Unit, Option<String>)>,
+    ) -> bool {
+        let mut took = false;
+        for (unit, dead_owner) in units {
+            match self
+                .store
+                .take(self.member, &unit, dead_owner.as_deref())
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(%unit, "took over");
+                    holds.insert(unit);
+                    took = true;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%unit, "taking a unit of work: {e}"),
+            }
+        }
+        took
+    }
+
+    /// Waits until what the member holds should change, taking what it can take meanwhile.
+    /// Fails when a unit it holds is another's now. A member of [`Role::All`] or
+    /// [`Role::Rollups`] holds what it took at start: never returns.
+    pub async fn until_change(&mut self, holds: &mut BTreeSet<Unit>) -> Result<Change, StoreError> {
+        if self.member.role != Role::Shared {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            match self.read_partitions().await {
+                Ok(partitions) => self.partitions = partitions,
+                Err(e) => tracing::debug!("reading the topics' partitions: {e:#}; trying again"),
+            }
+            let sharing = match self.look().await {
+                Ok(sharing) => sharing,
+                Err(e) => {
+                    tracing::debug!("reading how the work is shared: {e}; trying again");
+                    continue;
+                }
+            };
+            // What the table says this member holds is what it holds: a take that committed
+            // though its answer was lost is this member's; a unit another holds is lost.
+            let mine: BTreeSet<Unit> = sharing
+                .held
+                .iter()
+                .filter(|(_, holder)| holder.owner == self.member.owner)
+                .map(|(unit, _)| unit.clone())
+                .collect();
+            if let Some(lost) = holds.difference(&mine).next() {
+                return Err(StoreError::LeaseLost {
+                    what: lost.to_string(),
+                });
+            }
+            if mine.len() > holds.len() {
+                *holds = mine;
+                return Ok(Change::Took);
+            }
+            let Ok(plan) = plan(self.member, holds, &self.partitions, &sharing) else {
+                continue;
+            };
+            if !plan.give_up.is_empty() {
+                return Ok(Change::GiveUp(plan.give_up));
+            }
+            if self.take(holds, plan.take).await {
+                return Ok(Change::Took);
+            }
         }
     }
-    took
 }
 
 #[cfg(test)]
@@ -287,6 +457,49 @@ mod tests {
         let two = settle(&["b", "c"], &units, sharing);
         assert_eq!(two[0].len() + two[1].len(), 7);
         assert!(two.iter().any(|s| s.contains(&Unit::Rollups)));
+    }
+
+    #[test]
+    fn a_member_is_dead_once_its_row_stayed_expired_a_whole_lease_of_healthy_rounds() {
+        let seen = |expires_at: &str, expired: bool, gone: bool| Seen {
+            owner: "b".into(),
+            expires_at: expires_at.parse().unwrap(),
+            expired,
+            gone,
+        };
+        let start = Instant::now();
+        let at = |secs: u64| start + std::time::Duration::from_secs(secs);
+        let mut expired = HashMap::new();
+        // A process of this host that is gone: at once.
+        assert!(is_dead(
+            &seen("2026-01-01T10:00:00", false, true),
+            None,
+            &mut expired,
+            at(0)
+        ));
+        // Expired: dead after a lease of watching, not before.
+        let stale = seen("2026-01-01T10:00:00", true, false);
+        assert!(!is_dead(&stale, Some(start), &mut expired, at(0)));
+        assert!(!is_dead(&stale, Some(start), &mut expired, at(14)));
+        assert!(is_dead(&stale, Some(start), &mut expired, at(15)));
+        // Watched while this member could not renew (MySQL away): the watch starts when it can.
+        let mut expired = HashMap::new();
+        assert!(!is_dead(&stale, None, &mut expired, at(0)));
+        assert!(!is_dead(&stale, None, &mut expired, at(20)));
+        assert!(!is_dead(&stale, Some(at(20)), &mut expired, at(21)));
+        assert!(is_dead(&stale, Some(at(20)), &mut expired, at(35)));
+        // Renewed meanwhile (the row changed): alive, and watched anew when it expires again.
+        let mut expired = HashMap::new();
+        assert!(!is_dead(&stale, Some(start), &mut expired, at(0)));
+        assert!(!is_dead(
+            &seen("2026-01-01T10:00:20", false, false),
+            Some(start),
+            &mut expired,
+            at(10)
+        ));
+        let again = seen("2026-01-01T10:00:20", true, false);
+        assert!(!is_dead(&again, Some(start), &mut expired, at(16)));
+        assert!(is_dead(&again, Some(start), &mut expired, at(31)));
     }
 
     #[test]

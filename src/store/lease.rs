@@ -8,10 +8,12 @@
 //! Every batch checks, inside its own transaction, that its units are still this member's and
 //! holds their rows shared until commit, so a processor that lost a unit commits nothing more
 //! to it; a taker locks the row without waiting (a batch in flight means its holder lives).
-//! A member is dead when its row expired ([`LEASE_TTL`]), or at once when it was a process of
-//! this host (same boot, same pid namespace) that is gone. A member paused inside a batch loses
-//! its connection, and with it the lock, after [`IDLE_TRANSACTION`] (the server ends
-//! transactions left idle that long).
+//! Which members are dead is the caller's judgement ([`Store::sharing`] reports each member's
+//! expiry and whether it was a process of this host that is gone); a member taken for dead has
+//! its row removed (only as read: one that renewed meanwhile stays), and only the units of a
+//! member whose row is gone can be taken, so a member either renews or learns it was taken for
+//! dead, never both. A member paused inside a batch loses its connection, and with it the lock,
+//! after [`IDLE_TRANSACTION`] (MariaDB ends transactions left idle that long).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,7 +29,7 @@ use super::Store;
 use super::error::{StoreError, server_error_number, timed};
 use crate::proc_stat;
 
-/// How long a member lives unless renewed.
+/// How long a member's row lasts unless renewed.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
 /// How often a member renews itself (and looks at how the work is shared).
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
@@ -129,6 +131,18 @@ pub struct Sharing {
     pub dead: BTreeMap<Unit, String>,
 }
 
+/// Another member's row as read, for the caller to judge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub owner: String,
+    /// When its row expires (server time): unchanged between reads, it was not renewed.
+    pub expires_at: NaiveDateTime,
+    /// Its row has expired (by the server's clock).
+    pub expired: bool,
+    /// It was a process of this host, this boot and this pid namespace that is gone.
+    pub gone: bool,
+}
+
 /// This process, as a member row records it: a host, its boot, a pid namespace, a pid and the
 /// pid's start time (which tells a reused pid from the member).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,19 +173,19 @@ impl Process {
         }
     }
 
-    /// Whether the process a member row names is known to be gone: it ran on this host, and
-    /// either the host has booted since, or (in this pid namespace) no process with its pid and
-    /// start time runs now. A process elsewhere, or one this process cannot see, is never known
-    /// to be gone: its row expires instead.
-    fn is_gone(&self, this_run_owner: bool) -> bool {
-        let here = Process::this_process();
-        if self.host.is_empty() || self.host != here.host || here.boot_id.is_empty() {
-            return false;
-        }
-        if self.boot_id != here.boot_id {
-            return true;
-        }
-        if self.pid_ns.is_empty() || self.pid_ns != here.pid_ns || here.started == 0 {
+    /// Whether the process a member row names is known to be gone: it ran on this host, in this
+    /// boot and this pid namespace, and no process with its pid and start time runs now. A
+    /// process elsewhere (another boot id may be another machine of the same name), or one
+    /// this process cannot see, is never known to be gone: its row expires instead.
+    fn is_gone(&self, here: &Process, this_run_owner: bool) -> bool {
+        if self.host.is_empty()
+            || self.host != here.host
+            || here.boot_id.is_empty()
+            || self.boot_id != here.boot_id
+            || self.pid_ns.is_empty()
+            || self.pid_ns != here.pid_ns
+            || here.started == 0
+        {
             return false;
         }
         // Another member of this very process is a processor run that ended without leaving
@@ -181,12 +195,12 @@ impl Process {
                 && (self.started == here.started
                     || proc_stat::start_ticks(self.pid) != Some(self.started));
         }
-        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(_) => false,
-            Ok(_) => {
-                proc_stat::start_ticks(self.pid).is_some_and(|started| started != self.started)
-            }
+        // Signal 0 asks whether the pid exists, even one /proc hides (`hidepid`); a pid that
+        // does may be another process that reused it, told by its start time.
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        match nix::sys::signal::kill(pid, None) {
+            Err(nix::errno::Errno::ESRCH) => true,
+            _ => proc_stat::start_ticks(self.pid).is_some_and(|started| started != self.started),
         }
     }
 }
@@ -278,22 +292,28 @@ impl Store {
         }
     }
 
-    /// Who is alive and holds what. Members found dead are removed (a paused one that comes
-    /// back then learns it was taken for dead).
-    pub async fn sharing(&self, member: &Member) -> Result<Sharing, StoreError> {
+    /// Who is alive and holds what, with `dead` judging the other members: those it takes for
+    /// dead are removed (only as read: a member that renewed meanwhile stays alive), and their
+    /// units are free.
+    pub async fn sharing(
+        &self,
+        member: &Member,
+        mut dead: impl FnMut(&Seen) -> bool,
+    ) -> Result<Sharing, StoreError> {
         let deadline = self.statement_timeout;
         let rows = timed(
             "reading the pipeline's processors",
             deadline,
             sqlx::query(
                 "SELECT Owner, Role, Host, Boot_Id, Pid_Ns, Pid, Pid_Started, \
-                        Expires_At > UTC_TIMESTAMP(6), Expires_At \
+                        Expires_At <= UTC_TIMESTAMP(6), Expires_At \
                  FROM processors WHERE Pipeline = ? ORDER BY Owner",
             )
             .bind(&member.pipeline)
             .fetch_all(&self.pool),
         )
         .await?;
+        let here = Process::this_process();
         let mut live = BTreeMap::new();
         let mut sharers = Vec::new();
         for row in rows {
@@ -306,30 +326,45 @@ impl Store {
                 pid: row.try_get(5)?,
                 started: row.try_get(6)?,
             };
-            let unexpired: bool = row.try_get(7)?;
-            if unexpired && !process.is_gone(owner == member.owner) {
-                if role == Role::Shared.as_str() {
-                    sharers.push(owner.clone());
-                }
-                let holder = Holder {
-                    owner: owner.clone(),
-                    pid: process.pid,
-                    host: process.host,
-                };
-                live.insert(owner, holder);
-            } else if owner != member.owner {
-                // Only as read: a member that renewed meanwhile stays.
-                let expires: NaiveDateTime = row.try_get(8)?;
-                timed(
+            let seen = Seen {
+                gone: process.is_gone(&here, owner == member.owner),
+                owner,
+                expired: row.try_get(7)?,
+                expires_at: row.try_get(8)?,
+            };
+            if seen.owner != member.owner && dead(&seen) {
+                let removed = timed(
                     "removing a dead processor",
                     deadline,
                     sqlx::query("DELETE FROM processors WHERE Owner = ? AND Expires_At = ?")
-                        .bind(&owner)
-                        .bind(expires)
+                        .bind(&seen.owner)
+                        .bind(seen.expires_at)
                         .execute(&self.pool),
                 )
                 .await?;
+                if removed.rows_affected() == 1 {
+                    tracing::warn!(
+                        "processor pid {} on {} taken for dead ({}): its work is free",
+                        process.pid,
+                        process.host,
+                        if seen.gone {
+                            "its process is gone"
+                        } else {
+                            "it stopped renewing"
+                        }
+                    );
+                    continue;
+                }
             }
+            if role == Role::Shared.as_str() {
+                sharers.push(seen.owner.clone());
+            }
+            let holder = Holder {
+                owner: seen.owner.clone(),
+                pid: process.pid,
+                host: process.host,
+            };
+            live.insert(seen.owner, holder);
         }
         let leases = timed(
             "reading the pipeline's leases",
@@ -362,7 +397,8 @@ impl Store {
     }
 
     /// Takes `unit` unless a live member holds it: `Ok(false)` when its lease is not held by
-    /// `dead_owner` (`None`: no lease) any more, or a batch of its holder is in flight.
+    /// `dead_owner` (`None`: no lease) any more, when that member's row is there (it joined
+    /// after the look, or was not removed), or when a batch of its holder is in flight.
     pub async fn take(
         &self,
         member: &Member,
@@ -387,7 +423,7 @@ impl Store {
         .await;
         let owner = match owner {
             Err(StoreError::Transient { source, .. })
-                if server_error_number(&source) == Some(LOCK_WAIT_TIMEOUT) =>
+                if server_error_number(&source).is_some_and(|n| LOCK_NOT_TAKEN.contains(&n)) =>
             {
                 return Ok(false);
             }
@@ -395,6 +431,19 @@ impl Store {
         };
         if owner.as_deref() != dead_owner {
             return Ok(false);
+        }
+        if let Some(dead_owner) = dead_owner {
+            let alive = timed(
+                "taking a unit of work",
+                deadline,
+                sqlx::query("SELECT 1 FROM processors WHERE Owner = ? FOR UPDATE")
+                    .bind(dead_owner)
+                    .fetch_optional(&mut *tx),
+            )
+            .await?;
+            if alive.is_some() {
+                return Ok(false);
+            }
         }
         timed(
             "taking a unit of work",
@@ -433,8 +482,9 @@ impl Store {
     }
 }
 
-/// ER_LOCK_WAIT_TIMEOUT, which `NOWAIT` also answers with.
-const LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// What `NOWAIT` answers on a locked row: ER_LOCK_WAIT_TIMEOUT (MariaDB) and
+/// ER_LOCK_NOWAIT (MySQL 8).
+const LOCK_NOT_TAKEN: [u16; 2] = [1205, 3572];
 
 /// Inside a transaction: `units` are still `member`'s, and stay so until the transaction ends
 /// (their rows are held shared; a taker fails to lock them until the commit).
@@ -494,6 +544,7 @@ mod tests {
     #[test]
     fn a_holder_on_this_host_is_gone_when_its_process_is() {
         let me = Process::this_process();
+        let here = me.clone();
         assert!(me.started > 0, "start time read from /proc");
         // A live process of this host (pid 1) is not gone; one with another start time is.
         let init = Process {
@@ -501,31 +552,32 @@ mod tests {
             started: proc_stat::start_ticks(1).unwrap(),
             ..me.clone()
         };
-        assert!(!init.is_gone(false));
+        assert!(!init.is_gone(&here, false));
         assert!(
             Process {
                 started: init.started + 1,
                 ..init.clone()
             }
-            .is_gone(false)
+            .is_gone(&here, false)
         );
         // Another run of this very process: one that ended without leaving; not this run.
-        assert!(me.is_gone(false));
-        assert!(!me.is_gone(true));
-        // A pid that does not exist here is gone; one of an earlier boot too.
+        assert!(me.is_gone(&here, false));
+        assert!(!me.is_gone(&here, true));
+        // A pid that does not exist here is gone; one of another boot id is not known to be
+        // (it may be another machine of the same name).
         assert!(
             Process {
                 pid: u32::MAX >> 1,
                 ..init.clone()
             }
-            .is_gone(false)
+            .is_gone(&here, false)
         );
         assert!(
-            Process {
+            !Process {
                 boot_id: "an-earlier-boot".into(),
                 ..init.clone()
             }
-            .is_gone(false)
+            .is_gone(&here, false)
         );
         // A holder in another pid namespace cannot be checked from here: not gone.
         assert!(
@@ -534,7 +586,7 @@ mod tests {
                 pid_ns: "pid:[1]".into(),
                 ..init.clone()
             }
-            .is_gone(false)
+            .is_gone(&here, false)
         );
         // Another host: never known to be gone.
         assert!(
@@ -543,7 +595,7 @@ mod tests {
                 pid: 999_999,
                 ..me
             }
-            .is_gone(false)
+            .is_gone(&here, false)
         );
     }
 }

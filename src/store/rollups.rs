@@ -49,11 +49,14 @@ impl Store {
     /// who touch the symbol meanwhile mark it stale again); then it recomputes from reads that
     /// see every row committed before, and lets go of the range it took. A run that
     /// stops between the two leaves the range taken, and the next one takes it again. Only the
-    /// holder of the rollup stage ([`Unit::Rollups`]) commits the recompute. A range a writer holds locked right now (its
+    /// holder of the rollup stage ([`Unit::Rollups`]) takes ranges and commits recomputes. A range a writer holds locked right now (its
     /// transaction is open) is skipped: `Skipped`, to be taken later.
     pub async fn refresh_rollups(&self, symbol: &str, member: &Member) -> Result<Refreshed> {
         let deadline = self.statement_timeout;
         let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
+        // Only the rollup stage's holder takes ranges: one that lost it (paused and taken
+        // over) must not move a range the new holder is recomputing.
+        lease::check(&mut tx, member, [Unit::Rollups], deadline).await?;
         let taken: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>)> = timed(
             "taking a stale range",
             deadline,
