@@ -59,6 +59,12 @@ enum Command {
         /// After the replay, produce no live ticks (`live.enabled = false` for this run)
         #[arg(long)]
         no_live: bool,
+        /// A temporary state directory and free ports, everything removed at exit
+        #[arg(long)]
+        ephemeral: bool,
+        /// Once ready, print one JSON line with every endpoint and credential (no banner)
+        #[arg(long)]
+        json: bool,
     },
     /// Replay CSV files into Kafka
     Produce {
@@ -209,11 +215,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Up {
             services_only,
             no_live,
+            ephemeral,
+            json,
             ..
         } => {
             let mut config = Config::load(&sources)?;
             config.live.enabled &= !no_live;
-            supervisor::up(config, UpOptions { services_only }).await?;
+            let options = UpOptions {
+                services_only,
+                ephemeral,
+                json,
+            };
+            supervisor::up(config, options).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Produce { speed, json, .. } => {

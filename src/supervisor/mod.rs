@@ -6,6 +6,7 @@
 mod child;
 mod kafka;
 mod mariadb;
+mod ready;
 mod stage;
 
 /// Where Kafka's jars and Java are: also used to run Kafka's own tools beside the appliance.
@@ -36,11 +37,28 @@ use crate::store::{self, MysqlTarget, Store};
 pub struct UpOptions {
     /// Only the broker and MySQL (with topics, schema and users): stages run by hand.
     pub services_only: bool,
+    /// A temporary state directory and free ports, everything removed at exit.
+    pub ephemeral: bool,
+    /// Once ready, one JSON line on stdout with every endpoint and credential
+    /// ([`crate::appliance::Ready`]) instead of the banner.
+    pub json: bool,
 }
 
 /// Runs the appliance until SIGINT or SIGTERM.
-pub async fn up(config: Config, options: UpOptions) -> Result<()> {
+pub async fn up(mut config: Config, options: UpOptions) -> Result<()> {
     let started = Instant::now();
+    // Removed when `up` returns, after the services stopped.
+    let _ephemeral = if options.ephemeral {
+        let dir = tempfile::Builder::new()
+            .prefix("tickpipe-")
+            .tempdir()
+            .context("making a temporary state directory")?;
+        config.state_dir = dir.path().to_path_buf();
+        (config.broker.port, config.mysql.port, config.serve.port) = (0, 0, 0);
+        Some(dir)
+    } else {
+        None
+    };
     let root = config.ensure_state_dir()?;
     let state = StateDir::new(&root);
     let _lock = lock_state_dir(&state)?;
@@ -158,16 +176,27 @@ async fn run_pipeline(
             }
         }
     };
-    print_banner(
-        config,
-        state,
-        broker,
-        mysql,
-        partitions,
-        &files,
-        dashboard.as_ref().map(serve::url),
-        started,
-    );
+    if options.json {
+        let ready = ready::ready(
+            config,
+            state,
+            broker,
+            mysql,
+            dashboard.as_ref().map(serve::url),
+        )?;
+        ready::print(&ready)?;
+    } else {
+        print_banner(
+            config,
+            state,
+            broker,
+            mysql,
+            partitions,
+            &files,
+            dashboard.as_ref().map(serve::url),
+            started,
+        );
+    }
 
     let Some(dashboard) = dashboard else {
         shutdown.cancelled().await;
