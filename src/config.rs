@@ -27,12 +27,22 @@ pub struct Config {
     pub live: LiveConfig,
 }
 
-/// Who runs a service: the appliance itself, or someone else at a known address.
+/// Who runs a service: the appliance itself (as a child process, or in a Docker container),
+/// or someone else at a known address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Managed,
+    /// Redpanda / MariaDB in a Docker container (testcontainers), removed when `up` stops.
+    Container,
     External,
+}
+
+impl Mode {
+    /// The appliance made the service's users and logins (they are in the state directory).
+    pub fn is_ours(self) -> bool {
+        matches!(self, Mode::Managed | Mode::Container)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,7 +359,7 @@ impl Config {
             "set it (with broker.password) when broker.sasl_mechanism is not \"none\"",
         );
         check(
-            self.broker.mode == Mode::Managed || !self.broker.bootstrap.trim().is_empty(),
+            self.broker.mode.is_ours() || !self.broker.bootstrap.trim().is_empty(),
             "broker.bootstrap",
             "external broker mode needs bootstrap servers, e.g. \"kafka1:9092,kafka2:9092\"",
         );
@@ -374,7 +384,7 @@ impl Config {
             "must be between 1 and 1000",
         );
         check(
-            self.mysql.mode == Mode::Managed || self.mysql.url.starts_with("mysql://"),
+            self.mysql.mode.is_ours() || self.mysql.url.starts_with("mysql://"),
             "mysql.url",
             "external MySQL mode needs a URL like mysql://user:password@host:3306/stock_market",
         );

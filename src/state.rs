@@ -261,7 +261,7 @@ impl Endpoints {
                 let endpoint = config.broker.external_endpoint();
                 (endpoint.clone(), endpoint)
             }
-            Mode::Managed => {
+            Mode::Managed | Mode::Container => {
                 let bootstrap = &running.as_ref().ok_or_else(missing)?.bootstrap;
                 let credentials = state.credentials()?;
                 let at = |login: Login| Endpoint {
@@ -276,7 +276,7 @@ impl Endpoints {
                 let target = MysqlTarget::from_url(&config.mysql.url)?;
                 (target.clone(), target)
             }
-            Mode::Managed => {
+            Mode::Managed | Mode::Container => {
                 let target = running.as_ref().ok_or_else(missing)?.mysql.clone();
                 let credentials = state.credentials()?;
                 (

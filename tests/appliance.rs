@@ -168,3 +168,60 @@ async fn the_rust_api_starts_an_appliance_and_dropping_it_stops_everything() {
         "{missing:#}"
     );
 }
+
+/// `mysql.mode = "container"` where no Docker daemon answers: `up` stops at once, saying what
+/// is missing and what to do, before it starts anything (no service directory is made).
+#[test]
+fn container_mode_without_a_docker_daemon_is_a_clear_error() {
+    let state = tempfile::tempdir().unwrap();
+    let output = Command::new("timeout")
+        .args(["--signal=KILL", "120", BIN, "--state-dir"])
+        .arg(state.path())
+        .args(["up", "--services-only"])
+        .env("TICKPIPE_MYSQL__MODE", "container")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "mysql.mode = \"container\" needs a Docker daemon, and none answers at \
+             unix:///nonexistent/docker.sock"
+        ) && said.contains("use mysql.mode = \"managed\""),
+        "{said}"
+    );
+    for service in ["kafka", "mysql"] {
+        assert!(
+            !state.path().join(service).exists(),
+            "{service} was started before the error"
+        );
+    }
+}
+
+/// The same appliance on Redpanda and MariaDB containers (testcontainers): the JSON line's
+/// endpoints work as with the managed services. Needs a Docker daemon: where none answers (as
+/// on the machine this was written on), the test says so and checks nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_serve_the_same_endpoints_where_docker_answers() {
+    let host = tickpipe::supervisor::docker_host();
+    if let Err(e) = tickpipe::supervisor::docker_answers(&host, "broker.mode").await {
+        eprintln!("SKIPPED (no Docker daemon): {e}");
+        return;
+    }
+    let env = [
+        ("TICKPIPE_BROKER__MODE", "container"),
+        ("TICKPIPE_MYSQL__MODE", "container"),
+    ];
+    let appliance =
+        tokio::task::spawn_blocking(move || Appliance::start_with(Path::new(BIN), &env).unwrap())
+            .await
+            .unwrap();
+    let ready = appliance.ready().clone();
+    use_the_endpoints(&ready).await;
+    tokio::task::spawn_blocking(move || drop(appliance))
+        .await
+        .unwrap();
+    assert!(closed(&ready.mysql.host, ready.mysql.port));
+}

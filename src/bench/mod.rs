@@ -176,7 +176,7 @@ impl<'a> Bench<'a> {
         let broker =
             Broker::connect(&endpoints.broker_admin, config.broker.startup_timeout).await?;
         let mysql = match config.mysql.mode {
-            Mode::Managed => {
+            Mode::Managed | Mode::Container => {
                 let credentials = StateDir::new(&state).credentials()?;
                 endpoints.mysql.as_user("root", &credentials.root_password)
             }

@@ -4,11 +4,14 @@
 //! processes.
 
 mod child;
+mod containers;
 mod kafka;
 mod mariadb;
 mod ready;
 mod stage;
 
+/// Whether a Docker daemon answers (the container modes need one).
+pub use containers::{docker_answers, docker_host};
 /// Where Kafka's jars and Java are: also used to run Kafka's own tools beside the appliance.
 pub use kafka::{find_java, kafka_libs};
 
@@ -69,6 +72,15 @@ pub async fn up(mut config: Config, options: UpOptions) -> Result<()> {
     let shutdown = shutdown_on_signal()?;
     budget_file_descriptors(config.serve.max_connections);
 
+    // A container mode without Docker fails here, before anything starts.
+    for (mode, key) in [
+        (config.broker.mode, "broker.mode"),
+        (config.mysql.mode, "mysql.mode"),
+    ] {
+        if mode == Mode::Container {
+            containers::docker_answers(&containers::docker_host(), key).await?;
+        }
+    }
     let ports = choose_ports(&config, &state)?;
     let credentials = state.credentials()?;
 
@@ -85,7 +97,7 @@ pub async fn up(mut config: Config, options: UpOptions) -> Result<()> {
         }
         Err(e) => {
             if let Ok((Some(k), _)) = kafka {
-                k.child.stop().await;
+                k.stop().await;
             }
             return Err(e);
         }
@@ -116,20 +128,37 @@ struct Brokers {
     app: Broker,
 }
 
+/// A service the appliance runs: a child process, or a Docker container.
+enum Running {
+    Kafka(kafka::ManagedKafka),
+    Mysql(mariadb::ManagedMysql),
+    Container(containers::Container),
+}
+
+impl Running {
+    async fn stop(self) {
+        match self {
+            Running::Kafka(kafka) => kafka.child.stop().await,
+            Running::Mysql(mysql) => mysql.child.stop().await,
+            Running::Container(container) => container.stop().await,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Services {
-    kafka: Option<kafka::ManagedKafka>,
-    mysql: Option<mariadb::ManagedMysql>,
+    kafka: Option<Running>,
+    mysql: Option<Running>,
 }
 
 impl Services {
     /// The broker stops first (nothing consumes any more), then MySQL.
     async fn stop(self) {
         if let Some(kafka) = self.kafka {
-            kafka.child.stop().await;
+            kafka.stop().await;
         }
         if let Some(mysql) = self.mysql {
-            mysql.child.stop().await;
+            mysql.stop().await;
         }
     }
 }
@@ -231,7 +260,7 @@ async fn run_pipeline(
     };
     // The dashboard reads as the read-only BI user where the appliance made one.
     let reader = match config.mysql.mode {
-        Mode::Managed => {
+        Mode::Managed | Mode::Container => {
             let bi = mysql.as_user(BI_USER, &state.credentials()?.bi_password);
             Store::connect(&bi, config.mysql.startup_timeout).await?
         }
@@ -355,42 +384,63 @@ async fn start_mysql(
     state: &StateDir,
     ports: Ports,
     credentials: &crate::state::Credentials,
-) -> Result<(Option<mariadb::ManagedMysql>, MysqlTarget)> {
-    match config.mysql.mode {
+) -> Result<(Option<Running>, MysqlTarget)> {
+    let (running, root) = match config.mysql.mode {
         Mode::External => {
             let target = MysqlTarget::from_url(&config.mysql.url)?;
             let store = Store::connect(&target, config.mysql.startup_timeout).await?;
             store.migrate().await?;
             store.pool.close().await;
-            Ok((None, target))
+            return Ok((None, target));
         }
         Mode::Managed => {
             let managed = mariadb::start(&config.mysql, state, ports.mysql, credentials).await?;
-            let setup = async {
-                let admin =
-                    store::connect_pool(&managed.root, false, config.mysql.startup_timeout).await?;
-                store::ensure_database_and_users(
-                    &admin,
-                    &config.mysql.database,
-                    (APP_USER, &credentials.app_password),
-                    (BI_USER, &credentials.bi_password),
-                )
-                .await?;
-                let schema = Store::connect(&managed.root, config.mysql.startup_timeout).await?;
-                schema.migrate().await?;
-                schema.pool.close().await;
-                store::grant_bi_reads(&admin, &config.mysql.database, BI_USER).await?;
-                admin.close().await;
-                anyhow::Ok(())
-            };
-            if let Err(e) = setup.await {
-                managed.child.stop().await;
-                return Err(e);
-            }
-            let app = managed.root.as_user(APP_USER, &credentials.app_password);
-            Ok((Some(managed), app))
+            let root = managed.root.clone();
+            (Running::Mysql(managed), root)
         }
+        Mode::Container => {
+            let startup = config.mysql.startup_timeout;
+            let container =
+                containers::start_mariadb(ports.mysql, &credentials.root_password, startup).await?;
+            let root = MysqlTarget {
+                host: "127.0.0.1".into(),
+                port: ports.mysql,
+                socket: None,
+                database: config.mysql.database.clone(),
+                user: "root".into(),
+                password: credentials.root_password.clone(),
+            };
+            (Running::Container(container), root)
+        }
+    };
+    if let Err(e) = set_up_database(config, &root, credentials).await {
+        running.stop().await;
+        return Err(e);
     }
+    let app = root.as_user(APP_USER, &credentials.app_password);
+    Ok((Some(running), app))
+}
+
+/// The database, its users, the schema and the BI user's grants, as `root`.
+async fn set_up_database(
+    config: &Config,
+    root: &MysqlTarget,
+    credentials: &crate::state::Credentials,
+) -> Result<()> {
+    let admin = store::connect_pool(root, false, config.mysql.startup_timeout).await?;
+    store::ensure_database_and_users(
+        &admin,
+        &config.mysql.database,
+        (APP_USER, &credentials.app_password),
+        (BI_USER, &credentials.bi_password),
+    )
+    .await?;
+    let schema = Store::connect(root, config.mysql.startup_timeout).await?;
+    schema.migrate().await?;
+    schema.pool.close().await;
+    store::grant_bi_reads(&admin, &config.mysql.database, BI_USER).await?;
+    admin.close().await;
+    Ok(())
 }
 
 async fn start_broker(
@@ -398,41 +448,58 @@ async fn start_broker(
     state: &StateDir,
     ports: &Ports,
     credentials: &crate::state::Credentials,
-) -> Result<(Option<kafka::ManagedKafka>, Brokers)> {
+) -> Result<(Option<Running>, Brokers)> {
     let timeout = config.broker.startup_timeout;
-    match config.broker.mode {
+    let (running, bootstrap) = match config.broker.mode {
         Mode::External => {
             let broker = Broker::wait_healthy(&config.broker.external_endpoint(), timeout).await?;
             let brokers = Brokers {
                 admin: broker.clone(),
                 app: broker,
             };
-            Ok((None, brokers))
+            return Ok((None, brokers));
         }
         Mode::Managed => {
             let managed = kafka::start(&config.broker, state, ports, credentials).await?;
-            let login = |login| Endpoint {
-                bootstrap: managed.bootstrap.clone(),
-                login: Some(login),
+            let bootstrap = managed.bootstrap.clone();
+            (Running::Kafka(managed), bootstrap)
+        }
+        Mode::Container => {
+            let container =
+                containers::start_redpanda(ports.kafka, credentials, &config.topics, timeout)
+                    .await?;
+            (
+                Running::Container(container),
+                format!("127.0.0.1:{}", ports.kafka),
+            )
+        }
+    };
+    let login = |login| Endpoint {
+        bootstrap: bootstrap.clone(),
+        login: Some(login),
+    };
+    let ready = async {
+        let admin = Broker::wait_healthy(&login(credentials.kafka_admin()), timeout).await?;
+        state.write_client_properties(&bootstrap, credentials)?;
+        if let Running::Kafka(_) = running {
+            kafka::grant_acls(&config.broker, state, &bootstrap).await?;
+        }
+        let app = Broker::connect(&login(credentials.kafka_app()), timeout).await?;
+        anyhow::Ok(Brokers { admin, app })
+    };
+    match ready.await {
+        Ok(brokers) => Ok((Some(running), brokers)),
+        Err(e) => {
+            let see = match running {
+                Running::Kafka(_) => state
+                    .kafka_dir()
+                    .join("logs/server.log")
+                    .display()
+                    .to_string(),
+                _ => "the container's logs (docker logs)".into(),
             };
-            let ready = async {
-                let admin =
-                    Broker::wait_healthy(&login(credentials.kafka_admin()), timeout).await?;
-                state.write_client_properties(&managed.bootstrap, credentials)?;
-                kafka::grant_acls(&config.broker, state, &managed.bootstrap).await?;
-                let app = Broker::connect(&login(credentials.kafka_app()), timeout).await?;
-                anyhow::Ok(Brokers { admin, app })
-            };
-            match ready.await {
-                Ok(brokers) => Ok((Some(managed), brokers)),
-                Err(e) => {
-                    managed.child.stop().await;
-                    Err(e.context(format!(
-                        "see {}",
-                        state.kafka_dir().join("logs/server.log").display()
-                    )))
-                }
-            }
+            running.stop().await;
+            Err(e.context(format!("see {see}")))
         }
     }
 }
@@ -555,14 +622,14 @@ fn print_banner(
             mysql.port, mysql.database
         ),
     ];
-    if config.broker.mode == Mode::Managed {
+    if config.broker.mode.is_ours() {
         lines.push(format!(
             "  Kafka auth SASL/SCRAM-SHA-512; Kafka's tools and Spark: {} (read-only), \
              client-app.properties (writes)",
             state.root.join("client.properties").display()
         ));
     }
-    if config.mysql.mode == Mode::Managed {
+    if config.mysql.mode.is_ours() {
         lines.push(format!(
             "  BI / SQL   server {tcp_host}:{}, database {}, user {BI_USER} (read-only); \
              password: bi_password in {}",

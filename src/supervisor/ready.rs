@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::appliance::{Account, KafkaReady, MysqlReady, Ready};
 use crate::broker::Broker;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::state::{BI_USER, StateDir};
 use crate::store::MysqlTarget;
 
@@ -23,8 +23,8 @@ pub fn ready(
         password: password.to_string(),
     };
     let login = |login: crate::broker::Login| account(&login.username, &login.password);
-    let managed_broker = config.broker.mode == Mode::Managed;
-    let managed_mysql = config.mysql.mode == Mode::Managed;
+    let managed_broker = config.broker.mode.is_ours();
+    let managed_mysql = config.mysql.mode.is_ours();
     let credentials = state.credentials()?;
     let kafka = if managed_broker {
         KafkaReady {
