@@ -150,14 +150,18 @@ pub struct ProcessConfig {
     pub writers: usize,
 }
 
+/// The dashboard's port when `serve.port` is not set and it is free.
+pub const DEFAULT_DASHBOARD_PORT: u16 = 8080;
+
 /// The dashboard and API server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     /// Address the HTTP server listens on.
     pub bind: String,
-    /// Port; 0 takes a free one (printed at start).
-    pub port: u16,
+    /// Port; 0 takes a free one (printed at start). Unset: the port this state directory used
+    /// last, else [`DEFAULT_DASHBOARD_PORT`], else a free one (recorded for next time).
+    pub port: Option<u16>,
     /// Open connections at most (each holds a file descriptor): past it a connection gets a
     /// 503 and is closed, so the server cannot take the descriptors the pipeline needs.
     pub max_connections: usize,
@@ -169,7 +173,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1".into(),
-            port: 8080,
+            port: None,
             max_connections: 256,
             max_streams: 64,
         }

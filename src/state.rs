@@ -114,6 +114,9 @@ pub struct Ports {
     pub kafka: u16,
     pub kafka_controller: u16,
     pub mysql: u16,
+    /// The dashboard's, when `serve.port` is not set (added later: absent in older files).
+    #[serde(default)]
+    pub dashboard: u16,
 }
 
 /// Paths inside one state directory.

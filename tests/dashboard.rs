@@ -616,3 +616,52 @@ async fn the_demo_page_updates_by_itself_and_fits_from_1024_to_1920_px() {
     assert_eq!(fresh_symbols, 12, "every symbol ticks live");
     assert!(live_bars >= 12, "live bars: {live_bars}");
 }
+
+/// Two appliances on one machine, neither with `serve.port` set: each gets a dashboard of its
+/// own (the first 8080 if free, the second a free port), both serve; the second, restarted,
+/// gets its port back; a port set in the configuration that is taken is an error naming
+/// `serve.port`.
+#[test]
+fn two_appliances_on_one_machine_both_serve_their_dashboards() {
+    let first = Appliance::start_on_default_port(tempfile::tempdir().unwrap(), &[]);
+    let second = Appliance::start_on_default_port(tempfile::tempdir().unwrap(), &[]);
+    let (first_url, second_url) = (first.dashboard_url(), second.dashboard_url());
+    assert_ne!(first_url, second_url);
+    for url in [&first_url, &second_url] {
+        let (code, page) = http_get(url);
+        assert_eq!(code, 200, "{url}");
+        assert!(page.contains("tickpipe"), "{url}: {page}");
+        assert_eq!(http_get(&format!("{url}api/quotes")).0, 200, "{url}");
+    }
+
+    let again = Appliance::start_on_default_port(second.kill(), &[]);
+    assert_eq!(
+        again.dashboard_url(),
+        second_url,
+        "the recorded port, again"
+    );
+
+    let port = first_url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let state = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(BIN)
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("up")
+        .env("TICKPIPE_SERVE__PORT", &port)
+        .env("TICKPIPE_LIVE__ENABLED", "false")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("serving on 127.0.0.1:{port} (change serve.port")),
+        "{said}"
+    );
+    drop(first);
+}

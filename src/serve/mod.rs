@@ -37,10 +37,28 @@ struct AppState {
 
 /// Binds the configured address (so callers can print it before serving).
 pub async fn bind(config: &Config) -> Result<TcpListener> {
-    let address = format!("{}:{}", config.serve.bind, config.serve.port);
+    match config.serve.port {
+        Some(port) => {
+            let address = format!("{}:{port}", config.serve.bind);
+            TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("serving on {address} (change serve.port or serve.bind)"))
+        }
+        None => bind_first_free(config, &[crate::config::DEFAULT_DASHBOARD_PORT]).await,
+    }
+}
+
+/// Listens on the first of `ports` (0s skipped) that is free, else on a free port.
+pub async fn bind_first_free(config: &Config, ports: &[u16]) -> Result<TcpListener> {
+    for port in ports.iter().filter(|p| **p != 0) {
+        if let Ok(listener) = TcpListener::bind((config.serve.bind.as_str(), *port)).await {
+            return Ok(listener);
+        }
+    }
+    let address = format!("{}:0", config.serve.bind);
     TcpListener::bind(&address)
         .await
-        .with_context(|| format!("serving on {address} (change serve.port or serve.bind)"))
+        .with_context(|| format!("serving on {address} (change serve.bind)"))
 }
 
 /// The dashboard's address for people: `localhost` for loopback.

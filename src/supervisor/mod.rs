@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, Endpoint};
-use crate::config::{Config, Mode};
+use crate::config::{Config, DEFAULT_DASHBOARD_PORT, Mode};
 use crate::health::StageBoard;
 use crate::ingest::{self, csv_file, live};
 use crate::process::{self, ProcessStats, RunOptions};
@@ -57,7 +57,7 @@ pub async fn up(mut config: Config, options: UpOptions) -> Result<()> {
             .tempdir()
             .context("making a temporary state directory")?;
         config.state_dir = dir.path().to_path_buf();
-        (config.broker.port, config.mysql.port, config.serve.port) = (0, 0, 0);
+        (config.broker.port, config.mysql.port, config.serve.port) = (0, 0, Some(0));
         Some(dir)
     } else {
         None
@@ -192,7 +192,7 @@ async fn run_pipeline(
     let dashboard = if options.services_only {
         None
     } else {
-        Some(serve::bind(config).await?)
+        Some(bind_dashboard(config, state).await?)
     };
     let files = if options.services_only {
         Vec::new()
@@ -504,6 +504,24 @@ async fn start_broker(
     }
 }
 
+/// The dashboard's listener: on `serve.port` when set (taken: an error naming the key);
+/// else on the port this state directory used last, else the default port, else a free one —
+/// recorded for the next run, so a second appliance on the machine gets a dashboard of its own.
+async fn bind_dashboard(config: &Config, state: &StateDir) -> Result<tokio::net::TcpListener> {
+    let recorded = state.read_ports().dashboard;
+    let listener = match config.serve.port {
+        Some(_) => serve::bind(config).await?,
+        None => serve::bind_first_free(config, &[recorded, DEFAULT_DASHBOARD_PORT]).await?,
+    };
+    let port = listener.local_addr()?.port();
+    if config.serve.port.is_none() && port != recorded {
+        let mut ports = state.read_ports();
+        ports.dashboard = port;
+        state.write_ports(&ports)?;
+    }
+    Ok(listener)
+}
+
 /// Ports for the managed services: configured ones, else those recorded last time if still
 /// free, else new free ones; recorded for the next run.
 fn choose_ports(config: &Config, state: &StateDir) -> Result<Ports> {
@@ -528,18 +546,31 @@ fn choose_ports(config: &Config, state: &StateDir) -> Result<Ports> {
             }
         }
     };
-    let kafka = pick(config.broker.port, recorded.kafka, &config.broker.bind, &[])?;
-    let kafka_controller = pick(0, recorded.kafka_controller, &config.broker.bind, &[kafka])?;
+    // The dashboard's recorded port stays its own.
+    let dashboard = recorded.dashboard;
+    let kafka = pick(
+        config.broker.port,
+        recorded.kafka,
+        &config.broker.bind,
+        &[dashboard],
+    )?;
+    let kafka_controller = pick(
+        0,
+        recorded.kafka_controller,
+        &config.broker.bind,
+        &[dashboard, kafka],
+    )?;
     let mysql = pick(
         config.mysql.port,
         recorded.mysql,
         &config.mysql.bind,
-        &[kafka, kafka_controller],
+        &[dashboard, kafka, kafka_controller],
     )?;
     let ports = Ports {
         kafka,
         kafka_controller,
         mysql,
+        dashboard,
     };
     state.write_ports(&ports)?;
     Ok(ports)

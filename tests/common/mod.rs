@@ -44,6 +44,20 @@ impl Appliance {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Appliance {
+        // Parallel tests must not fight over the dashboard's default port.
+        Appliance::launch(
+            state_dir,
+            args,
+            &[&[("TICKPIPE_SERVE__PORT", "0")], env].concat(),
+        )
+    }
+
+    /// Starts `tickpipe up` with the dashboard's port left to the appliance (8080 if free).
+    pub fn start_on_default_port(state_dir: tempfile::TempDir, args: &[&str]) -> Appliance {
+        Appliance::launch(state_dir, args, &[])
+    }
+
+    fn launch(state_dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Appliance {
         let log = state_dir.path().join("up.log");
         let mut command = Command::new(BIN);
         command
@@ -51,8 +65,6 @@ impl Appliance {
             .arg(state_dir.path())
             .arg("up")
             .args(args)
-            // Parallel tests must not fight over the dashboard's default port.
-            .env("TICKPIPE_SERVE__PORT", "0")
             // Tests compare what is stored with their input: no live ticks unless asked for.
             .env("TICKPIPE_LIVE__ENABLED", "false")
             .envs(env.iter().copied())
