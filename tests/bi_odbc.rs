@@ -16,33 +16,52 @@ use sqlx::Row;
 
 const DSN: &str = "tickpipe";
 
-/// Writes odbcinst.ini and odbc.ini into `dir`: a DSN on the appliance's MySQL TCP port.
-fn write_odbc_config(dir: &Path, port: u64) {
-    let driver = format!(
-        "/usr/lib/{}-linux-gnu/odbc/libmaodbc.so",
-        std::env::consts::ARCH
-    );
-    std::fs::write(
-        dir.join("odbcinst.ini"),
-        format!("[MariaDB]\nDriver = {driver}\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("odbc.ini"),
-        format!(
-            "[{DSN}]\nDriver = MariaDB\nServer = 127.0.0.1\nPort = {port}\n\
-             Database = stock_market\nCHARSET = utf8mb4\n"
-        ),
-    )
-    .unwrap();
+/// The files `up` writes for BI tools carry the running appliance's MySQL address: the Power
+/// BI data source file, the Grafana data source (with the BI user's password) and the ODBC DSN
+/// the test then connects through. Returns the DSN file.
+fn check_bi_files(appliance: &Appliance, port: u64, bi_password: &str) -> std::path::PathBuf {
+    let dir = appliance.dir().join("bi");
+    let pbids: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tickpipe.pbids")).unwrap())
+            .unwrap();
+    let address = &pbids["connections"][0]["details"]["address"];
+    assert_eq!(address["server"], format!("127.0.0.1:{port}"), "{pbids}");
+    assert_eq!(address["database"], "stock_market");
+    assert_eq!(pbids["connections"][0]["details"]["protocol"], "mysql");
+    let grafana = std::fs::read_to_string(dir.join("grafana-datasource.yaml")).unwrap();
+    for line in [
+        format!("url: \"127.0.0.1:{port}\""),
+        "user: \"tickpipe_bi\"".into(),
+        "database: \"stock_market\"".into(),
+        format!("password: \"{bi_password}\""),
+    ] {
+        assert!(grafana.contains(&line), "{line} not in:\n{grafana}");
+    }
+    let odbc = dir.join("odbc.ini");
+    let dsn = std::fs::read_to_string(&odbc).unwrap();
+    for line in [
+        "[tickpipe]".to_string(),
+        "Server = 127.0.0.1".into(),
+        format!("Port = {port}"),
+        "Database = stock_market".into(),
+    ] {
+        assert!(dsn.lines().any(|l| l == line), "{line} not in:\n{dsn}");
+    }
+    for file in ["tickpipe.pbids", "grafana-datasource.yaml", "odbc.ini"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.join(file)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "{file} is readable by others");
+    }
+    odbc
 }
 
-/// Runs one SQL statement through `isql` as the BI user, with the configuration in `odbc`.
+/// Runs one SQL statement through `isql` as the BI user, with the DSN file `odbc` (the driver
+/// as the system registered it).
 fn isql(odbc: &Path, password: &str, sql: &str) -> Output {
     let mut child = Command::new("isql")
         .args(["-b", "-v", "-d|", DSN, "tickpipe_bi", password])
-        .env("ODBCSYSINI", odbc)
-        .env("ODBCINI", odbc.join("odbc.ini"))
+        .env("ODBCINI", odbc)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -103,14 +122,13 @@ async fn bi_user_reads_the_views_over_odbc_as_stored_and_cannot_write() {
     appliance.run(&["produce", "--data", &pattern], &env);
     appliance.run(&["process", "--drain"], &env);
 
-    let odbc = tempfile::tempdir().unwrap();
     let port = appliance.status(&env)["mysql"]["port"].as_u64().unwrap();
-    write_odbc_config(odbc.path(), port);
     let [_, _, bi_password] = appliance.passwords();
+    let odbc = check_bi_files(appliance, port, &bi_password);
 
     // v_latest_price: one row per symbol, the newest Close, as root reads it.
     let latest_sql = "SELECT Bank_Name, Price FROM v_latest_price ORDER BY Bank_Name";
-    let over_odbc: Vec<(String, Decimal)> = isql_rows(&isql(odbc.path(), &bi_password, latest_sql))
+    let over_odbc: Vec<(String, Decimal)> = isql_rows(&isql(&odbc, &bi_password, latest_sql))
         .into_iter()
         .map(|r| (r[0].clone(), r[1].parse().unwrap()))
         .collect();
@@ -135,7 +153,7 @@ async fn bi_user_reads_the_views_over_odbc_as_stored_and_cannot_write() {
     let daily_sql = "SELECT Bank_Name, Trade_Date, Open, Close, CAST(Volume AS SIGNED), Bars \
                      FROM v_daily_summary ORDER BY Bank_Name, Trade_Date";
     type Daily = (String, NaiveDate, Decimal, Decimal, i64, i64);
-    let over_odbc: Vec<Daily> = isql_rows(&isql(odbc.path(), &bi_password, daily_sql))
+    let over_odbc: Vec<Daily> = isql_rows(&isql(&odbc, &bi_password, daily_sql))
         .into_iter()
         .map(|r| {
             (
@@ -173,7 +191,7 @@ async fn bi_user_reads_the_views_over_odbc_as_stored_and_cannot_write() {
     // The BI user cannot write.
     let before = stored_rows(&root).await;
     let insert = isql(
-        odbc.path(),
+        &odbc,
         &bi_password,
         "INSERT INTO stock_data VALUES ('2020-01-01', 'ODBCTEST', 1, 1, 1, 1, 1)",
     );

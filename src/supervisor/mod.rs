@@ -3,6 +3,7 @@
 //! producer, and on SIGINT/SIGTERM stops everything in order. The only module that knows about
 //! processes.
 
+mod bi_files;
 mod child;
 mod containers;
 mod kafka;
@@ -205,6 +206,14 @@ async fn run_pipeline(
             }
         }
     };
+    // What BI tools read as: the read-only BI user where the appliance made one.
+    let bi_reader = match config.mysql.mode {
+        Mode::Managed | Mode::Container => {
+            mysql.as_user(BI_USER, &state.credentials()?.bi_password)
+        }
+        Mode::External => mysql.clone(),
+    };
+    let bi_files = bi_files::write(state, &bi_reader)?;
     if options.json {
         let ready = ready::ready(
             config,
@@ -222,6 +231,7 @@ async fn run_pipeline(
             mysql,
             partitions,
             &files,
+            &bi_files,
             dashboard.as_ref().map(serve::url),
             started,
         );
@@ -261,8 +271,7 @@ async fn run_pipeline(
     // The dashboard reads as the read-only BI user where the appliance made one.
     let reader = match config.mysql.mode {
         Mode::Managed | Mode::Container => {
-            let bi = mysql.as_user(BI_USER, &state.credentials()?.bi_password);
-            Store::connect(&bi, config.mysql.startup_timeout).await?
+            Store::connect(&bi_reader, config.mysql.startup_timeout).await?
         }
         Mode::External => store.clone(),
     };
@@ -625,6 +634,7 @@ fn print_banner(
     mysql: &MysqlTarget,
     partitions: i32,
     files: &[std::path::PathBuf],
+    bi_files: &bi_files::BiFiles,
     dashboard: Option<String>,
     started: Instant,
 ) {
@@ -669,6 +679,13 @@ fn print_banner(
             state.credentials_file().display()
         ));
     }
+    lines.push(format!(
+        "  BI files   {} (Power BI), {}, {} (ODBC DSN {})",
+        bi_files.pbids.display(),
+        bi_files.grafana.display(),
+        bi_files.odbc.display(),
+        bi_files::ODBC_DSN
+    ));
     match dashboard {
         None => lines.push(
             "  Stages     not started (--services-only): run `tickpipe produce`, `process`, `serve`"
