@@ -102,6 +102,9 @@ enum Command {
         /// Print JSON
         #[arg(long)]
         json: bool,
+        /// Count every row (a large table's count is otherwise the table statistics' estimate)
+        #[arg(long)]
+        exact: bool,
     },
     /// Measure the pipeline beside Kafka's and MySQL's own ceilings, on a private appliance
     Bench {
@@ -287,9 +290,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(&sources)?;
             serve(config).await
         }
-        Command::Status { json } => {
+        Command::Status { json, exact } => {
             let config = Config::load(&sources)?;
-            let status = status::collect(&config).await?;
+            let status = status::collect(&config, exact).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {

@@ -25,6 +25,9 @@ pub struct Status {
     pub rows: Option<i64>,
     /// Rows in `rejected_ticks`.
     pub rejected: Option<i64>,
+    /// Both counts are `COUNT(*)`s; false: a large table's figure is the table statistics'
+    /// estimate (`status --exact` counts).
+    pub counts_exact: bool,
     /// The stages of a running `up` (empty when none runs).
     pub stages: BTreeMap<String, StageHealth>,
     /// The latest things that went wrong with partitions themselves, newest first.
@@ -105,7 +108,8 @@ pub async fn partitions(
 }
 
 /// Collects the status; a service that does not answer within a few seconds is reported down.
-pub async fn collect(config: &Config) -> Result<Status> {
+/// Row counts of large tables are estimates unless `exact`.
+pub async fn collect(config: &Config, exact: bool) -> Result<Status> {
     let endpoints = Endpoints::resolve(config)?;
     let deadline = Duration::from_secs(5);
     let broker = Broker::connect(&endpoints.broker, deadline).await;
@@ -133,14 +137,16 @@ pub async fn collect(config: &Config) -> Result<Status> {
         lag: None,
         rows: None,
         rejected: None,
+        counts_exact: true,
         stages: StageBoard::read(&StateDir::new(&config.state_dir).stages_file())
             .unwrap_or_default(),
         incidents: Vec::new(),
     };
     if let Ok(store) = &store {
-        if let Ok((rows, rejected)) = store.counts().await {
-            status.rows = Some(rows);
-            status.rejected = Some(rejected);
+        if let Ok(counts) = store.counts(exact).await {
+            status.rows = Some(counts.stored.rows);
+            status.rejected = Some(counts.rejected.rows);
+            status.counts_exact = counts.stored.exact && counts.rejected.exact;
         }
         status.incidents = recent_incidents(store).await.unwrap_or_default();
     }
@@ -250,11 +256,17 @@ pub fn render(status: &Status) -> String {
         out.push("appliance DEGRADED: a stage is down".into());
     }
     let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    let about = if status.counts_exact { "" } else { "≈ " };
     out.push(format!(
-        "rows {}   rejected {}   lag {}",
+        "rows {about}{}   rejected {about}{}   lag {}{}",
         show(status.rows),
         show(status.rejected),
-        show(status.lag)
+        show(status.lag),
+        if status.counts_exact {
+            ""
+        } else {
+            "   (row counts: table statistics; `status --exact` counts)"
+        }
     ));
     if !status.partitions.is_empty() {
         out.push(format!(

@@ -53,6 +53,13 @@ fn bench_measures_every_stage_beside_its_anchor() {
         let per_second = report[figure]["per_second"].as_f64().unwrap();
         assert!(per_second > 0.0, "{figure}: {report}");
     }
+    // `status` with the drained rows stored: a small table is counted, both ways.
+    let status = &report["status"];
+    assert_eq!(status["rows_stored"], 750, "{report}");
+    assert_eq!(status["exact_rows"], 750, "{report}");
+    assert_eq!(status["default_rows"], 750, "{report}");
+    assert_eq!(status["default_exact"], true, "{report}");
+    assert!(status["default_ms"].as_f64().unwrap() > 0.0, "{report}");
     // The rollups finish after the rows, never before.
     let factor = report["rollups_time_factor"].as_f64().unwrap();
     assert!(factor >= 1.0, "{report}");

@@ -816,3 +816,65 @@ async fn logs_to_a_pipe_are_plain_text_or_json_lines() {
         "{quarantined}"
     );
 }
+
+/// `status` stays quick on a large table: past 200,000 rows its count is the table statistics'
+/// estimate, marked as such; `status --exact` counts every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_estimates_a_large_tables_rows_and_counts_them_on_request() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "counts").await;
+    let env = topics_env("counts");
+    let env = as_refs(&env);
+    // 300,000 rows, one a minute, written by SQL (MariaDB's sequence engine), then the table
+    // statistics brought up to date as InnoDB does in the background.
+    sqlx::query(
+        "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
+         SELECT '2020-01-01' + INTERVAL seq MINUTE, 'COUNTED', 1, 1, 1, 1, 1 \
+         FROM seq_1_to_300000",
+    )
+    .execute(&root)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE TABLE stock_data")
+        .execute(&root)
+        .await
+        .unwrap();
+
+    let estimated = appliance.status(&env);
+    assert_eq!(estimated["counts_exact"], false, "{estimated:#}");
+    let rows = estimated["rows"].as_i64().unwrap();
+    assert!(
+        (150_000..=600_000).contains(&rows),
+        "an estimate near 300,000: {rows}"
+    );
+    let text = appliance.run(&["status"], &env);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("rows ≈ {rows}")) && text.contains("`status --exact` counts"),
+        "{text}"
+    );
+
+    let output = appliance
+        .tickpipe(&["status", "--json", "--exact"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let exact: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(exact["rows"], 300_000, "{exact:#}");
+    assert_eq!(exact["counts_exact"], true);
+
+    // Emptied again for the tests that follow (they count exactly: small tables).
+    sqlx::query("DELETE FROM stock_data")
+        .execute(&root)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM rollup_pending")
+        .execute(&root)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE TABLE stock_data")
+        .execute(&root)
+        .await
+        .unwrap();
+}

@@ -95,6 +95,20 @@ pub struct Report {
     pub processor_cpu: CpuSplit,
     /// The Spark job on the same topic, when asked for.
     pub spark: Option<spark::SparkReport>,
+    /// `tickpipe status` with the drained rows in the table.
+    pub status: StatusTiming,
+}
+
+/// How long `tickpipe status` takes with the bench's rows stored, and what it reported.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StatusTiming {
+    pub rows_stored: u64,
+    pub default_ms: f64,
+    pub default_rows: i64,
+    /// The default's count was a `COUNT(*)`, not the table statistics' estimate.
+    pub default_exact: bool,
+    pub exact_ms: f64,
+    pub exact_rows: i64,
 }
 
 /// CPU seconds each process used while the processor drained the topic, and the wall time.
@@ -262,6 +276,8 @@ impl<'a> Bench<'a> {
             );
         }
 
+        let status = self.status_timing(rows)?;
+
         let mut perf_test = Vec::new();
         for run in 0..self.spec.runs {
             perf_test.push(
@@ -301,6 +317,7 @@ impl<'a> Bench<'a> {
             latency,
             peak_rss_mb: rss,
             spark,
+            status,
         })
     }
 
@@ -355,6 +372,32 @@ impl<'a> Bench<'a> {
         let summary = serde_json::from_str(out.trim())
             .with_context(|| format!("tickpipe {args:?} printed no JSON summary: {out}"))?;
         Ok((summary, finished.peak_rss_mb, cpu))
+    }
+
+    /// Times `tickpipe status --json`, then with `--exact`, as a user runs them.
+    fn status_timing(&self, rows_stored: u64) -> Result<StatusTiming> {
+        let run = |args: &[&str]| -> Result<(f64, Value)> {
+            let started = Instant::now();
+            let output = tickpipe(&self.state)
+                .args(args)
+                .stderr(Stdio::null())
+                .output()
+                .context("running tickpipe status")?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            let status: Value = serde_json::from_slice(&output.stdout)
+                .context("tickpipe status printed no JSON")?;
+            Ok((ms, status))
+        };
+        let (default_ms, default) = run(&["status", "--json"])?;
+        let (exact_ms, exact) = run(&["status", "--json", "--exact"])?;
+        Ok(StatusTiming {
+            rows_stored,
+            default_ms,
+            default_rows: default["rows"].as_i64().unwrap_or(-1),
+            default_exact: default["counts_exact"].as_bool().unwrap_or(false),
+            exact_ms,
+            exact_rows: exact["rows"].as_i64().unwrap_or(-1),
+        })
     }
 
     fn stage_command(&self, topic: &str, args: &[&str]) -> Result<Child> {

@@ -91,6 +91,21 @@ pub fn render(r: &Report) -> String {
         ));
     }
     lines.push(String::new());
+    let status = &r.status;
+    lines.push(format!(
+        "status with {} rows stored: {:.0} ms ({}{} rows{}), --exact {:.0} ms ({} rows)",
+        status.rows_stored,
+        status.default_ms,
+        if status.default_exact { "" } else { "≈ " },
+        status.default_rows,
+        if status.default_exact {
+            ", counted"
+        } else {
+            ", table statistics"
+        },
+        status.exact_ms,
+        status.exact_rows
+    ));
     lines.push(format!("up → ready: {:.1} s", r.up_ready_seconds));
     lines.push(format!(
         "peak RSS: producer {:.0} MB, processor {:.0} MB, supervisor (up) {:.0} MB",

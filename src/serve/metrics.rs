@@ -88,11 +88,17 @@ async fn collect(state: &AppState) -> anyhow::Result<String> {
         ConstGauge::new(state.feed.open_streams() as i64),
     );
 
-    let rejected = state.store.rejected_count().await?;
+    // Counted while small, the table statistics' estimate beyond: a scrape stays quick.
+    let counts = state.store.counts(false).await?;
+    registry.register(
+        "stored_rows",
+        "Rows in stock_data (counted up to 200,000, estimated from table statistics beyond)",
+        ConstGauge::new(counts.stored.rows),
+    );
     registry.register(
         "rejected_rows",
-        "Rows in rejected_ticks",
-        ConstGauge::new(rejected),
+        "Rows in rejected_ticks (counted up to 200,000, estimated from table statistics beyond)",
+        ConstGauge::new(counts.rejected.rows),
     );
     let quotes = state.store.quotes().await?;
     registry.register(

@@ -103,15 +103,6 @@ impl Store {
         .context("reading bars_1m")?;
         Ok(rows.iter().rev().map(|r| r.get(0)).collect())
     }
-
-    /// Rows in `rejected_ticks`.
-    pub async fn rejected_count(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM rejected_ticks")
-            .fetch_one(&self.pool)
-            .await
-            .context("counting rejected_ticks")?;
-        Ok(row.get(0))
-    }
 }
 
 fn bar_with_indicators(r: &MySqlRow) -> Result<(Bar, Indicators)> {
