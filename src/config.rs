@@ -25,6 +25,9 @@ pub struct Config {
     pub process: ProcessConfig,
     pub serve: ServeConfig,
     pub live: LiveConfig,
+    /// Price alert rules (`[[alerts]]`), evaluated on the one-minute bars; `alerts = []`
+    /// for none.
+    pub alerts: Vec<crate::alerts::AlertRule>,
 }
 
 /// Who runs a service: the appliance itself (as a child process, or in a Docker container),
@@ -212,6 +215,7 @@ impl Default for Config {
             process: ProcessConfig::default(),
             serve: ServeConfig::default(),
             live: LiveConfig::default(),
+            alerts: crate::alerts::default_rules(),
         }
     }
 }
@@ -463,6 +467,17 @@ impl Config {
             "process.fetch_bytes",
             "between 1024 and 268435456",
         );
+        for (i, rule) in self.alerts.iter().enumerate() {
+            if let Some((key, fix)) = rule.problem() {
+                problems.push(format!("alerts[{i}].{key}: {fix}"));
+            }
+            if self.alerts[..i].iter().any(|r| r.name == rule.name) {
+                problems.push(format!(
+                    "alerts[{i}].name: {:?} is the name of an earlier rule; names are unique",
+                    rule.name
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {

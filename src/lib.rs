@@ -7,6 +7,7 @@
 //! Data flows one way through the modules; every stage depends only on [`tick`], [`rollup`],
 //! [`config`], [`broker`] and [`store`] (and `serve` on the processor's live counters).
 
+pub mod alerts;
 pub mod appliance;
 pub mod bench;
 pub mod broker;

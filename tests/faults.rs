@@ -1381,3 +1381,117 @@ async fn three_processors_share_the_partitions_and_one_killed_mid_stream_loses_n
     assert!(holdings(&root, pipeline).await.is_empty());
     eprintln!("shared: {shared:?}; after the kill: {taken_over:?}");
 }
+
+/// The crossings of `price` in a series of closes, by a plain walk over them: the indexes of
+/// the closes that crossed.
+fn crossings(closes: &[Decimal], price: Decimal) -> Vec<usize> {
+    (1..closes.len())
+        .filter(|&i| {
+            let (before, now) = (closes[i - 1], closes[i]);
+            (before < price && now >= price) || (before > price && now <= price)
+        })
+        .collect()
+}
+
+/// Alerts on committed data, exactly once: a crossing rule over a symbol whose closes cross its
+/// price several times fires once per crossing — with a processor SIGKILLed after the rows
+/// arrive, a drain, a replay of the same file and a drain again — and a row another writer
+/// stores (plain SQL) that crosses again raises one more, through the rollup stage alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_once_per_crossing_across_a_crash_a_replay_and_another_writer() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "alerting").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alerts.toml");
+    write_file(
+        &config,
+        "[[alerts]]\nname = \"cross-100\"\nkind = \"crosses\"\nsymbol = \"ALERTBANK\"\nprice = 100\n",
+    );
+    let mut env = topics_env("alerting");
+    env.push(("TICKPIPE_LIVE__ENABLED".into(), "false".into()));
+    let env = as_refs(&env);
+    let closes: Vec<&str> = vec![
+        "99", "101", "102", "98", "97", "100.5", "100.6", "100", "100",
+    ];
+    let mut csv = String::from(SEED_HEADER);
+    for (minute, close) in closes.iter().enumerate() {
+        csv.push_str(&format!(
+            "2024-01-02 09:{:02}:00,ALERTBANK,{close},{close},{close},{close},10\n",
+            15 + minute
+        ));
+    }
+    write_file(&dir.path().join("ALERTBANK.csv"), &csv);
+    let data = format!("{}/*.csv", dir.path().display());
+    let with_config = |args: &[&str]| -> Vec<String> {
+        ["--config", config.to_str().unwrap()]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: &[&str]| {
+        let args = with_config(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        appliance.run(&args, &env);
+    };
+
+    run(&["produce", "--data", &data]);
+    let mut crashed = appliance
+        .tickpipe(&["--config", config.to_str().unwrap(), "process"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    crashed.kill().unwrap();
+    crashed.wait().unwrap();
+    run(&["process", "--drain"]);
+    run(&["produce", "--data", &data]);
+    run(&["process", "--drain"]);
+
+    let decimals: Vec<Decimal> = closes.iter().map(|c| c.parse().unwrap()).collect();
+    let expected: Vec<String> = crossings(&decimals, Decimal::from(100))
+        .iter()
+        .map(|i| format!("2024-01-02 09:{:02}:00", 15 + i))
+        .collect();
+    assert_eq!(expected.len(), 4, "the series crosses 100 four times");
+    let stored = |root: sqlx::MySqlPool| async move {
+        sqlx::query(
+            "SELECT DATE_FORMAT(`Timestamp`, '%Y-%m-%d %H:%i:%s'), Detail FROM alerts \
+             WHERE Rule = 'cross-100' ORDER BY `Timestamp`",
+        )
+        .fetch_all(&root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+        .collect::<Vec<_>>()
+    };
+    let alerts = stored(root.clone()).await;
+    let minutes: Vec<String> = alerts.iter().map(|a| a.0.clone()).collect();
+    assert_eq!(minutes, expected, "{alerts:?}");
+    assert_eq!(alerts[0].1, "crossed above 100 (99 → 101)", "{alerts:?}");
+    assert_eq!(alerts[1].1, "crossed below 100 (102 → 98)", "{alerts:?}");
+
+    // Another writer's rows go on from 100 (no crossing: it touched 100 from above) to 99 (none)
+    // and 101 (a crossing): the rollup stage alone raises that one.
+    let [_, app_password, _] = appliance.passwords();
+    let app = appliance.pool("tickpipe_app", &app_password).await;
+    let at = |minute| {
+        chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
+            .unwrap()
+            .and_hms_opt(9, minute, 0)
+            .unwrap()
+    };
+    insert_flat_row(&app, "ALERTBANK", at(30), "99", "10").await;
+    insert_flat_row(&app, "ALERTBANK", at(31), "101", "10").await;
+    app.close().await;
+    run(&["process", "--rollups-only", "--drain"]);
+    let alerts = stored(root.clone()).await;
+    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    assert_eq!(alerts[4].0, "2024-01-02 09:31:00");
+    assert_eq!(alerts[4].1, "crossed above 100 (99 → 101)", "{alerts:?}");
+}

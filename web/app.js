@@ -305,6 +305,34 @@ function onEvent(handler) {
   };
 }
 
+// ---- alerts
+
+const shownAlerts = new Set();
+
+// Newest first; an alert already shown (from the load or an earlier event) is not repeated.
+function applyAlert(alert, fresh = true) {
+  if (shownAlerts.has(alert.id)) return;
+  shownAlerts.add(alert.id);
+  const list = $('alerts');
+  list.querySelector('.empty')?.remove();
+  const li = el('li', fresh ? 'new' : '');
+  li.dataset.id = alert.id;
+  li.dataset.symbol = alert.symbol;
+  li.title = `${alert.rule}: ${alert.symbol} ${alert.detail}`;
+  li.append(
+    el('span', 'sym', alert.symbol),
+    el('span', 'detail', alert.detail),
+    el('span', 'when', `${alert.rule} · bar ${utcDateTime(Date.parse(alert.timestamp))}`),
+  );
+  li.addEventListener('click', () => selectSymbol(alert.symbol));
+  insertSorted(list, li, -alert.id, (child) => -Number(child.dataset.id ?? Infinity));
+  while (list.children.length > 50) list.lastElementChild.remove();
+}
+
+async function loadAlerts() {
+  (await getJSON('/api/alerts?limit=20')).forEach((a) => applyAlert(a, false));
+}
+
 async function loadQuotes() {
   const [symbols, list] = await Promise.all([getJSON('/api/symbols'), getJSON('/api/quotes')]);
   symbols.forEach(ensureRow);
@@ -323,15 +351,16 @@ function connect() {
   };
   events.addEventListener('quote', onEvent(applyQuote));
   events.addEventListener('bar', onEvent(applyBar));
+  events.addEventListener('alert', onEvent(applyAlert));
   events.addEventListener('heartbeat', (e) => {
     fresh.skew = Date.parse(JSON.parse(e.data).now) - Date.now();
   });
 }
 
-window.tickpipe = { barCount: () => candles.data().length, lastBar };
+window.tickpipe = { barCount: () => candles.data().length, lastBar, alertCount: () => shownAlerts.size };
 
 connect();
-loadQuotes()
+Promise.all([loadQuotes(), loadAlerts()])
   .catch((err) => showNotice(`Could not load quotes: ${err.message}`))
   .finally(() => {
     backlog.splice(0).forEach((replay) => replay());

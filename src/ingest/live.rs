@@ -23,6 +23,7 @@ use crate::tick::Tick;
 pub struct Last {
     pub timestamp: DateTime<Utc>,
     pub close: Decimal,
+    /// The replayed tick's volume: the walk's ticks share it out (it does not drift).
     pub volume: Decimal,
 }
 
@@ -63,11 +64,7 @@ impl Market {
                 was.timestamp + TimeDelta::seconds(1)
             };
             let tick = next_tick(symbol, was, at, rng);
-            *was = Last {
-                timestamp: tick.timestamp,
-                close: tick.close,
-                volume: tick.volume,
-            };
+            (was.timestamp, was.close) = (tick.timestamp, tick.close);
             ticks.push(tick);
         }
         ticks
@@ -75,7 +72,8 @@ impl Market {
 }
 
 /// One step of a walk: about a minute's move of a liquid stock (0.08 %), prices kept to the
-/// last close's decimal places (at least cents), a volume near a second's share of the last.
+/// last close's decimal places (at least cents), a volume near a second's share of the replayed
+/// one-minute volume (so a live bar trades about what a replayed one did).
 fn next_tick(symbol: &str, was: &Last, at: DateTime<Utc>, rng: &mut impl Rng) -> Tick {
     let places = was.close.scale().max(2);
     let price = |factor: f64| {
@@ -92,7 +90,7 @@ fn next_tick(symbol: &str, was: &Last, at: DateTime<Utc>, rng: &mut impl Rng) ->
     let high = open.max(close).max(price(1.0 + wick.sample(rng).abs()));
     let low = open.min(close).min(price(1.0 - wick.sample(rng).abs()));
     let noise = LogNormal::new(0.0, 0.35).expect("valid lognormal");
-    let volume = (was.volume.to_f64().unwrap_or(60.0) * noise.sample(rng))
+    let volume = (was.volume.to_f64().unwrap_or(60.0) / 60.0 * noise.sample(rng))
         .clamp(1.0, 1e12)
         .round();
     Tick {

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::AlertRule;
 use crate::broker::{self, Broker};
 use crate::config::Config;
 use crate::retry::{self, Backoff, Failure};
@@ -324,7 +325,7 @@ async fn work(
     cancel: CancellationToken,
 ) -> Result<()> {
     if options.rollups_only {
-        follow_rollups(store, member, options, &stats, &cancel).await
+        follow_rollups(store, member, &config.alerts, options, &stats, &cancel).await
     } else {
         consume(config, broker, store, member, holds, options, stats, cancel).await
     }
@@ -478,7 +479,7 @@ async fn consume(
     };
     let rollup_stage = async {
         if holds.contains(&Unit::Rollups) {
-            rollups::follow(store, &stats, member).await
+            rollups::follow(store, &stats, member, &config.alerts).await
         } else {
             std::future::pending().await
         }
@@ -494,7 +495,7 @@ async fn consume(
     // drain holds the rollup stage; Ctrl-C still heard).
     if options.drain && result.is_ok() && !cancel.is_cancelled() {
         let _ = stats.rows_drained_at.set(std::time::Instant::now());
-        rollups::catch_up(store, &stats, member, &cancel).await?;
+        rollups::catch_up(store, &stats, member, &config.alerts, &cancel).await?;
     }
     result
 }
@@ -504,15 +505,16 @@ async fn consume(
 async fn follow_rollups(
     store: &Store,
     member: &Member,
+    rules: &[AlertRule],
     options: RunOptions,
     stats: &ProcessStats,
     cancel: &CancellationToken,
 ) -> Result<()> {
     if options.drain {
-        return rollups::catch_up(store, stats, member, cancel).await;
+        return rollups::catch_up(store, stats, member, rules, cancel).await;
     }
     tokio::select! {
-        failed = rollups::follow(store, stats, member) => {
+        failed = rollups::follow(store, stats, member, rules) => {
             Err(failed.context("the rollup stage failed"))
         }
         _ = cancel.cancelled() => Ok(()),

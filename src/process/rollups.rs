@@ -9,6 +9,7 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use super::ProcessStats;
+use crate::alerts::AlertRule;
 use crate::retry::{self, Backoff, Failure};
 use crate::store::{Member, Refreshed, Store, StoreError};
 
@@ -23,10 +24,15 @@ const AT_ONCE: usize = 2;
 const GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Recomputes stale rollups as they appear; returns only with an error retrying cannot fix.
-pub async fn follow(store: &Store, stats: &ProcessStats, member: &Member) -> anyhow::Error {
+pub async fn follow(
+    store: &Store,
+    stats: &ProcessStats,
+    member: &Member,
+    rules: &[AlertRule],
+) -> anyhow::Error {
     let never = CancellationToken::new();
     loop {
-        match round(store, stats, member, &never).await {
+        match round(store, stats, member, rules, &never).await {
             Ok(Round { done: 0, .. }) => tokio::time::sleep(IDLE).await,
             Ok(_) => {}
             Err(e) => return e,
@@ -41,6 +47,7 @@ pub async fn catch_up(
     store: &Store,
     stats: &ProcessStats,
     member: &Member,
+    rules: &[AlertRule],
     cancel: &CancellationToken,
 ) -> Result<()> {
     let mut left: BTreeSet<String> = stale(store, usize::MAX, cancel)
@@ -48,7 +55,7 @@ pub async fn catch_up(
         .into_iter()
         .collect();
     while !left.is_empty() && !cancel.is_cancelled() {
-        let held: BTreeSet<String> = refresh_all(store, stats, member, cancel, &left)
+        let held: BTreeSet<String> = refresh_all(store, stats, member, rules, cancel, &left)
             .await?
             .into_iter()
             .filter(|(_, outcome)| *outcome == Refreshed::Skipped)
@@ -72,13 +79,14 @@ async fn round(
     store: &Store,
     stats: &ProcessStats,
     member: &Member,
+    rules: &[AlertRule],
     never: &CancellationToken,
 ) -> Result<Round> {
     // Symbols with rows committed before the stale ones are read: those not stale then have
     // rollups that include them already (or the rows changed nothing).
     let committed_before = stats.symbols_awaiting_rollups();
     let stale = stale(store, PER_ROUND, never).await?;
-    let done = refresh_all(store, stats, member, never, &stale)
+    let done = refresh_all(store, stats, member, rules, never, &stale)
         .await?
         .iter()
         .filter(|(_, outcome)| *outcome == Refreshed::Done)
@@ -98,6 +106,7 @@ async fn refresh_all<'s>(
     store: &Store,
     stats: &ProcessStats,
     member: &Member,
+    rules: &[AlertRule],
     cancel: &CancellationToken,
     symbols: impl IntoIterator<Item = &'s String>,
 ) -> Result<Vec<(String, Refreshed)>> {
@@ -111,7 +120,7 @@ async fn refresh_all<'s>(
             // Taken before the range: every row counted here is committed, so in the
             // recompute.
             let awaiting = stats.awaiting_rollups(&symbol);
-            let outcome = refresh(store, &symbol, member, cancel).await?;
+            let outcome = refresh(store, &symbol, member, rules, cancel).await?;
             match outcome {
                 Refreshed::Done => stats.rolled_up(&awaiting),
                 Refreshed::Skipped => stats.not_yet_rolled_up(&symbol, awaiting),
@@ -140,13 +149,14 @@ async fn refresh(
     store: &Store,
     symbol: &str,
     member: &Member,
+    rules: &[AlertRule],
     cancel: &CancellationToken,
 ) -> Result<Refreshed> {
     retry::retry(
         "recomputing rollups",
         Backoff::service(Some(GIVE_UP)),
         cancel,
-        || store.refresh_rollups(symbol, member),
+        || store.refresh_rollups(symbol, member, rules),
         StoreError::verdict,
     )
     .await

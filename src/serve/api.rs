@@ -120,6 +120,35 @@ pub async fn quotes(State(state): State<Arc<AppState>>) -> ApiResult<Vec<QuoteJs
     Ok(Json(out))
 }
 
+/// Alerts `/api/alerts` returns when no limit is given, and at most.
+const DEFAULT_ALERTS: usize = 50;
+const MAX_ALERTS: usize = 1000;
+
+/// `GET /api/alerts?limit=50`: the newest alerts, newest first.
+pub async fn alerts(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Vec<crate::store::StoredAlert>> {
+    if let Some(unknown) = params.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?} (limit)"
+        )));
+    }
+    let limit = match params.get("limit") {
+        None => DEFAULT_ALERTS,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_ALERTS).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit {text:?} is not a number from 1 to {MAX_ALERTS}"
+                ))
+            })?,
+    };
+    Ok(Json(state.store.alerts(limit).await?))
+}
+
 /// `GET /api/bars?symbol=HDFC&interval=1m&limit=500`: the newest bars, oldest first.
 pub async fn bars(
     State(state): State<Arc<AppState>>,

@@ -1,6 +1,8 @@
 //! Server-Sent Events: one poller reads `latest_quotes` (one row per symbol) every
 //! [`POLL`] while a page listens, and for each symbol whose quote changed publishes the quote
-//! and the one-minute bars since its previous quote to every connected page. Diffing a snapshot
+//! and the one-minute bars since its previous quote to every connected page; and the alerts
+//! stored since the last poll (on a page's first poll, the newest few: the page drops those it
+//! has). Diffing a snapshot
 //! of committed rows, not a timestamp watermark, means a transaction that commits late is never
 //! missed. Streams are capped (`serve.max_streams`); past the cap a page gets a 503.
 
@@ -30,6 +32,11 @@ const POLL: Duration = Duration::from_millis(200);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Bars sent for one symbol in one update at most.
 const MAX_BARS_PER_UPDATE: usize = 100;
+/// Alerts sent on a page's first poll.
+const FIRST_ALERTS: usize = 20;
+/// The newest alerts each poll reads: an alert whose transaction commits after newer ones
+/// (two recomputes at once) is still among them, and sent then.
+const ALERTS_READ: usize = 200;
 
 /// The poller's output, shared by all connected pages.
 pub struct Feed {
@@ -54,7 +61,7 @@ impl Feed {
             // What the listening pages were last sent: nothing yet, so the first poll after
             // a page connects sends every quote (and its bar), and a change committed between
             // the page's load and that poll is not missed.
-            let mut seen: BTreeMap<String, Quote> = BTreeMap::new();
+            let mut seen = Seen::default();
             let mut tick = tokio::time::interval(POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -64,7 +71,7 @@ impl Feed {
                 }
                 // Nobody listens: no queries.
                 if sender.receiver_count() == 0 {
-                    seen.clear();
+                    seen = Seen::default();
                     continue;
                 }
                 counted.fetch_add(1, Ordering::Relaxed);
@@ -91,8 +98,33 @@ impl Feed {
     }
 }
 
+/// What the listening pages were sent: each symbol's quote, and which of the newest alerts
+/// (`None` before the first poll).
+#[derive(Default)]
+struct Seen {
+    quotes: BTreeMap<String, Quote>,
+    alerts: Option<std::collections::BTreeSet<u64>>,
+}
+
 /// Publishes what changed since `seen` and returns the new snapshot.
-async fn poll(
+async fn poll(store: &Store, tx: &broadcast::Sender<Event>, seen: &Seen) -> anyhow::Result<Seen> {
+    let mut newest = store.alerts(ALERTS_READ).await?;
+    newest.reverse();
+    let unsent: Vec<_> = match &seen.alerts {
+        // A page's first poll: the newest few (it drops those its load already showed).
+        None => newest.iter().rev().take(FIRST_ALERTS).rev().collect(),
+        Some(sent) => newest.iter().filter(|a| !sent.contains(&a.id)).collect(),
+    };
+    for alert in unsent {
+        tx.send(event("alert", alert))?;
+    }
+    let alerts = Some(newest.iter().map(|a| a.id).collect());
+    let quotes = poll_quotes(store, tx, &seen.quotes).await?;
+    Ok(Seen { quotes, alerts })
+}
+
+/// Publishes the quotes (and bars) that changed since `seen`; the new snapshot.
+async fn poll_quotes(
     store: &Store,
     tx: &broadcast::Sender<Event>,
     seen: &BTreeMap<String, Quote>,

@@ -97,6 +97,7 @@ pub async fn run(
         .route("/api/symbols", get(api::symbols))
         .route("/api/quotes", get(api::quotes))
         .route("/api/bars", get(api::bars))
+        .route("/api/alerts", get(api::alerts))
         .route("/api/events", get(events::stream))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::scrape))

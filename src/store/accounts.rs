@@ -62,8 +62,9 @@ pub async fn ensure_database_and_users(
 /// What BI tools (and the dashboard, `status`, `/metrics`, which read as the BI user) read: the
 /// rows, the rollups, the views, what was refused and the committed offsets (for lag). Not the
 /// processors' leases or the rollups' stale ranges: no other account may see, lock or take them.
-pub const BI_TABLES: [&str; 10] = [
+pub const BI_TABLES: [&str; 11] = [
     "stock_data",
+    "alerts",
     "bars_1m",
     "ohlcv_1m",
     "indicators_1m",

@@ -3,6 +3,7 @@
 //! a pipeline's work (`lease`), errors by kind (`error`), and the read queries.
 
 mod accounts;
+mod alerts;
 mod batch;
 mod error;
 mod lease;
@@ -12,6 +13,7 @@ mod rollups;
 pub use accounts::{
     ensure_database_and_users, execute_admin, grant_bi_reads, native_password_hash,
 };
+pub use alerts::StoredAlert;
 pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, upsert_rows};
 pub use error::StoreError;
 pub use lease::{Holder, LEASE_TTL, Member, RENEW_EVERY, Role, Seen, Sharing, Unit};
@@ -32,8 +34,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 /// The tables the pipeline fills (what a fresh start empties).
-pub const PIPELINE_TABLES: [&str; 7] = [
+pub const PIPELINE_TABLES: [&str; 8] = [
     "stock_data",
+    "alerts",
     "rejected_ticks",
     "pipeline_offsets",
     "bars_1m",

@@ -17,6 +17,7 @@ use super::Store;
 use super::batch::prepared_shapes;
 use super::error::{StoreError, timed};
 use super::lease::{self, Member, Unit};
+use crate::alerts::AlertRule;
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
 
 /// Bars per upsert statement (16 placeholders each, far under the 65,535 limit).
@@ -51,7 +52,13 @@ impl Store {
     /// stops between the two leaves the range taken, and the next one takes it again. Only the
     /// holder of the rollup stage ([`Unit::Rollups`]) takes ranges and commits recomputes. A range a writer holds locked right now (its
     /// transaction is open) is skipped: `Skipped`, to be taken later.
-    pub async fn refresh_rollups(&self, symbol: &str, member: &Member) -> Result<Refreshed> {
+    /// `rules`' alerts at the recomputed bars are stored in the same transaction.
+    pub async fn refresh_rollups(
+        &self,
+        symbol: &str,
+        member: &Member,
+        rules: &[AlertRule],
+    ) -> Result<Refreshed> {
         let deadline = self.statement_timeout;
         let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
         // Only the rollup stage's holder takes ranges: one that lost it (paused and taken
@@ -118,6 +125,8 @@ impl Store {
             let mut tx = timed("starting a transaction", deadline, connection.begin()).await?;
             lease::check(&mut tx, member, [Unit::Rollups], deadline).await?;
             refresh(&mut tx, symbol, from.and_utc(), deadline).await?;
+            let first_bar = rollup::minute(from.and_utc());
+            super::alerts::raise(&mut tx, symbol, first_bar, rules, deadline).await?;
             // Let go of the range taken (not one taken since: a crashed run's is taken again), and
             // of the row when nothing is stale. A writer's open transaction may hold the row: the
             // recompute commits anyway, and the range is simply taken again later.

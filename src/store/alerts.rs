@@ -1,0 +1,139 @@
+//! The `alerts` table: alerts stored by the rollup stage in its recompute's own transaction
+//! (each once: keyed by rule, symbol and bar), read back by the API and the live feed.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+
+use super::Store;
+use super::error::{StoreError, timed};
+use crate::alerts::{self, AlertRule, BarPoint};
+
+/// Alerts per insert statement (6 placeholders each).
+const ALERTS_PER_STATEMENT: usize = 1000;
+
+/// An alert as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredAlert {
+    pub id: u64,
+    pub rule: String,
+    pub symbol: String,
+    /// The minute of the bar that raised it.
+    pub timestamp: DateTime<Utc>,
+    pub price: Decimal,
+    pub detail: String,
+    pub fired_at: DateTime<Utc>,
+}
+
+/// Inside a recompute's transaction, after `symbol`'s bars from `from` on were written: the
+/// alerts `rules` raise at those bars, stored unless stored already.
+pub(super) async fn raise(
+    tx: &mut MySqlConnection,
+    symbol: &str,
+    from: DateTime<Utc>,
+    rules: &[AlertRule],
+    deadline: Duration,
+) -> Result<(), StoreError> {
+    let applicable: Vec<AlertRule> = rules
+        .iter()
+        .filter(|rule| rule.applies_to(symbol))
+        .cloned()
+        .collect();
+    let Some(lookback) = applicable.iter().map(AlertRule::lookback).max() else {
+        return Ok(());
+    };
+    // Whether a rule fires at a bar depends on it and the bar before, each looking back
+    // `lookback`: the bars from the lookback before the bar before `from`, and the one before
+    // those (the newest at or before a moment is the one looked for).
+    let before_from: Option<NaiveDateTime> = timed(
+        "reading bars for the alerts",
+        deadline,
+        sqlx::query_scalar(
+            "SELECT MAX(`Timestamp`) FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ?",
+        )
+        .bind(symbol)
+        .bind(from.naive_utc())
+        .fetch_one(&mut *tx),
+    )
+    .await?;
+    let lookback = chrono::TimeDelta::from_std(lookback).unwrap_or_default();
+    let earliest = before_from.unwrap_or(from.naive_utc()) - lookback;
+    let rows = timed(
+        "reading bars for the alerts",
+        deadline,
+        sqlx::query(
+            "SELECT `Timestamp`, Close, CAST(Volume AS DOUBLE) FROM bars_1m \
+             WHERE Bank_Name = ? AND `Timestamp` >= COALESCE( \
+                 (SELECT MAX(`Timestamp`) FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ?), ?) \
+             ORDER BY `Timestamp`",
+        )
+        .bind(symbol)
+        .bind(symbol)
+        .bind(earliest)
+        .bind(earliest)
+        .fetch_all(&mut *tx),
+    )
+    .await?;
+    let bars = rows
+        .iter()
+        .map(|r| {
+            Ok(BarPoint {
+                minute: r.try_get::<NaiveDateTime, _>(0)?.and_utc(),
+                close: r.try_get(1)?,
+                volume: r.try_get(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let fired = alerts::evaluate(&applicable, symbol, &bars, from);
+    for chunk in fired.chunks(ALERTS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<MySql>::new(
+            "INSERT INTO alerts (Rule, Bank_Name, `Timestamp`, Price, Detail, Fired_At) ",
+        );
+        insert.push_values(chunk, |mut row, alert| {
+            row.push_bind(&alert.rule)
+                .push_bind(&alert.symbol)
+                .push_bind(alert.minute.naive_utc())
+                .push_bind(alert.price)
+                .push_bind(truncated(&alert.detail, 500))
+                .push("UTC_TIMESTAMP(6)");
+        });
+        // Raised before (the same bars evaluated again): kept as it was, once.
+        insert.push(" ON DUPLICATE KEY UPDATE Id = Id");
+        timed("storing alerts", deadline, insert.build().execute(&mut *tx)).await?;
+    }
+    Ok(())
+}
+
+fn truncated(text: &str, chars: usize) -> String {
+    text.chars().take(chars).collect()
+}
+
+impl Store {
+    /// The newest `limit` alerts, newest first.
+    pub async fn alerts(&self, limit: usize) -> anyhow::Result<Vec<StoredAlert>> {
+        let rows = sqlx::query(
+            "SELECT Id, Rule, Bank_Name, `Timestamp`, Price, Detail, Fired_At FROM alerts \
+             ORDER BY Id DESC LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading alerts: {e}"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredAlert {
+                    id: r.try_get(0)?,
+                    rule: r.try_get(1)?,
+                    symbol: r.try_get(2)?,
+                    timestamp: r.try_get::<NaiveDateTime, _>(3)?.and_utc(),
+                    price: r.try_get(4)?,
+                    detail: r.try_get(5)?,
+                    fired_at: r.try_get::<NaiveDateTime, _>(6)?.and_utc(),
+                })
+            })
+            .collect()
+    }
+}
