@@ -553,17 +553,28 @@ async fn dashboard_shows_a_row_committed_while_it_is_open_within_a_second() {
 
 /// The demo as a new user runs it: `up` replays the history and then keeps producing live
 /// ticks, so the page changes by itself within 10 s of opening it, with no produce by the
-/// test; and the page fits, nothing clipped, from 1,024 to 1,920 px wide (screenshots of both).
+/// test; the page fits, nothing clipped, from 1,024 to 1,920 px wide (screenshots of both);
+/// and an alert raised by rows the test then produces shows up on the open page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_page_updates_by_itself_and_fits_from_1024_to_1920_px() {
+async fn the_demo_page_updates_by_itself_fits_and_shows_alerts() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 12, 1, 9);
     let replayed: i64 = input_totals(&csv_files(dir.path()))
         .values()
         .map(|t| t.0)
         .sum();
+    let config = dir.path().join("demo.toml");
+    std::fs::write(
+        &config,
+        "[live]\nenabled = true\n\n[[alerts]]\nname = \"million\"\nkind = \"crosses\"\n\
+         symbol = \"ALERTPAGE\"\nprice = 1000000\n",
+    )
+    .unwrap();
     let pattern = format!("{}/*.csv", dir.path().display());
-    let appliance = Appliance::start(&["--data", &pattern], &[("TICKPIPE_LIVE__ENABLED", "true")]);
+    let appliance = Appliance::start(
+        &["--config", config.to_str().unwrap(), "--data", &pattern],
+        &[("TICKPIPE_LIVE__ENABLED", "true")],
+    );
     let pool = appliance.root_pool().await;
     let start = Instant::now();
     while stored_rows(&pool).await < replayed {
@@ -575,20 +586,55 @@ async fn the_demo_page_updates_by_itself_and_fits_from_1024_to_1920_px() {
     }
 
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let browser = std::process::Command::new("node")
+    let mut browser = std::process::Command::new("node")
         .arg("tests/browser/demo.mjs")
         .arg(appliance.dashboard_url())
         .arg(screenshots)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
         .expect("running node (scripts/install-browser.sh installs the browser test's parts)");
-    let said = String::from_utf8_lossy(&browser.stdout);
-    let result = said
-        .lines()
-        .find_map(|line| line.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("the demo page test failed: {said}"));
-    let result = json(result);
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut next_line = move || lines.next().and_then(Result::ok).unwrap_or_default();
+    let updated = next_line();
+    assert_eq!(
+        updated, "UPDATED",
+        "the page did not update by itself: {updated}"
+    );
+
+    // Two rows of a new symbol whose close crosses the rule's price, through the pipeline.
+    let late = dir.path().join("late");
+    std::fs::create_dir_all(&late).unwrap();
+    let now = chrono::Utc::now().naive_utc() - chrono::TimeDelta::minutes(5);
+    let mut csv = String::from("Timestamp,Bank_Name,Open,High,Low,Close,Volume\n");
+    for (minute, close) in [(0, "999999.5"), (1, "1000000.25")] {
+        let at = (now + chrono::TimeDelta::minutes(minute)).format("%Y-%m-%d %H:%M:00");
+        csv.push_str(&format!(
+            "{at},ALERTPAGE,{close},{close},{close},{close},10\n"
+        ));
+    }
+    std::fs::write(late.join("ALERTPAGE.csv"), csv).unwrap();
+    appliance.run(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "produce",
+            "--data",
+            late.join("ALERTPAGE.csv").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let mut stdin = browser.stdin.take().unwrap();
+    writeln!(stdin, "ALERT ALERTPAGE").unwrap();
+
+    let result = next_line();
+    let result = json(
+        result
+            .strip_prefix("RESULT ")
+            .unwrap_or_else(|| panic!("the demo page test failed: {result}")),
+    );
+    assert!(browser.wait().unwrap().success());
     eprintln!("demo: {result}; screenshots in {}", screenshots.display());
     assert_eq!(result["layout_problems"], serde_json::json!([]), "{result}");
     assert_eq!(result["console_errors"], serde_json::json!([]), "{result}");
@@ -596,6 +642,15 @@ async fn the_demo_page_updates_by_itself_and_fits_from_1024_to_1920_px() {
         result["updated_ms"].as_f64().unwrap() <= 10_000.0,
         "{result}"
     );
+    let shown = result["alert"].as_str().unwrap();
+    assert!(
+        shown.contains("crossed above 1000000 (999999.5 → 1000000.25)"),
+        "{result}"
+    );
+    let (_, api) = http_get(&format!("{}api/alerts?limit=5", appliance.dashboard_url()));
+    let api = json(&api);
+    assert_eq!(api[0]["rule"], "million", "{api}");
+    assert_eq!(api[0]["symbol"], "ALERTPAGE", "{api}");
 
     // What moved the page is live ticks through the pipeline: rows beyond the replay, each
     // symbol's newest stamped within the last minute, bars forming.
@@ -613,7 +668,7 @@ async fn the_demo_page_updates_by_itself_and_fits_from_1024_to_1920_px() {
         rows > replayed,
         "no live rows: {rows} stored, {replayed} replayed"
     );
-    assert_eq!(fresh_symbols, 12, "every symbol ticks live");
+    assert_eq!(fresh_symbols, 12, "every replayed symbol ticks live");
     assert!(live_bars >= 12, "live bars: {live_bars}");
 }
 

@@ -4,10 +4,14 @@
 // is clipped (no horizontal scrolling, every header on one line, every cell and list item of
 // the side column inside its panel) and saves `dashboard-<width>.png`. Then, with nothing
 // produced by the test, waits up to 10 s for a watchlist price or time to change by itself.
-// Prints `RESULT {"layout_problems":[..],"updated_ms":N,"console_errors":[..]}` and exits 0,
-// or `FAIL <reason>` and 1. Needs Debian's Chromium and web/'s npm packages.
+// Then prints `UPDATED`, reads a line `ALERT <symbol>` (the test has stored rows that raise an
+// alert for that symbol) and waits up to 10 s for the alert to show in the page's alert list.
+// Prints `RESULT {"layout_problems":[..],"updated_ms":N,"alert_ms":N,"alert":"..",
+// "console_errors":[..]}` and exits 0, or `FAIL <reason>` and 1. Needs Debian's Chromium and
+// web/'s npm packages.
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -17,6 +21,17 @@ const UPDATE_TIMEOUT_MS = 10000;
 const WIDTHS = [1024, 1920];
 
 const [baseUrl, screenshotDir] = process.argv.slice(2);
+
+function readLine() {
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: process.stdin });
+    lines.once('line', (line) => {
+      resolve(line.trim());
+      lines.close();
+    });
+    lines.once('close', () => reject(new Error('stdin closed before an ALERT line')));
+  });
+}
 const problems = [];
 let browser;
 
@@ -98,7 +113,23 @@ async function run() {
     throw new Error(`the watchlist did not change by itself within ${UPDATE_TIMEOUT_MS / 1000} s`);
   });
   const updatedMs = Math.round(performance.now() - started);
-  console.log(`RESULT ${JSON.stringify({ layout_problems: layoutProblems, updated_ms: updatedMs, console_errors: [...problems] })}`);
+  console.log('UPDATED');
+
+  const line = await readLine();
+  const asked = /^ALERT (\S+)$/.exec(line);
+  if (!asked) throw new Error(`expected "ALERT <symbol>", got ${JSON.stringify(line)}`);
+  const alertStarted = performance.now();
+  const shown = await page.waitForFunction(
+    (symbol) => document.querySelector(`#alerts li[data-symbol="${CSS.escape(symbol)}"]`)?.textContent,
+    asked[1],
+    { timeout: UPDATE_TIMEOUT_MS, polling: 100 },
+  ).catch(() => {
+    throw new Error(`no alert for ${asked[1]} on the page within ${UPDATE_TIMEOUT_MS / 1000} s`);
+  });
+  const alertMs = Math.round(performance.now() - alertStarted);
+  const alert = await shown.jsonValue();
+  await page.screenshot({ path: path.join(screenshotDir, `dashboard-alert.png`) });
+  console.log(`RESULT ${JSON.stringify({ layout_problems: layoutProblems, updated_ms: updatedMs, alert_ms: alertMs, alert, console_errors: [...problems] })}`);
 }
 
 try {
