@@ -30,6 +30,8 @@ pub struct Status {
     pub counts_exact: bool,
     /// The stages of a running `up` (empty when none runs).
     pub stages: BTreeMap<String, StageHealth>,
+    /// The processors sharing the ticks topic's work, and what each holds.
+    pub processors: Vec<crate::store::Processor>,
     /// The latest things that went wrong with partitions themselves, newest first.
     pub incidents: Vec<IncidentStatus>,
 }
@@ -140,6 +142,7 @@ pub async fn collect(config: &Config, exact: bool) -> Result<Status> {
         counts_exact: true,
         stages: StageBoard::read(&StateDir::new(&config.state_dir).stages_file())
             .unwrap_or_default(),
+        processors: Vec::new(),
         incidents: Vec::new(),
     };
     if let Ok(store) = &store {
@@ -149,6 +152,10 @@ pub async fn collect(config: &Config, exact: bool) -> Result<Status> {
             status.counts_exact = counts.stored.exact && counts.rejected.exact;
         }
         status.incidents = recent_incidents(store).await.unwrap_or_default();
+        status.processors = store
+            .processors(&config.topics.ticks)
+            .await
+            .unwrap_or_default();
     }
     let broker = match broker {
         Ok(broker) => broker,
@@ -268,6 +275,20 @@ pub fn render(status: &Status) -> String {
             "   (row counts: table statistics; `status --exact` counts)"
         }
     ));
+    for p in &status.processors {
+        out.push(format!(
+            "processor pid {} on {} ({}{}): {}",
+            p.pid,
+            p.host,
+            p.role,
+            if p.live { "" } else { ", not renewing" },
+            if p.holds.is_empty() {
+                "nothing yet".to_string()
+            } else {
+                p.holds.join(" ")
+            }
+        ));
+    }
     if !status.partitions.is_empty() {
         out.push(format!(
             "{:<24} {:>9} {:>14} {:>12} {:>10}",

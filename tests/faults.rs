@@ -1275,6 +1275,16 @@ async fn three_processors_share_the_partitions_and_one_killed_mid_stream_loses_n
     })
     .await;
 
+    // `status` shows who holds what.
+    let status = appliance.status(&env);
+    let shown = status["processors"].as_array().unwrap();
+    assert_eq!(shown.len(), 3, "{status:#}");
+    let units: usize = shown
+        .iter()
+        .map(|p| p["holds"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(units, UNITS, "{status:#}");
+
     // ~7 s of records at 3,000× the data's clock; the rollup stage's holder is killed 2 s in.
     let mut producer = appliance
         .tickpipe(&[

@@ -482,6 +482,53 @@ impl Store {
     }
 }
 
+/// A processor of a pipeline and what it holds, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Processor {
+    pub pid: u32,
+    pub host: String,
+    /// `shared`, `all` (a drain, the Spark job's records) or `rollups`.
+    pub role: String,
+    /// Its row has not expired (it renews itself every second).
+    pub live: bool,
+    /// Its units of work: `<topic>:<partition>` and `rollups`.
+    pub holds: Vec<String>,
+}
+
+impl Store {
+    /// The processors of `pipeline` and what each holds.
+    pub async fn processors(&self, pipeline: &str) -> Result<Vec<Processor>, StoreError> {
+        let rows = timed(
+            "reading the pipeline's processors",
+            self.statement_timeout,
+            sqlx::query(
+                "SELECT p.Pid, p.Host, CAST(p.Role AS CHAR), p.Expires_At > UTC_TIMESTAMP(6), \
+                        GROUP_CONCAT(l.Unit ORDER BY l.Unit SEPARATOR ' ') \
+                 FROM processors p LEFT JOIN processor_leases l \
+                   ON l.Pipeline = p.Pipeline AND l.Owner = p.Owner \
+                 WHERE p.Pipeline = ? GROUP BY p.Owner ORDER BY p.Pid",
+            )
+            .bind(pipeline)
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let holds: Option<String> = row.try_get(4)?;
+                Ok(Processor {
+                    pid: row.try_get(0)?,
+                    host: row.try_get(1)?,
+                    role: row.try_get(2)?,
+                    live: row.try_get(3)?,
+                    holds: holds
+                        .map(|h| h.split(' ').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// What `NOWAIT` answers on a locked row: ER_LOCK_WAIT_TIMEOUT (MariaDB) and
 /// ER_LOCK_NOWAIT (MySQL 8).
 const LOCK_NOT_TAKEN: [u16; 2] = [1205, 3572];

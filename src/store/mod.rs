@@ -16,7 +16,7 @@ pub use accounts::{
 pub use alerts::StoredAlert;
 pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, upsert_rows};
 pub use error::StoreError;
-pub use lease::{Holder, LEASE_TTL, Member, RENEW_EVERY, Role, Seen, Sharing, Unit};
+pub use lease::{Holder, LEASE_TTL, Member, Processor, RENEW_EVERY, Role, Seen, Sharing, Unit};
 pub use read::Quote;
 pub use rollups::Refreshed;
 
