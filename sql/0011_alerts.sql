@@ -1,6 +1,7 @@
--- Price alerts (src/alerts.rs): one row per rule, symbol and the one-minute bar that raised it.
--- The key makes evaluating the same bars again (a crash, a replay, a recompute) store nothing
--- twice; Id orders them for the dashboard's live feed. BI tools read it (SELECT granted).
+-- Price alerts (src/alerts.rs): one row per rule, symbol and the closed one-minute bar that
+-- raised it. The key makes evaluating the same bars again (a crash, a replay, a recompute)
+-- store nothing twice; by_bar finds a recompute's alerts; Id orders them for the dashboard's
+-- live feed. BI tools read it (SELECT granted).
 CREATE TABLE alerts (
     Id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     Rule        VARCHAR(100)    NOT NULL COMMENT 'the rule''s name in appliance.toml',
@@ -11,5 +12,5 @@ CREATE TABLE alerts (
     Fired_At    DATETIME(6)     NOT NULL COMMENT 'UTC, when it was stored',
     PRIMARY KEY (Id),
     UNIQUE KEY one_per_bar (Rule, Bank_Name, `Timestamp`),
-    KEY newest (Fired_At)
+    KEY by_bar (Bank_Name, `Timestamp`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -1,7 +1,9 @@
-//! Price alerts: rules (`[[alerts]]` in `appliance.toml`) evaluated over a symbol's one-minute
-//! bars, whoever wrote the rows. An alert belongs to a bar: its key is (rule, symbol, the bar's
-//! minute), so evaluating the same bars again — after a crash, a replay, a recompute — finds
-//! the same alerts, and storing them once each (`INSERT IGNORE`) keeps them exactly once.
+//! Price alerts: rules (`[[alerts]]` in `appliance.toml`) evaluated over a symbol's closed
+//! one-minute bars (every bar but the newest, which may still grow), whoever wrote the rows.
+//! An alert belongs to a bar: its key is (rule, symbol, the bar's minute), so evaluating the
+//! same bars again — after a crash, a replay, a recompute — finds the same alerts, stored once
+//! each; like the rollups, the stored alerts equal the rules applied to the committed bars
+//! (a late row that changes a bar can also take an alert back).
 //! Rules fire on the edge: a crossing, or the first bar of a run of bars past a threshold.
 
 use std::time::Duration;
@@ -293,8 +295,8 @@ pub struct Fired {
     pub detail: String,
 }
 
-/// The alerts `rules` raise at `symbol`'s bars from `from` on; `bars` (in time order) start
-/// early enough for every rule's lookback and the bar before.
+/// The alerts `rules` raise at `symbol`'s bars from `from` on; `bars` (in time order, closed
+/// ones only) start early enough for every rule's lookback and the bar before.
 pub fn evaluate(
     rules: &[AlertRule],
     symbol: &str,
@@ -304,11 +306,12 @@ pub fn evaluate(
     let mut fired = Vec::new();
     for rule in rules.iter().filter(|r| r.applies_to(symbol)) {
         let mut was_past = None;
+        let mut window = Window::default();
         for (i, bar) in bars.iter().enumerate() {
             let now = match &rule.when {
                 Condition::Crosses { price } => crossing(bars, i, *price),
                 Condition::Moves { percent, within } => moved(bars, i, *percent, *within),
-                Condition::Volume { times, over } => spiked(bars, i, *times, *over),
+                Condition::Volume { times, over } => window.spiked(bars, i, *times, *over),
             };
             // A crossing is an edge already; the others fire on the first bar past.
             let edge = matches!(
@@ -342,10 +345,17 @@ fn crossing(bars: &[BarPoint], i: usize, price: Decimal) -> Option<String> {
     }
 }
 
+/// The close against the newest bar at or before `within` earlier — one no older than twice
+/// `within` (across a gap in trading there is nothing to compare with).
 fn moved(bars: &[BarPoint], i: usize, percent: Decimal, within: Duration) -> Option<String> {
     let bar = bars[i];
-    let then = bar.minute - chrono::TimeDelta::from_std(within).ok()?;
-    let earlier = bars[..i].iter().rev().find(|b| b.minute <= then)?;
+    let within_delta = chrono::TimeDelta::from_std(within).ok()?;
+    let then = bar.minute - within_delta;
+    let earlier = bars[..i]
+        .iter()
+        .rev()
+        .take_while(|b| b.minute >= then - within_delta)
+        .find(|b| b.minute <= then)?;
     if earlier.close.is_zero() {
         return None;
     }
@@ -362,27 +372,47 @@ fn moved(bars: &[BarPoint], i: usize, percent: Decimal, within: Duration) -> Opt
     })
 }
 
-fn spiked(bars: &[BarPoint], i: usize, times: Decimal, over: Duration) -> Option<String> {
-    let bar = bars[i];
-    let since = bar.minute - chrono::TimeDelta::from_std(over).ok()?;
-    let window: Vec<f64> = bars[..i]
-        .iter()
-        .filter(|b| b.minute >= since)
-        .map(|b| b.volume)
-        .collect();
-    if window.len() < 3 {
-        return None;
+/// The bars of a volume rule's window before the bar looked at, slid along in one pass.
+#[derive(Default)]
+struct Window {
+    start: usize,
+    sum: f64,
+}
+
+impl Window {
+    /// Bar `i` against the average of the bars of the `over` before it (kept as bars go by).
+    fn spiked(
+        &mut self,
+        bars: &[BarPoint],
+        i: usize,
+        times: Decimal,
+        over: Duration,
+    ) -> Option<String> {
+        let bar = bars[i];
+        let since = bar.minute - chrono::TimeDelta::from_std(over).ok()?;
+        while self.start < i && bars[self.start].minute < since {
+            self.sum -= bars[self.start].volume;
+            self.start += 1;
+        }
+        let count = i - self.start;
+        // Bar i joins the window for the next bar.
+        let average = if count >= 3 {
+            Some(self.sum / count as f64)
+        } else {
+            None
+        };
+        self.sum += bar.volume;
+        let average = average?;
+        let factor = times.to_f64()?;
+        (average > 0.0 && bar.volume > factor * average).then(|| {
+            format!(
+                "volume {} is {:.1}× its {} average",
+                bar.volume,
+                bar.volume / average,
+                humantime::format_duration(over)
+            )
+        })
     }
-    let average = window.iter().sum::<f64>() / window.len() as f64;
-    let factor = times.to_f64()?;
-    (average > 0.0 && bar.volume > factor * average).then(|| {
-        format!(
-            "volume {} is {:.1}× its {} average",
-            bar.volume,
-            bar.volume / average,
-            humantime::format_duration(over)
-        )
-    })
 }
 
 #[cfg(test)]
@@ -463,6 +493,15 @@ mod tests {
             "{}",
             fired[1].detail
         );
+    }
+
+    #[test]
+    fn a_move_is_not_measured_across_a_gap_in_trading() {
+        let moves = rule("name = 'm'\nkind = 'moves'\npercent = 2\nwithin = '15m'");
+        // The previous session's close, then the next morning 5 % higher: no bar 15 minutes
+        // back, so no "move in 15m".
+        let series = bars(&[(0, "100", 1.0), (1000, "105", 1.0), (1001, "105", 1.0)]);
+        assert!(evaluate(&[moves], "BANK", &series, series[0].minute).is_empty());
     }
 
     #[test]

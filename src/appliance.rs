@@ -2,7 +2,11 @@
 //! --ephemeral --json` starts Kafka and MySQL (topics, schema, users) on a temporary state
 //! directory and free ports, and prints one [`Ready`] line with every endpoint and credential;
 //! [`Appliance::start`] runs it and hands that over, and dropping the [`Appliance`] stops it,
-//! its state removed.
+//! its state removed. The ready line holds passwords: it goes to the caller, not to a log.
+//!
+//! The appliance also stops when the thread that started it ends (Linux's parent-death signal
+//! follows the spawning thread): one shared by several tests of a binary is started from a
+//! thread that lives as long as the process.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -42,7 +46,7 @@ pub struct KafkaReady {
     pub client_properties: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MysqlReady {
     pub host: String,
     pub port: u16,
@@ -56,6 +60,21 @@ pub struct MysqlReady {
     pub root: Option<Account>,
     /// `mysql://` URL of the app user over TCP.
     pub url: String,
+}
+
+/// Never prints the URL's password.
+impl std::fmt::Debug for MysqlReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlReady")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("socket", &self.socket)
+            .field("database", &self.database)
+            .field("app", &self.app)
+            .field("bi", &self.bi)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

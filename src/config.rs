@@ -188,17 +188,26 @@ impl Default for ServeConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LiveConfig {
     /// Each replayed symbol's random walk goes on from its last close, stamped with the wall
-    /// clock (`up --no-live` turns it off for one run).
-    pub enabled: bool,
+    /// clock (`up --no-live` turns it off for one run). Unset: on with the appliance's own
+    /// MySQL, off with an external one (synthetic ticks do not go into someone's database
+    /// unasked).
+    pub enabled: Option<bool>,
     /// One tick per symbol this often.
     #[serde(with = "humantime_serde")]
     pub every: Duration,
 }
 
+impl Config {
+    /// Whether `up` produces live ticks after the replay.
+    pub fn live_ticks(&self) -> bool {
+        self.live.enabled.unwrap_or(self.mysql.mode.is_ours())
+    }
+}
+
 impl Default for LiveConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             every: Duration::from_secs(1),
         }
     }

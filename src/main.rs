@@ -223,7 +223,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => {
             let mut config = Config::load(&sources)?;
-            config.live.enabled &= !no_live;
+            if no_live {
+                config.live.enabled = Some(false);
+            }
             let options = UpOptions {
                 services_only,
                 ephemeral,

@@ -21,13 +21,16 @@ pub struct Status {
     pub partitions: Vec<PartitionStatus>,
     /// Records in the topics not yet committed to MySQL.
     pub lag: Option<i64>,
-    /// Rows in `stock_data`.
+    /// Rows in `stock_data`, counted; none when only estimated (a large table, without
+    /// `--exact`).
     pub rows: Option<i64>,
-    /// Rows in `rejected_ticks`.
+    /// The table statistics' estimate of `stock_data`'s rows when they were not counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_estimated: Option<i64>,
+    /// Rows in `rejected_ticks`, counted; none when only estimated.
     pub rejected: Option<i64>,
-    /// Both counts are `COUNT(*)`s; false: a large table's figure is the table statistics'
-    /// estimate (`status --exact` counts).
-    pub counts_exact: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_estimated: Option<i64>,
     /// The stages of a running `up` (empty when none runs).
     pub stages: BTreeMap<String, StageHealth>,
     /// The processors sharing the ticks topic's work, and what each holds.
@@ -138,8 +141,9 @@ pub async fn collect(config: &Config, exact: bool) -> Result<Status> {
         partitions: Vec::new(),
         lag: None,
         rows: None,
+        rows_estimated: None,
         rejected: None,
-        counts_exact: true,
+        rejected_estimated: None,
         stages: StageBoard::read(&StateDir::new(&config.state_dir).stages_file())
             .unwrap_or_default(),
         processors: Vec::new(),
@@ -147,9 +151,15 @@ pub async fn collect(config: &Config, exact: bool) -> Result<Status> {
     };
     if let Ok(store) = &store {
         if let Ok(counts) = store.counts(exact).await {
-            status.rows = Some(counts.stored.rows);
-            status.rejected = Some(counts.rejected.rows);
-            status.counts_exact = counts.stored.exact && counts.rejected.exact;
+            let split = |count: crate::store::Count| {
+                if count.exact {
+                    (Some(count.rows), None)
+                } else {
+                    (None, Some(count.rows))
+                }
+            };
+            (status.rows, status.rows_estimated) = split(counts.stored);
+            (status.rejected, status.rejected_estimated) = split(counts.rejected);
         }
         status.incidents = recent_incidents(store).await.unwrap_or_default();
         status.processors = store
@@ -263,16 +273,20 @@ pub fn render(status: &Status) -> String {
         out.push("appliance DEGRADED: a stage is down".into());
     }
     let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
-    let about = if status.counts_exact { "" } else { "≈ " };
+    let count = |counted: Option<i64>, estimated: Option<i64>| match (counted, estimated) {
+        (None, Some(estimate)) => format!("≈ {estimate}"),
+        (counted, _) => show(counted),
+    };
+    let estimated = status.rows_estimated.is_some() || status.rejected_estimated.is_some();
     out.push(format!(
-        "rows {about}{}   rejected {about}{}   lag {}{}",
-        show(status.rows),
-        show(status.rejected),
+        "rows {}   rejected {}   lag {}{}",
+        count(status.rows, status.rows_estimated),
+        count(status.rejected, status.rejected_estimated),
         show(status.lag),
-        if status.counts_exact {
-            ""
+        if estimated {
+            "   (≈: table statistics; `status --exact` counts)"
         } else {
-            "   (row counts: table statistics; `status --exact` counts)"
+            ""
         }
     ));
     for p in &status.processors {

@@ -603,12 +603,13 @@ async fn the_demo_page_updates_by_itself_fits_and_shows_alerts() {
         "the page did not update by itself: {updated}"
     );
 
-    // Two rows of a new symbol whose close crosses the rule's price, through the pipeline.
+    // Rows of a new symbol whose close crosses the rule's price, and one more that closes that
+    // bar, through the pipeline.
     let late = dir.path().join("late");
     std::fs::create_dir_all(&late).unwrap();
     let now = chrono::Utc::now().naive_utc() - chrono::TimeDelta::minutes(5);
     let mut csv = String::from("Timestamp,Bank_Name,Open,High,Low,Close,Volume\n");
-    for (minute, close) in [(0, "999999.5"), (1, "1000000.25")] {
+    for (minute, close) in [(0, "999999.5"), (1, "1000000.25"), (2, "1000000.5")] {
         let at = (now + chrono::TimeDelta::minutes(minute)).format("%Y-%m-%d %H:%M:00");
         csv.push_str(&format!(
             "{at},ALERTPAGE,{close},{close},{close},{close},10\n"

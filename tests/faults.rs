@@ -1463,7 +1463,9 @@ async fn alerts_fire_once_per_crossing_across_a_crash_a_replay_and_another_write
     run(&["process", "--drain"]);
 
     let decimals: Vec<Decimal> = closes.iter().map(|c| c.parse().unwrap()).collect();
-    let expected: Vec<String> = crossings(&decimals, Decimal::from(100))
+    // Every bar but the newest is closed (the newest may still grow).
+    let closed = &decimals[..decimals.len() - 1];
+    let expected: Vec<String> = crossings(closed, Decimal::from(100))
         .iter()
         .map(|i| format!("2024-01-02 09:{:02}:00", 15 + i))
         .collect();
@@ -1487,7 +1489,7 @@ async fn alerts_fire_once_per_crossing_across_a_crash_a_replay_and_another_write
     assert_eq!(alerts[1].1, "crossed below 100 (102 → 98)", "{alerts:?}");
 
     // Another writer's rows go on from 100 (no crossing: it touched 100 from above) to 99 (none)
-    // and 101 (a crossing): the rollup stage alone raises that one.
+    // and 101 (a crossing), closed by one more at 101: the rollup stage alone raises that one.
     let [_, app_password, _] = appliance.passwords();
     let app = appliance.pool("tickpipe_app", &app_password).await;
     let at = |minute| {
@@ -1498,10 +1500,28 @@ async fn alerts_fire_once_per_crossing_across_a_crash_a_replay_and_another_write
     };
     insert_flat_row(&app, "ALERTBANK", at(30), "99", "10").await;
     insert_flat_row(&app, "ALERTBANK", at(31), "101", "10").await;
+    insert_flat_row(&app, "ALERTBANK", at(32), "101", "10").await;
     app.close().await;
     run(&["process", "--rollups-only", "--drain"]);
     let alerts = stored(root.clone()).await;
     assert_eq!(alerts.len(), 5, "{alerts:?}");
     assert_eq!(alerts[4].0, "2024-01-02 09:31:00");
     assert_eq!(alerts[4].1, "crossed above 100 (99 → 101)", "{alerts:?}");
+
+    // A late change to a closed bar (09:16 now closes at 99.5): its alert is taken back and the
+    // crossing is now one bar later (99.5 → 102 at 09:17).
+    let app = appliance.pool("tickpipe_app", &app_password).await;
+    sqlx::query(
+        "UPDATE stock_data SET Open = 99.5, High = 99.5, Low = 99.5, Close = 99.5 \
+         WHERE Bank_Name = 'ALERTBANK' AND `Timestamp` = '2024-01-02 09:16:00'",
+    )
+    .execute(&app)
+    .await
+    .unwrap();
+    app.close().await;
+    run(&["process", "--rollups-only", "--drain"]);
+    let alerts = stored(root.clone()).await;
+    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    assert_eq!(alerts[0].0, "2024-01-02 09:17:00", "{alerts:?}");
+    assert_eq!(alerts[0].1, "crossed above 100 (99.5 → 102)", "{alerts:?}");
 }

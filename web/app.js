@@ -326,11 +326,18 @@ function applyAlert(alert, fresh = true) {
   );
   li.addEventListener('click', () => selectSymbol(alert.symbol));
   insertSorted(list, li, -alert.id, (child) => -Number(child.dataset.id ?? Infinity));
-  while (list.children.length > 50) list.lastElementChild.remove();
+  while (list.children.length > 50) {
+    shownAlerts.delete(Number(list.lastElementChild.dataset.id));
+    list.lastElementChild.remove();
+  }
 }
 
 async function loadAlerts() {
-  (await getJSON('/api/alerts?limit=20')).forEach((a) => applyAlert(a, false));
+  try {
+    (await getJSON('/api/alerts?limit=20')).forEach((a) => applyAlert(a, false));
+  } catch (err) {
+    showNotice(`Could not load alerts: ${err.message}`);
+  }
 }
 
 async function loadQuotes() {

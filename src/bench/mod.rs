@@ -393,8 +393,11 @@ impl<'a> Bench<'a> {
         Ok(StatusTiming {
             rows_stored,
             default_ms,
-            default_rows: default["rows"].as_i64().unwrap_or(-1),
-            default_exact: default["counts_exact"].as_bool().unwrap_or(false),
+            default_rows: default["rows"]
+                .as_i64()
+                .or(default["rows_estimated"].as_i64())
+                .unwrap_or(-1),
+            default_exact: default["rows"].is_i64(),
             exact_ms,
             exact_rows: exact["rows"].as_i64().unwrap_or(-1),
         })

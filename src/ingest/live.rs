@@ -48,12 +48,25 @@ impl Market {
         }
     }
 
+    /// Moves each known symbol's walk to a newer stored price (`(symbol, time, price)`): the
+    /// walk goes on from its last stored step, not from the replayed history.
+    pub fn resume(&self, stored: impl IntoIterator<Item = (String, DateTime<Utc>, Decimal)>) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        for (symbol, at, price) in stored {
+            if let Some(known) = last.get_mut(&symbol)
+                && known.timestamp < at
+            {
+                (known.timestamp, known.close) = (at, price);
+            }
+        }
+    }
+
     pub fn symbols(&self) -> usize {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The next tick of every symbol at `now`, each one step of its walk on.
-    fn step(&self, now: DateTime<Utc>, rng: &mut impl Rng) -> Vec<Tick> {
+    /// The next tick of every symbol at `now`, each one step of `every` of its walk on.
+    fn step(&self, now: DateTime<Utc>, every: Duration, rng: &mut impl Rng) -> Vec<Tick> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let mut ticks = Vec::with_capacity(last.len());
         for (symbol, was) in last.iter_mut() {
@@ -63,7 +76,7 @@ impl Market {
             } else {
                 was.timestamp + TimeDelta::seconds(1)
             };
-            let tick = next_tick(symbol, was, at, rng);
+            let tick = next_tick(symbol, was, at, every, rng);
             (was.timestamp, was.close) = (tick.timestamp, tick.close);
             ticks.push(tick);
         }
@@ -71,10 +84,20 @@ impl Market {
     }
 }
 
-/// One step of a walk: about a minute's move of a liquid stock (0.08 %), prices kept to the
-/// last close's decimal places (at least cents), a volume near a second's share of the replayed
-/// one-minute volume (so a live bar trades about what a replayed one did).
-fn next_tick(symbol: &str, was: &Last, at: DateTime<Utc>, rng: &mut impl Rng) -> Tick {
+/// A step's volatility per second: a lively stock (about 0.3 % a minute, 1.2 % in 15).
+const SIGMA_PER_SECOND: f64 = 0.0004;
+
+/// One step of `every` of a walk: a move of [`SIGMA_PER_SECOND`] scaled to the step, prices kept
+/// to the last close's decimal places (at least cents), a volume near the step's share of the
+/// replayed one-minute volume (so a live bar trades about what a replayed one did).
+fn next_tick(
+    symbol: &str,
+    was: &Last,
+    at: DateTime<Utc>,
+    every: Duration,
+    rng: &mut impl Rng,
+) -> Tick {
+    let seconds = every.as_secs_f64();
     let places = was.close.scale().max(2);
     let price = |factor: f64| {
         let value = was.close.to_f64().unwrap_or(1.0) * factor;
@@ -83,14 +106,14 @@ fn next_tick(symbol: &str, was: &Last, at: DateTime<Utc>, rng: &mut impl Rng) ->
             .round_dp(places)
             .max(Decimal::new(1, places))
     };
-    let step = Normal::new(0.0_f64, 0.0008).expect("valid normal");
-    let wick = Normal::new(0.0_f64, 0.0003).expect("valid normal");
+    let step = Normal::new(0.0_f64, SIGMA_PER_SECOND * seconds.sqrt()).expect("valid normal");
+    let wick = Normal::new(0.0_f64, SIGMA_PER_SECOND * seconds.sqrt() / 3.0).expect("valid normal");
     let open = was.close;
     let close = price(step.sample(rng).exp());
     let high = open.max(close).max(price(1.0 + wick.sample(rng).abs()));
     let low = open.min(close).min(price(1.0 - wick.sample(rng).abs()));
     let noise = LogNormal::new(0.0, 0.35).expect("valid lognormal");
-    let volume = (was.volume.to_f64().unwrap_or(60.0) / 60.0 * noise.sample(rng))
+    let volume = (was.volume.to_f64().unwrap_or(60.0) * seconds / 60.0 * noise.sample(rng))
         .clamp(1.0, 1e12)
         .round();
     Tick {
@@ -145,7 +168,7 @@ pub async fn run(
         let now = Utc::now()
             .duration_trunc(TimeDelta::milliseconds(1))
             .unwrap_or_else(|_| Utc::now());
-        for mut tick in market.step(now, &mut rng) {
+        for mut tick in market.step(now, config.live.every, &mut rng) {
             if let Err(reason) = tick.validate() {
                 tracing::warn!(symbol = tick.symbol, "live tick skipped: {reason}");
                 continue;
@@ -204,7 +227,7 @@ mod tests {
             ("HDFCBANK".to_string(), Decimal::new(164_250, 2)),
         ]);
         for _ in 0..500 {
-            let ticks = market.step(now, &mut rng);
+            let ticks = market.step(now, Duration::from_secs(1), &mut rng);
             assert_eq!(ticks.len(), 2);
             for tick in ticks {
                 tick.validate().unwrap();
@@ -218,6 +241,31 @@ mod tests {
             }
             now += TimeDelta::seconds(1);
         }
+        // Resumed from stored prices: a newer one moves the walk, an older or unknown one not.
+        let stored_at = now + TimeDelta::seconds(30);
+        market.resume([
+            ("HDFCBANK".to_string(), stored_at, Decimal::new(170_000, 2)),
+            ("BTCUSDT".to_string(), start, Decimal::ONE),
+            ("UNKNOWN".to_string(), stored_at, Decimal::ONE),
+        ]);
+        assert_eq!(market.symbols(), 2);
+        let next = market.step(
+            stored_at + TimeDelta::seconds(1),
+            Duration::from_secs(1),
+            &mut rng,
+        );
+        let hdfc = next.iter().find(|t| t.symbol == "HDFCBANK").unwrap();
+        assert_eq!(
+            hdfc.open,
+            Decimal::new(170_000, 2),
+            "goes on from the stored price"
+        );
+        let btc = next.iter().find(|t| t.symbol == "BTCUSDT").unwrap();
+        assert_eq!(
+            btc.open, previous["BTCUSDT"],
+            "an older stored price is ignored"
+        );
+
         // A symbol whose history runs past now goes on after its own last tick.
         let future = Market::default();
         let later = now + TimeDelta::days(1);
@@ -230,7 +278,7 @@ mod tests {
             },
         )]));
         assert_eq!(
-            future.step(now, &mut rng)[0].timestamp,
+            future.step(now, Duration::from_secs(1), &mut rng)[0].timestamp,
             later + TimeDelta::seconds(1)
         );
     }

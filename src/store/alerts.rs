@@ -1,5 +1,6 @@
 //! The `alerts` table: alerts stored by the rollup stage in its recompute's own transaction
-//! (each once: keyed by rule, symbol and bar), read back by the API and the live feed.
+//! (each once: keyed by rule, symbol and bar; what the rules no longer raise at the
+//! recomputed bars taken back), read back by the API and the live feed.
 
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ pub struct StoredAlert {
 }
 
 /// Inside a recompute's transaction, after `symbol`'s bars from `from` on were written: the
-/// alerts `rules` raise at those bars, stored unless stored already.
+/// alerts `rules` raise at those bars (the closed ones: all but the newest), stored unless
+/// stored already; alerts of these rules stored before at those bars that they no longer raise
+/// (a late row changed a bar) are taken back.
 pub(super) async fn raise(
     tx: &mut MySqlConnection,
     symbol: &str,
@@ -77,7 +80,7 @@ pub(super) async fn raise(
         .fetch_all(&mut *tx),
     )
     .await?;
-    let bars = rows
+    let mut bars = rows
         .iter()
         .map(|r| {
             Ok(BarPoint {
@@ -87,8 +90,46 @@ pub(super) async fn raise(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // The newest bar may still grow: it is judged once a later one exists.
+    bars.pop();
     let fired = alerts::evaluate(&applicable, symbol, &bars, from);
-    for chunk in fired.chunks(ALERTS_PER_STATEMENT) {
+
+    let stored = timed(
+        "reading stored alerts",
+        deadline,
+        sqlx::query(
+            "SELECT Id, Rule, `Timestamp` FROM alerts WHERE Bank_Name = ? AND `Timestamp` >= ?",
+        )
+        .bind(symbol)
+        .bind(from.naive_utc())
+        .fetch_all(&mut *tx),
+    )
+    .await?;
+    let mut stored_keys = std::collections::HashSet::new();
+    for row in &stored {
+        let (id, rule, minute): (u64, String, NaiveDateTime) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let raised = fired
+            .iter()
+            .any(|f| f.rule == rule && f.minute.naive_utc() == minute);
+        if raised {
+            stored_keys.insert((rule, minute));
+        } else if applicable.iter().any(|r| r.name == rule) {
+            timed(
+                "taking an alert back",
+                deadline,
+                sqlx::query("DELETE FROM alerts WHERE Id = ?")
+                    .bind(id)
+                    .execute(&mut *tx),
+            )
+            .await?;
+        }
+    }
+    let new: Vec<&alerts::Fired> = fired
+        .iter()
+        .filter(|f| !stored_keys.contains(&(f.rule.clone(), f.minute.naive_utc())))
+        .collect();
+    for chunk in new.chunks(ALERTS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<MySql>::new(
             "INSERT INTO alerts (Rule, Bank_Name, `Timestamp`, Price, Detail, Fired_At) ",
         );
@@ -100,8 +141,6 @@ pub(super) async fn raise(
                 .push_bind(truncated(&alert.detail, 500))
                 .push("UTC_TIMESTAMP(6)");
         });
-        // Raised before (the same bars evaluated again): kept as it was, once.
-        insert.push(" ON DUPLICATE KEY UPDATE Id = Id");
         timed("storing alerts", deadline, insert.build().execute(&mut *tx)).await?;
     }
     Ok(())

@@ -50,9 +50,10 @@ impl Store {
     /// who touch the symbol meanwhile mark it stale again); then it recomputes from reads that
     /// see every row committed before, and lets go of the range it took. A run that
     /// stops between the two leaves the range taken, and the next one takes it again. Only the
-    /// holder of the rollup stage ([`Unit::Rollups`]) takes ranges and commits recomputes. A range a writer holds locked right now (its
-    /// transaction is open) is skipped: `Skipped`, to be taken later.
-    /// `rules`' alerts at the recomputed bars are stored in the same transaction.
+    /// holder of the rollup stage ([`Unit::Rollups`]) takes ranges and commits recomputes. A
+    /// range a writer holds locked right now (its transaction is open) is skipped: `Skipped`,
+    /// to be taken later. `rules`' alerts at the recomputed bars are stored in the same
+    /// transaction.
     pub async fn refresh_rollups(
         &self,
         symbol: &str,

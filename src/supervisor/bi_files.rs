@@ -21,8 +21,8 @@ pub struct BiFiles {
     pub odbc: PathBuf,
 }
 
-/// Writes the three files for `reader` (the BI user, or the external URL's user) at its TCP
-/// address; each is readable by its owner only (the Grafana file holds the password).
+/// Writes the three files for `reader` (the read-only BI user) at its TCP address; each is
+/// readable by its owner only (the Grafana file holds the password).
 pub fn write(state: &StateDir, reader: &MysqlTarget) -> Result<BiFiles> {
     let dir = state.root.join("bi");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -82,8 +82,9 @@ pub fn write(state: &StateDir, reader: &MysqlTarget) -> Result<BiFiles> {
     );
     write_private(&files.grafana, grafana.as_bytes())?;
     let odbc = format!(
-        "; ODBC DSN for this appliance (written by tickpipe up):\n\
-         ;   ODBCINI={} isql {ODBC_DSN} {} <password>\n\
+        "; ODBC DSN for this appliance (written by tickpipe up); isql asks no password: give it\n\
+         ; from a file, not on a shared machine's command line.\n\
+         ;   ODBCINI={} isql {ODBC_DSN} {}\n\
          [{ODBC_DSN}]\n\
          Driver = {ODBC_DRIVER}\n\
          Server = {host}\n\

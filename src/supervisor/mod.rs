@@ -213,7 +213,13 @@ async fn run_pipeline(
         }
         Mode::External => mysql.clone(),
     };
-    let bi_files = bi_files::write(state, &bi_reader)?;
+    // Files for BI tools only where the appliance made the read-only BI user (an external
+    // URL's user may write).
+    let bi_files = if config.mysql.mode.is_ours() {
+        Some(bi_files::write(state, &bi_reader)?)
+    } else {
+        None
+    };
     if options.json {
         let ready = ready::ready(
             config,
@@ -231,7 +237,7 @@ async fn run_pipeline(
             mysql,
             partitions,
             &files,
-            &bi_files,
+            bi_files.as_ref(),
             dashboard.as_ref().map(serve::url),
             started,
         );
@@ -311,7 +317,7 @@ async fn run_pipeline(
         })
     };
     let producer = {
-        let (config, broker) = (config.clone(), broker.clone());
+        let (config, broker, store) = (config.clone(), broker.clone(), store.clone());
         let shutdown = shutdown.clone();
         // Shared by the producer's runs: a restart resumes after what was acknowledged, and
         // the live walk where it was.
@@ -319,9 +325,10 @@ async fn run_pipeline(
         let market = Arc::new(live::Market::default());
         let counts = board.clone();
         stage::supervise("producer", board.clone(), shutdown.clone(), move || {
-            let (config, broker, files, shutdown, progress, market, board) = (
+            let (config, broker, store, files, shutdown, progress, market, board) = (
                 config.clone(),
                 broker.clone(),
+                store.clone(),
                 files.clone(),
                 shutdown.clone(),
                 progress.clone(),
@@ -331,7 +338,15 @@ async fn run_pipeline(
             async move {
                 let replayed = replay(&config, &broker, files, shutdown.clone(), &progress, &board);
                 market.saw(replayed.await?);
-                if config.live.enabled && !shutdown.is_cancelled() {
+                if config.live_ticks() && !shutdown.is_cancelled() {
+                    // The walk goes on from what is stored: after a restart, from its last step.
+                    market.resume(
+                        store
+                            .quotes()
+                            .await?
+                            .into_iter()
+                            .map(|q| (q.symbol, q.timestamp, q.price)),
+                    );
                     live::run(&config, &broker, &market, shutdown).await?;
                 }
                 Ok(())
@@ -634,7 +649,7 @@ fn print_banner(
     mysql: &MysqlTarget,
     partitions: i32,
     files: &[std::path::PathBuf],
-    bi_files: &bi_files::BiFiles,
+    bi_files: Option<&bi_files::BiFiles>,
     dashboard: Option<String>,
     started: Instant,
 ) {
@@ -679,21 +694,26 @@ fn print_banner(
             state.credentials_file().display()
         ));
     }
-    lines.push(format!(
-        "  BI files   {} (Power BI), {}, {} (ODBC DSN {})",
-        bi_files.pbids.display(),
-        bi_files.grafana.display(),
-        bi_files.odbc.display(),
-        bi_files::ODBC_DSN
-    ));
+    if let Some(bi_files) = bi_files {
+        lines.push(format!(
+            "  BI files   {} (Power BI), {}, {} (ODBC DSN {})",
+            bi_files.pbids.display(),
+            bi_files.grafana.display(),
+            bi_files.odbc.display(),
+            bi_files::ODBC_DSN
+        ));
+    }
     match dashboard {
         None => lines.push(
             "  Stages     not started (--services-only): run `tickpipe produce`, `process`, `serve`"
                 .into(),
         ),
         Some(url) => {
-            let then = if config.live.enabled {
-                format!(", then live ticks every {:?} (--no-live: none)", config.live.every)
+            let then = if config.live_ticks() {
+                format!(
+                    ", then synthetic live ticks every {:?} (--no-live: none)",
+                    config.live.every
+                )
             } else {
                 String::new()
             };
