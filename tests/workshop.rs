@@ -64,7 +64,8 @@ fn every_workshop_exercise_runs_as_written() {
         std::env::var("PATH").unwrap_or_default()
     );
     // What a failing exercise leaves behind goes too: background processors, the work folder.
-    let cleanup = "trap 'kill $(jobs -p) 2>/dev/null; rm -rf \"${work:-/nonexistent}\"' EXIT\n";
+    let cleanup =
+        "trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf \"${work:-/nonexistent}\"' EXIT\n";
     let script = format!("{cleanup}{}", blocks.join("\n"));
     let output = Command::new("timeout")
         .args(["--signal=KILL", "900", "bash", "-euo", "pipefail", "-c"])

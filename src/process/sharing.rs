@@ -237,14 +237,23 @@ impl<'a> Sharer<'a> {
         Ok(sharer)
     }
 
+    /// Every partition of the topics, interleaved (ticks:0, dlq:0, ticks:1, …): shares cut
+    /// from this list hold some of each topic, not all the busy one.
     async fn read_partitions(&self) -> Result<Vec<Unit>> {
-        let mut partitions = Vec::new();
+        let mut counts = Vec::new();
         for topic in &self.topics {
-            for partition in 0..self.broker.partition_count(topic).await? {
-                partitions.push(Unit::Partition {
-                    topic: topic.clone(),
-                    partition,
-                });
+            counts.push((topic, self.broker.partition_count(topic).await?));
+        }
+        let most = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let mut partitions = Vec::new();
+        for partition in 0..most {
+            for (topic, count) in &counts {
+                if partition < *count {
+                    partitions.push(Unit::Partition {
+                        topic: (*topic).clone(),
+                        partition,
+                    });
+                }
             }
         }
         Ok(partitions)
