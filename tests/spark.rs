@@ -162,8 +162,12 @@ async fn spark_stores_what_tickpipe_stores_even_after_its_driver_is_killed() {
         "the Spark job failed:\n{}",
         String::from_utf8_lossy(&second.stderr)
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&second.stdout).trim()).unwrap();
+    // Spark's launcher puts the job's stderr (the processor's log) on its stdout too: the
+    // summary is the last line.
+    let said = String::from_utf8_lossy(&second.stdout);
+    let last = said.lines().last().unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{e}: no JSON summary last in:\n{said}"));
     assert!(summary["rows"].as_u64().unwrap() > 0, "{summary}");
 
     let stored = snapshot(&root).await;

@@ -260,6 +260,12 @@ async fn work_as_member(
         sharing::plan(member, &BTreeSet::new(), &sharer.partitions, &now)?;
         bail!("another processor took part of {}'s work", member.pipeline);
     }
+    let now: Vec<String> = holds.iter().map(Unit::to_string).collect();
+    tracing::info!(
+        holds = now.join(" "),
+        "took its share of {}",
+        member.pipeline
+    );
     loop {
         let generation = cancel.child_token();
         let held = holds.clone();

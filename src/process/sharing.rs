@@ -289,7 +289,7 @@ impl<'a> Sharer<'a> {
                 .await
             {
                 Ok(true) => {
-                    tracing::info!(%unit, "took over");
+                    tracing::debug!(%unit, "took");
                     holds.insert(unit);
                     took = true;
                 }
