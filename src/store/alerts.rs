@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use futures::TryStreamExt;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::Store;
@@ -64,10 +65,11 @@ pub(super) async fn raise(
     .await?;
     let lookback = chrono::TimeDelta::from_std(lookback).unwrap_or_default();
     let earliest = before_from.unwrap_or(from.naive_utc()) - lookback;
-    let rows = timed(
-        "reading bars for the alerts",
-        deadline,
-        sqlx::query(
+    // Streamed into compact points: a backfill's recompute can span a symbol's whole history
+    // (half a million bars), which as fetched rows would take ten times the memory.
+    let bars = async {
+        let mut bars = Vec::new();
+        let mut rows = sqlx::query(
             "SELECT `Timestamp`, Close, CAST(Volume AS DOUBLE) FROM bars_1m \
              WHERE Bank_Name = ? AND `Timestamp` >= COALESCE( \
                  (SELECT MAX(`Timestamp`) FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ?), ?) \
@@ -77,19 +79,17 @@ pub(super) async fn raise(
         .bind(symbol)
         .bind(earliest)
         .bind(earliest)
-        .fetch_all(&mut *tx),
-    )
-    .await?;
-    let mut bars = rows
-        .iter()
-        .map(|r| {
-            Ok(BarPoint {
-                minute: r.try_get::<NaiveDateTime, _>(0)?.and_utc(),
-                close: r.try_get(1)?,
-                volume: r.try_get(2)?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
+            bars.push(BarPoint {
+                minute: row.try_get::<NaiveDateTime, _>(0)?.and_utc(),
+                close: row.try_get(1)?,
+                volume: row.try_get(2)?,
+            });
+        }
+        Ok::<_, sqlx::Error>(bars)
+    };
+    let mut bars = timed("reading bars for the alerts", deadline, bars).await?;
     // The newest bar may still grow: it is judged once a later one exists.
     bars.pop();
     let fired = alerts::evaluate(&applicable, symbol, &bars, from);
