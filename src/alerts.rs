@@ -333,6 +333,59 @@ pub fn evaluate(
     fired
 }
 
+/// [`evaluate`] a page of bars at a time, in bounded memory: each page is judged with the
+/// bars of the lookback before it carried over, and its last bar held back to the next page,
+/// so the symbol's newest bar (which may still grow) is never judged. Pages in time order,
+/// the first starting as [`evaluate`]'s bars do.
+pub struct Paged<'r> {
+    rules: &'r [AlertRule],
+    symbol: &'r str,
+    lookback: chrono::TimeDelta,
+    carry: Vec<BarPoint>,
+    judge_from: DateTime<Utc>,
+    /// What was raised so far.
+    pub fired: Vec<Fired>,
+}
+
+impl<'r> Paged<'r> {
+    pub fn new(
+        rules: &'r [AlertRule],
+        symbol: &'r str,
+        from: DateTime<Utc>,
+        lookback: Duration,
+    ) -> Paged<'r> {
+        Paged {
+            rules,
+            symbol,
+            lookback: chrono::TimeDelta::from_std(lookback).unwrap_or_default(),
+            carry: Vec::new(),
+            judge_from: from,
+            fired: Vec::new(),
+        }
+    }
+
+    pub fn page(&mut self, bars: Vec<BarPoint>) {
+        if bars.is_empty() {
+            return;
+        }
+        self.carry.extend(bars);
+        let held_back = *self.carry.last().expect("bars");
+        let judged = &self.carry[..self.carry.len() - 1];
+        self.fired
+            .extend(evaluate(self.rules, self.symbol, judged, self.judge_from));
+        self.judge_from = held_back.minute.max(self.judge_from);
+        // The held-back bar is judged next, against the bar before it: keep the lookback
+        // before that one, and the bar before (as the first page started).
+        let before_held = self.carry[self.carry.len().saturating_sub(2)].minute;
+        let keep_from = self
+            .carry
+            .iter()
+            .rposition(|bar| bar.minute < before_held - self.lookback)
+            .unwrap_or(0);
+        self.carry.drain(..keep_from);
+    }
+}
+
 fn crossing(bars: &[BarPoint], i: usize, price: Decimal) -> Option<String> {
     let before = bars.get(i.checked_sub(1)?)?.close.normalize();
     let now = bars[i].close.normalize();
@@ -493,6 +546,58 @@ mod tests {
             "{}",
             fired[1].detail
         );
+    }
+
+    #[test]
+    fn judged_a_page_at_a_time_the_alerts_are_those_of_all_the_bars_at_once() {
+        use rand::{Rng, SeedableRng};
+        let rules = [
+            rule("name = 'x'\nkind = 'crosses'\nprice = 100"),
+            rule("name = 'm'\nkind = 'moves'\npercent = 1\nwithin = '5m'"),
+            rule("name = 'v'\nkind = 'volume'\ntimes = 2\nover = '7m'"),
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (mut minute, mut close) = (0i64, 10_000i64);
+        let mut series = Vec::new();
+        for _ in 0..400 {
+            // Mostly one-minute bars, now and then a gap of up to an hour.
+            minute += if rng.random_range(0..20) == 0 {
+                rng.random_range(2..60)
+            } else {
+                1
+            };
+            close += rng.random_range(-60..=60);
+            let volume = if rng.random_range(0..15) == 0 {
+                500.0
+            } else {
+                100.0
+            };
+            series.push((minute, Decimal::new(close, 2).to_string(), volume));
+        }
+        let series: Vec<(i64, &str, f64)> = series
+            .iter()
+            .map(|(m, c, v)| (*m, c.as_str(), *v))
+            .collect();
+        let bars = bars(&series);
+        let whole = evaluate(&rules, "BANK", &bars[..bars.len() - 1], bars[0].minute);
+        assert!(
+            whole.len() > 20,
+            "a series that raises alerts: {}",
+            whole.len()
+        );
+        let lookback = rules.iter().map(AlertRule::lookback).max().unwrap();
+        for size in [1, 2, 3, 7, 50, 1000] {
+            let mut paged = Paged::new(&rules, "BANK", bars[0].minute, lookback);
+            for page in bars.chunks(size) {
+                paged.page(page.to_vec());
+            }
+            let mut got = paged.fired.clone();
+            let mut want = whole.clone();
+            let key = |f: &Fired| (f.rule.clone(), f.minute);
+            got.sort_by_key(key);
+            want.sort_by_key(key);
+            assert_eq!(got, want, "pages of {size}");
+        }
     }
 
     #[test]

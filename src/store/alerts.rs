@@ -7,7 +7,6 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use futures::TryStreamExt;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::Store;
@@ -16,6 +15,8 @@ use crate::alerts::{self, AlertRule, BarPoint};
 
 /// Alerts per insert statement (6 placeholders each).
 const ALERTS_PER_STATEMENT: usize = 1000;
+/// Bars read per page when judging alerts.
+const BARS_PER_PAGE: usize = 10_000;
 
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,36 +64,53 @@ pub(super) async fn raise(
         .fetch_one(&mut *tx),
     )
     .await?;
-    let lookback = chrono::TimeDelta::from_std(lookback).unwrap_or_default();
-    let earliest = before_from.unwrap_or(from.naive_utc()) - lookback;
-    // Streamed into compact points: a backfill's recompute can span a symbol's whole history
-    // (half a million bars), which as fetched rows would take ten times the memory.
-    let bars = async {
-        let mut bars = Vec::new();
-        let mut rows = sqlx::query(
-            "SELECT `Timestamp`, Close, CAST(Volume AS DOUBLE) FROM bars_1m \
-             WHERE Bank_Name = ? AND `Timestamp` >= COALESCE( \
-                 (SELECT MAX(`Timestamp`) FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ?), ?) \
-             ORDER BY `Timestamp`",
+    let earliest = before_from.unwrap_or(from.naive_utc())
+        - chrono::TimeDelta::from_std(lookback).unwrap_or_default();
+    // A page at a time: a backfill's recompute can span a symbol's whole history (half a
+    // million bars). Each page is judged with the bars of the lookback before it carried over,
+    // and the last bar held back to the next page: the symbol's newest bar, which may still
+    // grow, is never judged (it is once a later one exists).
+    let mut judge = alerts::Paged::new(&applicable, symbol, from, lookback);
+    let mut after: Option<NaiveDateTime> = None;
+    loop {
+        let page = timed(
+            "reading bars for the alerts",
+            deadline,
+            sqlx::query(
+                "SELECT `Timestamp`, Close, CAST(Volume AS DOUBLE) FROM bars_1m \
+                 WHERE Bank_Name = ? AND `Timestamp` >= COALESCE( \
+                     (SELECT MAX(`Timestamp`) FROM bars_1m \
+                      WHERE Bank_Name = ? AND `Timestamp` < ?), ?) \
+                   AND (? IS NULL OR `Timestamp` > ?) \
+                 ORDER BY `Timestamp` LIMIT ?",
+            )
+            .bind(symbol)
+            .bind(symbol)
+            .bind(earliest)
+            .bind(earliest)
+            .bind(after)
+            .bind(after)
+            .bind(BARS_PER_PAGE as i64)
+            .fetch_all(&mut *tx),
         )
-        .bind(symbol)
-        .bind(symbol)
-        .bind(earliest)
-        .bind(earliest)
-        .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            bars.push(BarPoint {
-                minute: row.try_get::<NaiveDateTime, _>(0)?.and_utc(),
-                close: row.try_get(1)?,
-                volume: row.try_get(2)?,
-            });
+        .await?;
+        if page.is_empty() {
+            break;
         }
-        Ok::<_, sqlx::Error>(bars)
-    };
-    let mut bars = timed("reading bars for the alerts", deadline, bars).await?;
-    // The newest bar may still grow: it is judged once a later one exists.
-    bars.pop();
-    let fired = alerts::evaluate(&applicable, symbol, &bars, from);
+        let bars = page
+            .iter()
+            .map(|row| {
+                Ok(BarPoint {
+                    minute: row.try_get::<NaiveDateTime, _>(0)?.and_utc(),
+                    close: row.try_get(1)?,
+                    volume: row.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        after = bars.last().map(|bar| bar.minute.naive_utc());
+        judge.page(bars);
+    }
+    let fired = judge.fired;
 
     let stored = timed(
         "reading stored alerts",
