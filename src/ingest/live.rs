@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Broker, TopicWriter};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::tick::Tick;
 
@@ -141,15 +141,7 @@ pub async fn run(
         cancel.cancelled().await;
         return Ok(());
     }
-    let compression = broker::compression(&config.ingest.compression).expect("validated at load");
-    let mut ticks = TopicWriter::open(
-        broker,
-        &config.topics.ticks,
-        config.ingest.batch_records,
-        compression,
-        &cancel,
-    )
-    .await?;
+    let mut ticks = super::topic_writer(config, broker, &config.topics.ticks, &cancel).await?;
     tracing::info!(
         symbols = market.symbols(),
         "live ticks: each symbol's walk goes on, one tick every {:?}",

@@ -113,23 +113,8 @@ pub async fn produce(
     resume: &Progress,
 ) -> Result<ProduceSummary> {
     let started = Instant::now();
-    let compression = broker::compression(&config.ingest.compression).expect("validated at load");
-    let mut ticks = TopicWriter::open(
-        broker,
-        &config.topics.ticks,
-        config.ingest.batch_records,
-        compression,
-        &cancel,
-    )
-    .await?;
-    let mut dead = TopicWriter::open(
-        broker,
-        &config.topics.dlq,
-        config.ingest.batch_records,
-        compression,
-        &cancel,
-    )
-    .await?;
+    let mut ticks = topic_writer(config, broker, &config.topics.ticks, &cancel).await?;
+    let mut dead = topic_writer(config, broker, &config.topics.dlq, &cancel).await?;
 
     let total_bytes: u64 = files
         .iter()
@@ -217,6 +202,24 @@ pub async fn produce(
     summary.elapsed = started.elapsed();
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// A writer to `topic` with the producer's batching and compression (`ingest.*`).
+async fn topic_writer(
+    config: &Config,
+    broker: &Broker,
+    topic: &str,
+    cancel: &CancellationToken,
+) -> Result<TopicWriter> {
+    let compression = broker::compression(&config.ingest.compression).expect("validated at load");
+    TopicWriter::open(
+        broker,
+        topic,
+        config.ingest.batch_records,
+        compression,
+        cancel,
+    )
+    .await
 }
 
 fn remember_newest(last: &mut BTreeMap<String, live::Last>, tick: &crate::tick::Tick) {
