@@ -1,12 +1,11 @@
 //! Micro-benchmarks of the per-record hot paths: CSV row → Tick, Tick → JSON, JSON → Tick, and
-//! a batch → its multi-row upsert statement. `cargo bench`.
+//! a batch → the file its LOAD DATA reads. `cargo bench`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sqlx::Execute;
 use std::hint::black_box;
 
 use tickpipe::ingest::csv_file::{CsvFile, Line};
-use tickpipe::store::{ROWS_PER_STATEMENT, upsert_rows};
+use tickpipe::store::load_file;
 use tickpipe::tick::Tick;
 
 const ROWS: usize = 10_000;
@@ -80,16 +79,13 @@ fn hot_paths(c: &mut Criterion) {
     });
     group.finish();
 
-    let batch: Vec<&Tick> = ticks.iter().take(ROWS_PER_STATEMENT).collect();
+    let batch: Vec<&Tick> = ticks.iter().take(5000).collect();
     let mut group = c.benchmark_group("per batch");
     group.throughput(Throughput::Elements(batch.len() as u64));
-    group.bench_function("batch → upsert statement", |b| {
+    group.bench_function("batch → LOAD DATA file", |b| {
         b.iter_batched(
             || batch.clone(),
-            |batch| {
-                let mut statement = upsert_rows(&batch);
-                black_box(statement.build().sql().as_str().len())
-            },
+            |batch| black_box(load_file(&batch).len()),
             BatchSize::SmallInput,
         )
     });

@@ -1091,10 +1091,6 @@ async fn rollups_follow_rows_from_any_writer_even_after_a_crash() {
         .find(|f| std::fs::read_to_string(f).unwrap().contains(&third))
         .unwrap();
     let [root_password, _, _] = appliance.passwords();
-    sqlx::query("SET GLOBAL local_infile = 1")
-        .execute(&root)
-        .await
-        .unwrap();
     let loaded = std::process::Command::new("mariadb")
         .arg("--local-infile=1")
         .arg(format!(
@@ -1109,10 +1105,6 @@ async fn rollups_follow_rows_from_any_writer_even_after_a_crash() {
         ))
         .env("MYSQL_PWD", &root_password)
         .output()
-        .unwrap();
-    sqlx::query("SET GLOBAL local_infile = 0")
-        .execute(&root)
-        .await
         .unwrap();
     assert!(
         loaded.status.success(),

@@ -80,8 +80,6 @@ impl Bench<'_> {
         )
         .await?;
         store::execute_admin(&self.root, "TRUNCATE TABLE stock_data_load".into()).await?;
-        // The appliance starts MariaDB with local_infile off; this one is the bench's own.
-        store::execute_admin(&self.root, "SET GLOBAL local_infile = 1".into()).await?;
         let mut sql = String::new();
         for file in files {
             // The generated files' columns are the table's, in its order.

@@ -5,27 +5,39 @@
 //! own. A replayed row is written again and marks its symbol stale from its minute: the rollups
 //! are recomputed to the same figures (a re-run over old files recomputes from their start).
 //!
-//! Every statement has a deadline, and every statement carries at most
-//! [`Store::max_statement_bytes`](super::Store) of values. A statement MySQL refuses for its data
-//! is split in halves until the records it refuses are found (MySQL undoes only the failed
-//! statement, so the transaction goes on); those are quarantined with the server's reason and
-//! the rest commits.
+//! The rows go in as one `LOAD DATA LOCAL INFILE` from memory (`bulk`). When the server refuses
+//! that, or a value draws a warning, they go in as multi-row INSERTs instead: every statement
+//! then carries at most [`Store::max_statement_bytes`](super::Store) of values, and one MySQL
+//! refuses for its data is split in halves until the records it refuses are found (MySQL undoes
+//! only the failed statement, so the transaction goes on); those are quarantined with the
+//! server's reason and the rest commits. Every statement has a deadline.
 
-use std::collections::BTreeMap;
+use std::io::Write;
 
-use chrono::{DateTime, Utc};
-
-use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder};
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use mysql_async::{Conn, Value};
 
 use super::Store;
-use super::error::{StoreError, timed};
+use super::bulk::{self, Done};
+use super::error::StoreError;
 use super::lease::{self, Member, Unit};
 use crate::tick::{Reject, Tick};
 
-/// Rows per upsert statement: 7 placeholders each stays far under MySQL's 65,535 limit.
+/// Rows per INSERT statement (when MySQL refuses LOAD DATA, or a batch's rows are searched for
+/// the ones it refuses): 7 placeholders each stays far under MySQL's 65,535 limit.
 pub const ROWS_PER_STATEMENT: usize = 4096;
 /// Refused records per insert statement (5 placeholders each).
 const REJECTS_PER_STATEMENT: usize = 4000;
+
+/// Server errors that mean `LOAD DATA LOCAL INFILE` is switched off: MariaDB's
+/// ER_NOT_ALLOWED_COMMAND, MySQL 8's ER_CLIENT_LOCAL_FILES_DISABLED.
+const LOAD_DATA_REFUSED: [u16; 2] = [1148, 3948];
+
+/// The batch's rows as `LOAD DATA` takes them: tab-separated, `\` escapes, one row a line, in
+/// the columns of [`LOAD_ROWS`].
+const LOAD_ROWS: &str = "LOAD DATA LOCAL INFILE 'tickpipe-batch' REPLACE INTO TABLE stock_data \
+     CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' \
+     LINES TERMINATED BY '\\n' (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume)";
 
 /// Something that happened to a partition itself (not to a record), stored with the batch
 /// that handled it and shown by `status`.
@@ -70,30 +82,49 @@ pub struct Committed {
     pub refused_rows: Vec<Reject>,
 }
 
+/// A statement and its values.
+struct Statement {
+    sql: String,
+    params: Vec<Value>,
+}
+
 impl Store {
     /// Stores a batch in one transaction (see the module documentation).
     pub async fn write_batch(&self, batch: Batch<'_>) -> Result<Committed, StoreError> {
         let deadline = self.statement_timeout;
-        let mut connection = timed("connecting to MySQL", deadline, self.pool.acquire()).await?;
+        let mut conn = self.bulk.take(deadline).await?;
         let result = async {
-            // sqlx rolls the transaction back if it is dropped uncommitted (an error, or this
-            // future dropped when another writer failed): never half a batch.
-            let mut tx = timed("starting a transaction", deadline, connection.begin()).await?;
-            let committed = self.write_batch_on(&mut tx, batch).await?;
-            timed("committing the batch", deadline, tx.commit()).await?;
+            bulk::exec(
+                &mut conn,
+                "starting a transaction",
+                deadline,
+                "BEGIN",
+                Vec::new(),
+            )
+            .await?;
+            let committed = self.write_batch_on(&mut conn, batch).await?;
+            bulk::exec(
+                &mut conn,
+                "committing the batch",
+                deadline,
+                "COMMIT",
+                Vec::new(),
+            )
+            .await?;
             Ok(committed)
         }
         .await;
-        if result.is_err() {
-            // A statement may still run (or hang) on the server: never reuse the connection.
-            connection.close_on_drop();
+        // A failed batch's connection is dropped, never reused: closing it rolls back what it
+        // began (a statement may still run, or hang, on the server).
+        if result.is_ok() {
+            self.bulk.give_back(conn);
         }
         result
     }
 
     async fn write_batch_on(
         &self,
-        tx: &mut MySqlConnection,
+        conn: &mut Conn,
         Batch {
             member,
             ticks,
@@ -107,22 +138,29 @@ impl Store {
             topic: reached.topic.clone(),
             partition: reached.partition,
         });
-        lease::check(tx, member, partitions, deadline).await?;
+        lease::check_bulk(conn, member, partitions, deadline).await?;
         let rows = last_per_key(ticks);
-        let mut refused: Vec<(&Tick, String)> = Vec::new();
-        for chunk in byte_chunks(
-            &rows,
-            row_bytes,
-            self.max_statement_bytes,
-            ROWS_PER_STATEMENT,
-        ) {
-            refused.extend(self.isolating(tx, chunk, upsert_rows).await?);
-        }
+        let refused: Vec<(&Tick, String)> = if rows.is_empty() {
+            Vec::new()
+        } else if self.load_rows(conn, &rows).await? {
+            Vec::new()
+        } else {
+            let mut refused = Vec::new();
+            for chunk in byte_chunks(
+                &rows,
+                row_bytes,
+                self.max_statement_bytes,
+                ROWS_PER_STATEMENT,
+            ) {
+                refused.extend(self.isolating(conn, chunk, upsert_rows).await?);
+            }
+            refused
+        };
         // The rollups follow from the rows: their symbols are stale from their earliest row on
         // (marked here once per symbol; the per-row trigger leaves tickpipe's sessions alone).
         // A replayed row marks too: recomputing unchanged rows is harmless, and cheaper than
         // reading every row back to see whether it changed.
-        mark_stale(tx, &rows, deadline).await?;
+        mark_stale(conn, &rows, deadline).await?;
 
         let refused_rows: Vec<Reject> = refused
             .iter()
@@ -145,7 +183,7 @@ impl Store {
         ) {
             // A dead letter MySQL refuses (a field that does not fit) is kept in a form that
             // fits, with the server's reason.
-            let bad = self.isolating(tx, chunk, insert_rejects).await?;
+            let bad = self.isolating(conn, chunk, insert_rejects).await?;
             let replaced: Vec<Reject> = bad
                 .into_iter()
                 .map(|(r, reason)| Reject::refused_by_store(&r.source, &reason, &r.raw))
@@ -157,45 +195,81 @@ impl Store {
                 self.max_statement_bytes,
                 REJECTS_PER_STATEMENT,
             ) {
-                let mut statement = insert_rejects(chunk);
-                timed(
-                    "inserting rejected_ticks",
-                    deadline,
-                    statement.build().execute(&mut *tx),
-                )
-                .await?;
+                let Statement { sql, params } = insert_rejects(chunk);
+                bulk::exec(conn, "inserting rejected_ticks", deadline, &sql, params).await?;
             }
         }
         for incident in incidents {
-            let insert = sqlx::query(
+            let params = vec![
+                text(&incident.topic),
+                Value::Int(incident.partition.into()),
+                text(incident.kind),
+                text(&incident.detail),
+            ];
+            bulk::exec(
+                conn,
+                "recording an incident",
+                deadline,
                 "INSERT INTO pipeline_incidents (happened_at, topic, `partition`, kind, detail) \
                  VALUES (UTC_TIMESTAMP(6), ?, ?, ?, ?)",
-            )
-            .bind(&incident.topic)
-            .bind(incident.partition)
-            .bind(incident.kind)
-            .bind(&incident.detail);
-            timed("recording an incident", deadline, insert.execute(&mut *tx)).await?;
-        }
-        for run in prepared_shapes(offsets) {
-            let mut statement = store_offsets(run);
-            timed(
-                "storing offsets",
-                deadline,
-                statement.build().execute(&mut *tx),
+                params,
             )
             .await?;
         }
+        for run in prepared_shapes(offsets) {
+            let Statement { sql, params } = store_offsets(run);
+            bulk::exec(conn, "storing offsets", deadline, &sql, params).await?;
+        }
         Ok(Committed { refused_rows })
+    }
+
+    /// Loads `rows` in one `LOAD DATA LOCAL INFILE` from memory: whether they are in. Not when
+    /// the server refuses LOAD DATA (then never again), nor when a value drew a warning: a
+    /// LOCAL load turns the errors of bad values into warnings and stores a clipped value, so
+    /// the load is undone (to its savepoint) and the rows go in as INSERTs, which refuse them.
+    async fn load_rows(&self, conn: &mut Conn, rows: &[&Tick]) -> Result<bool, StoreError> {
+        if !self.bulk.load_data_allowed() {
+            return Ok(false);
+        }
+        let deadline = self.statement_timeout;
+        bulk::exec(
+            conn,
+            "writing a batch",
+            deadline,
+            "SAVEPOINT batch_rows",
+            Vec::new(),
+        )
+        .await?;
+        match bulk::load_data(
+            conn,
+            "writing a batch",
+            deadline,
+            LOAD_ROWS,
+            load_file(rows),
+        )
+        .await
+        {
+            Ok(Done { warnings: 0 }) => Ok(true),
+            Ok(Done { .. }) => {
+                let undo = "ROLLBACK TO SAVEPOINT batch_rows";
+                bulk::exec(conn, "writing a batch", deadline, undo, Vec::new()).await?;
+                Ok(false)
+            }
+            Err(e) if e.number().is_some_and(|n| LOAD_DATA_REFUSED.contains(&n)) => {
+                self.bulk.refuse_load_data();
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs the statement `build` makes for `items`; when MySQL refuses its data, splits the
     /// items in halves until the refused ones are found, and returns them with the reason.
     async fn isolating<'i, T>(
         &self,
-        tx: &mut MySqlConnection,
+        conn: &mut Conn,
         items: &[&'i T],
-        build: fn(&[&T]) -> QueryBuilder<MySql>,
+        build: fn(&[&T]) -> Statement,
     ) -> Result<Vec<(&'i T, String)>, StoreError> {
         let mut refused = Vec::new();
         let mut todo: Vec<&[&'i T]> = vec![items];
@@ -203,11 +277,13 @@ impl Store {
             if part.is_empty() {
                 continue;
             }
-            let mut statement = build(part);
-            let result = timed(
+            let Statement { sql, params } = build(part);
+            let result = bulk::exec(
+                conn,
                 "writing a batch",
                 self.statement_timeout,
-                statement.build().execute(&mut *tx),
+                &sql,
+                params,
             )
             .await;
             match result {
@@ -244,7 +320,7 @@ impl Store {
 /// Marks the rollups of the symbols of `rows` (in key order) stale from each one's earliest
 /// minute, in one statement in symbol order (writers lock `rollup_pending` rows alike).
 async fn mark_stale(
-    tx: &mut MySqlConnection,
+    conn: &mut Conn,
     rows: &[&Tick],
     deadline: std::time::Duration,
 ) -> Result<(), StoreError> {
@@ -254,22 +330,18 @@ async fn mark_stale(
         .chunks(ROWS_PER_STATEMENT)
         .flat_map(prepared_shapes)
     {
-        let mut statement: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO rollup_pending (Bank_Name, From_Minute) ");
-        statement.push_values(chunk, |mut row, tick| {
-            row.push_bind(&tick.symbol)
-                .push_bind(crate::rollup::minute(tick.timestamp).naive_utc());
-        });
-        statement.push(
-            " ON DUPLICATE KEY UPDATE From_Minute = \
+        let mut params = Vec::with_capacity(chunk.len() * 2);
+        for tick in chunk {
+            params.push(text(&tick.symbol));
+            params.push(datetime(crate::rollup::minute(tick.timestamp)));
+        }
+        let sql = format!(
+            "INSERT INTO rollup_pending (Bank_Name, From_Minute) VALUES {} \
+             ON DUPLICATE KEY UPDATE From_Minute = \
              LEAST(COALESCE(From_Minute, VALUES(From_Minute)), VALUES(From_Minute))",
+            placeholders(chunk.len(), 2)
         );
-        timed(
-            "marking rollups stale",
-            deadline,
-            statement.build().execute(&mut *tx),
-        )
-        .await?;
+        bulk::exec(conn, "marking rollups stale", deadline, &sql, params).await?;
     }
     Ok(())
 }
@@ -277,64 +349,145 @@ async fn mark_stale(
 /// The batch's rows in key order (symbol, time), the last one of each key only: rows go to
 /// InnoDB in its primary key's order, and writers that share a symbol lock its rows alike.
 fn last_per_key(ticks: &[Tick]) -> Vec<&Tick> {
-    let mut by_key: BTreeMap<(&str, DateTime<Utc>), &Tick> = BTreeMap::new();
-    for tick in ticks {
-        by_key.insert((&tick.symbol, tick.timestamp), tick);
+    let mut rows: Vec<&Tick> = ticks.iter().collect();
+    // Stable: of equal keys, the one fetched last stays last.
+    rows.sort_by(|a, b| (&a.symbol, a.timestamp).cmp(&(&b.symbol, b.timestamp)));
+    rows.dedup_by(|later, earlier| {
+        let same = later.symbol == earlier.symbol && later.timestamp == earlier.timestamp;
+        if same {
+            // `dedup_by` keeps the earlier: it takes the later one's place.
+            std::mem::swap(later, earlier);
+        }
+        same
+    });
+    rows
+}
+
+/// `rows` as the file [`LOAD_ROWS`] reads: `2024-01-02 09:15:00.000000⇥HDFC⇥1520.5⇥…⇥1200⏎`.
+pub fn load_file(rows: &[&Tick]) -> Vec<u8> {
+    let mut file = Vec::with_capacity(rows.len() * 96);
+    for t in rows {
+        write_datetime(&mut file, t.timestamp);
+        file.push(b'\t');
+        for byte in t.symbol.bytes() {
+            // The symbol's own tabs, newlines and backslashes are data, not separators (a
+            // checked symbol has no control characters; escaped all the same).
+            match byte {
+                b'\\' => file.extend_from_slice(b"\\\\"),
+                b'\t' => file.extend_from_slice(b"\\t"),
+                b'\n' => file.extend_from_slice(b"\\n"),
+                b'\r' => file.extend_from_slice(b"\\r"),
+                0 => file.extend_from_slice(b"\\0"),
+                other => file.push(other),
+            }
+        }
+        for value in [t.open, t.high, t.low, t.close, t.volume] {
+            write!(file, "\t{value}").expect("writing to memory");
+        }
+        file.push(b'\n');
     }
-    by_key.into_values().collect()
+    file
+}
+
+fn write_datetime(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.timestamp_subsec_micros().min(999_999)
+    )
+    .expect("writing to memory");
 }
 
 /// The multi-row upsert of `ticks` into `stock_data` (at most [`ROWS_PER_STATEMENT`]).
-pub fn upsert_rows(ticks: &[&Tick]) -> QueryBuilder<MySql> {
-    let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
-        "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) ",
-    );
-    insert.push_values(ticks, |mut row, t| {
-        row.push_bind(t.timestamp.naive_utc())
-            .push_bind(&t.symbol)
-            .push_bind(t.open)
-            .push_bind(t.high)
-            .push_bind(t.low)
-            .push_bind(t.close)
-            .push_bind(t.volume);
-    });
-    insert.push(
-        " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
+fn upsert_rows(ticks: &[&Tick]) -> Statement {
+    let mut params = Vec::with_capacity(ticks.len() * 7);
+    for t in ticks {
+        params.extend([
+            datetime(t.timestamp),
+            text(&t.symbol),
+            decimal(t.open),
+            decimal(t.high),
+            decimal(t.low),
+            decimal(t.close),
+            decimal(t.volume),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
+         VALUES {} ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
          Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume)",
+        placeholders(ticks.len(), 7)
     );
-    insert
+    Statement { sql, params }
 }
 
-fn insert_rejects(rejects: &[&Reject]) -> QueryBuilder<MySql> {
-    let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
-        "INSERT IGNORE INTO rejected_ticks (source, stage, reason, raw, rejected_at) ",
+fn insert_rejects(rejects: &[&Reject]) -> Statement {
+    let mut params = Vec::with_capacity(rejects.len() * 5);
+    for r in rejects {
+        params.extend([
+            text(&r.source),
+            text(&r.stage),
+            text(&r.reason),
+            text(&r.raw),
+            datetime(r.rejected_at),
+        ]);
+    }
+    let sql = format!(
+        "INSERT IGNORE INTO rejected_ticks (source, stage, reason, raw, rejected_at) VALUES {}",
+        placeholders(rejects.len(), 5)
     );
-    insert.push_values(rejects, |mut row, r| {
-        row.push_bind(&r.source)
-            .push_bind(&r.stage)
-            .push_bind(&r.reason)
-            .push_bind(&r.raw)
-            .push_bind(r.rejected_at.naive_utc());
-    });
-    insert
+    Statement { sql, params }
 }
 
-fn store_offsets(offsets: &[Reached]) -> QueryBuilder<MySql> {
-    let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
-        "INSERT INTO pipeline_offsets (topic, `partition`, next_offset, topic_id, updated_at) ",
+fn store_offsets(offsets: &[Reached]) -> Statement {
+    let mut params = Vec::with_capacity(offsets.len() * 4);
+    for r in offsets {
+        params.extend([
+            text(&r.topic),
+            Value::Int(r.partition.into()),
+            Value::Int(r.next),
+            r.topic_id.as_deref().map_or(Value::NULL, text),
+        ]);
+    }
+    let rows = vec!["(?, ?, ?, ?, UTC_TIMESTAMP(6))"; offsets.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO pipeline_offsets (topic, `partition`, next_offset, topic_id, updated_at) \
+         VALUES {rows} ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
+         topic_id = COALESCE(VALUES(topic_id), topic_id), updated_at = VALUES(updated_at)"
     );
-    upsert.push_values(offsets, |mut row, r| {
-        row.push_bind(&r.topic)
-            .push_bind(r.partition)
-            .push_bind(r.next)
-            .push_bind(&r.topic_id)
-            .push("UTC_TIMESTAMP(6)");
-    });
-    upsert.push(
-        " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
-         topic_id = COALESCE(VALUES(topic_id), topic_id), updated_at = VALUES(updated_at)",
-    );
-    upsert
+    Statement { sql, params }
+}
+
+/// `(?, ?), (?, ?)` for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+fn text(value: &str) -> Value {
+    Value::Bytes(value.as_bytes().to_vec())
+}
+
+fn decimal(value: rust_decimal::Decimal) -> Value {
+    Value::Bytes(value.to_string().into_bytes())
+}
+
+fn datetime(at: DateTime<Utc>) -> Value {
+    Value::Date(
+        at.year() as u16,
+        at.month() as u8,
+        at.day() as u8,
+        at.hour() as u8,
+        at.minute() as u8,
+        at.second() as u8,
+        at.timestamp_subsec_micros().min(999_999),
+    )
 }
 
 /// Bytes a row adds to an upsert statement, generously (binary protocol: lengths and types).
@@ -391,6 +544,46 @@ fn byte_chunks<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tick(symbol: &str, minute: u32, close: i64) -> Tick {
+        Tick {
+            symbol: symbol.into(),
+            timestamp: chrono::TimeZone::with_ymd_and_hms(&Utc, 2024, 1, 2, 9, minute, 0).unwrap(),
+            close: close.into(),
+            ..crate::tick::tests::tick()
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_the_last_row_of_each_key_in_key_order() {
+        let ticks = [
+            tick("B", 1, 1),
+            tick("A", 2, 2),
+            tick("B", 1, 3),
+            tick("A", 1, 4),
+            tick("B", 1, 5),
+            tick("A", 2, 6),
+        ];
+        let kept: Vec<(&str, u32, i64)> = last_per_key(&ticks)
+            .iter()
+            .map(|t| {
+                let close = t.close.try_into().unwrap();
+                (t.symbol.as_str(), t.timestamp.minute(), close)
+            })
+            .collect();
+        assert_eq!(kept, [("A", 1, 4), ("A", 2, 6), ("B", 1, 5)]);
+    }
+
+    #[test]
+    fn the_load_file_escapes_what_would_split_a_row() {
+        let odd = tick("A\\B\tC\nD", 3, 7);
+        let file = String::from_utf8(load_file(&[&odd])).unwrap();
+        let fields: Vec<&str> = file.strip_suffix('\n').unwrap().split('\t').collect();
+        assert_eq!(fields.len(), 7, "{file:?}");
+        assert_eq!(fields[0], "2024-01-02 09:03:00.000000");
+        assert_eq!(fields[1], "A\\\\B\\tC\\nD");
+        assert_eq!(fields[5], "7");
+    }
 
     #[test]
     fn statements_come_in_power_of_two_shapes_and_keep_order() {

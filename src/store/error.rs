@@ -1,5 +1,6 @@
 //! MySQL errors by kind, told apart by the server's error number (never its message): what a
-//! writer retries, what it isolates as bad data, and what stops it.
+//! writer retries, what it isolates as bad data, and what stops it. Errors of both drivers
+//! (sqlx, and mysql_async for the batch writes) sort the same way.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,7 +17,9 @@ pub enum StoreError {
     #[error("{what}: {source}")]
     Transient {
         what: &'static str,
-        source: sqlx::Error,
+        /// The server's error number, when the server sent one.
+        number: Option<u16>,
+        source: Cause,
     },
     /// No answer within the statement deadline (a stalled server, or a lock held elsewhere).
     #[error("{what}: MySQL did not answer within {deadline:?}")]
@@ -47,46 +50,87 @@ pub enum StoreError {
     #[error("{what}: {source}")]
     Permanent {
         what: &'static str,
-        source: sqlx::Error,
+        number: Option<u16>,
+        source: Cause,
     },
 }
+
+/// The driver's own error under a [`StoreError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 impl StoreError {
     /// Sorts a sqlx error by what can be done about it.
     pub fn classify(what: &'static str, error: sqlx::Error) -> StoreError {
-        let number = match &error {
-            sqlx::Error::Database(_) => server_error_number(&error),
-            // The connection broke or never came: the server may be back soon.
+        // The connection broke or never came: the server may be back soon.
+        let broken = matches!(
+            error,
             sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => {
-                return StoreError::Transient {
-                    what,
-                    source: error,
-                };
-            }
-            _ => None,
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_)
+        );
+        let number = server_error_number(&error);
+        let message = match &error {
+            sqlx::Error::Database(db) => db.message().to_string(),
+            other => other.to_string(),
         };
+        Self::sort(what, number, broken, message, error.into())
+    }
+
+    /// Sorts a mysql_async error (the batch writes) by what can be done about it.
+    pub fn classify_async(what: &'static str, error: mysql_async::Error) -> StoreError {
+        let (number, broken, message) = match &error {
+            mysql_async::Error::Server(server) => {
+                (Some(server.code), false, server.message.clone())
+            }
+            // The connection broke, or the driver lost its place in the protocol.
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+                (None, true, error.to_string())
+            }
+            _ => (None, false, error.to_string()),
+        };
+        Self::sort(what, number, broken, message, error.into())
+    }
+
+    fn sort(
+        what: &'static str,
+        number: Option<u16>,
+        broken: bool,
+        message: String,
+        source: Cause,
+    ) -> StoreError {
         match number {
+            _ if broken => StoreError::Transient {
+                what,
+                number,
+                source,
+            },
             Some(n) if TRANSIENT.contains(&n) => StoreError::Transient {
                 what,
-                source: error,
+                number,
+                source,
             },
             Some(n) if DATA.contains(&n) => StoreError::Data {
                 what,
                 number: n,
-                message: match &error {
-                    sqlx::Error::Database(db) => db.message().to_string(),
-                    other => other.to_string(),
-                },
+                message,
             },
             _ => StoreError::Permanent {
                 what,
-                source: error,
+                number,
+                source,
             },
+        }
+    }
+
+    /// The server's error number, when the server refused something.
+    pub fn number(&self) -> Option<u16> {
+        match self {
+            StoreError::Transient { number, .. } | StoreError::Permanent { number, .. } => *number,
+            StoreError::Data { number, .. } => Some(*number),
+            _ => None,
         }
     }
 
@@ -117,7 +161,8 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::Permanent {
             what: "reading a stored value",
-            source: error,
+            number: server_error_number(&error),
+            source: error.into(),
         }
     }
 }

@@ -23,10 +23,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::NaiveDateTime;
 use rand::Rng;
-use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, MySqlConnection, Row};
 
 use super::Store;
-use super::error::{StoreError, server_error_number, timed};
+use super::error::{StoreError, timed};
 use crate::proc_stat;
 
 /// How long a member's row lasts unless renewed.
@@ -422,8 +422,8 @@ impl Store {
         )
         .await;
         let owner = match owner {
-            Err(StoreError::Transient { source, .. })
-                if server_error_number(&source).is_some_and(|n| LOCK_NOT_TAKEN.contains(&n)) =>
+            Err(error @ StoreError::Transient { .. })
+                if error.number().is_some_and(|n| LOCK_NOT_TAKEN.contains(&n)) =>
             {
                 return Ok(false);
             }
@@ -545,23 +545,58 @@ pub(super) async fn check(
     if units.is_empty() {
         return Ok(());
     }
-    let mut query =
-        QueryBuilder::<MySql>::new("SELECT Unit FROM processor_leases WHERE Pipeline = ");
-    query.push_bind(&member.pipeline);
-    query.push(" AND Owner = ");
-    query.push_bind(&member.owner);
-    query.push(" AND Unit IN (");
-    let mut list = query.separated(", ");
+    let mut query = sqlx::query_scalar(AssertSqlSafe(check_statement(units.len())))
+        .bind(&member.pipeline)
+        .bind(&member.owner);
     for unit in &units {
-        list.push_bind(unit);
+        query = query.bind(unit);
     }
-    query.push(") LOCK IN SHARE MODE");
     let held: Vec<String> = timed(
         "checking the processor's leases",
         deadline,
-        query.build_query_scalar().fetch_all(&mut *tx),
+        query.fetch_all(&mut *tx),
     )
     .await?;
+    all_held(units, &held)
+}
+
+/// [`check`] on a batch write's connection (`bulk`).
+pub(super) async fn check_bulk(
+    conn: &mut mysql_async::Conn,
+    member: &Member,
+    units: impl IntoIterator<Item = Unit>,
+    deadline: Duration,
+) -> Result<(), StoreError> {
+    let units: Vec<String> = units.into_iter().map(|unit| unit.to_string()).collect();
+    if units.is_empty() {
+        return Ok(());
+    }
+    let params = [&member.pipeline, &member.owner]
+        .into_iter()
+        .chain(&units)
+        .map(|text| mysql_async::Value::from(text.as_str()))
+        .collect();
+    let held: Vec<String> = super::bulk::select(
+        conn,
+        "checking the processor's leases",
+        deadline,
+        &check_statement(units.len()),
+        params,
+    )
+    .await?;
+    all_held(units, &held)
+}
+
+/// The lease check's statement for `units` units: pipeline, owner, then each unit bound.
+fn check_statement(units: usize) -> String {
+    format!(
+        "SELECT Unit FROM processor_leases WHERE Pipeline = ? AND Owner = ? \
+         AND Unit IN ({}) LOCK IN SHARE MODE",
+        vec!["?"; units].join(", ")
+    )
+}
+
+fn all_held(units: Vec<String>, held: &[String]) -> Result<(), StoreError> {
     match units.into_iter().find(|unit| !held.contains(unit)) {
         None => Ok(()),
         Some(lost) => Err(StoreError::LeaseLost { what: lost }),

@@ -5,6 +5,7 @@
 mod accounts;
 mod alerts;
 mod batch;
+mod bulk;
 mod error;
 mod lease;
 mod read;
@@ -14,7 +15,7 @@ pub use accounts::{
     ensure_database_and_users, execute_admin, grant_bi_reads, native_password_hash,
 };
 pub use alerts::StoredAlert;
-pub use batch::{Batch, Committed, Incident, ROWS_PER_STATEMENT, Reached, upsert_rows};
+pub use batch::{Batch, Committed, Incident, Reached, load_file};
 pub use error::StoreError;
 pub use lease::{Holder, LEASE_TTL, Member, Processor, RENEW_EVERY, Role, Seen, Sharing, Unit};
 pub use read::Quote;
@@ -22,6 +23,7 @@ pub use rollups::Refreshed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -129,6 +131,8 @@ pub struct StoredOffset {
 #[derive(Clone)]
 pub struct Store {
     pub pool: MySqlPool,
+    /// The batch writes' own connections (`bulk`).
+    bulk: Arc<bulk::BulkConnections>,
     /// Longest any statement of a batch may take before the batch is abandoned (and retried).
     pub statement_timeout: Duration,
     /// Values per statement, in bytes: half the server's `max_allowed_packet`, at most 4 MiB.
@@ -148,6 +152,7 @@ impl Store {
             .context("reading max_allowed_packet")?;
         Ok(Store {
             pool,
+            bulk: Arc::new(bulk::BulkConnections::new(target, lease::IDLE_TRANSACTION)),
             statement_timeout: Self::DEFAULT_STATEMENT_TIMEOUT,
             max_statement_bytes: (packet.max(64 * 1024) as usize / 2).min(4 << 20),
         })
@@ -337,15 +342,14 @@ pub async fn connect_pool(
 }
 
 /// ER_UNKNOWN_SYSTEM_VARIABLE.
-const UNKNOWN_VARIABLE: u16 = 1193;
+pub(super) const UNKNOWN_VARIABLE: u16 = 1193;
 
 /// Whether an error (anywhere in its chain) is MySQL refusing the login: access denied.
 pub fn is_access_denied(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<StoreError>(),
-            Some(StoreError::Permanent { source, .. })
-                if server_error_number(source) == Some(ACCESS_DENIED)
+            Some(error @ StoreError::Permanent { .. }) if error.number() == Some(ACCESS_DENIED)
         )
     })
 }

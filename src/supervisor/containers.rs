@@ -183,7 +183,8 @@ pub fn mariadb(
         .with_cmd([
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_unicode_ci",
-            "--local-infile=0",
+            // The processor's batches: LOAD DATA LOCAL INFILE from its memory.
+            "--local-infile=1",
         ])
         .with_startup_timeout(startup);
     on_loopback(request, port, MYSQL_PORT)

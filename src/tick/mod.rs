@@ -238,11 +238,11 @@ fn invisible(c: char) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rust_decimal_macros::dec;
 
-    pub(super) fn tick() -> Tick {
+    pub(crate) fn tick() -> Tick {
         Tick {
             timestamp: "2024-01-02T09:15:00Z".parse().unwrap(),
             symbol: "HDFC".into(),

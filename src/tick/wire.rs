@@ -13,10 +13,13 @@
 //! `json.dumps(row)` of a CSV row: every value a string). A timestamp without an offset is read
 //! in `ingest.source_timezone`.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use chrono::SecondsFormat;
 use rust_decimal::Decimal;
-use serde::Serialize;
-use serde_json::Value;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use super::text::{number_text, parse_decimal, parse_timestamp, parse_volume};
 use super::{Reading, Tick};
@@ -38,23 +41,33 @@ enum Field {
 impl Field {
     const COUNT: usize = 9;
 
-    /// The field a message's key names: case, `_`, `-` and spaces do not matter.
+    /// The field a message's key names: case, `_`, `-` and spaces do not matter. Read without
+    /// allocating (every key of every record comes here).
     fn named(key: &str) -> Option<Field> {
-        let name: String = key
+        // The longest name (`producedat`) is 10 bytes: a longer key names no field.
+        let mut name = [0u8; 10];
+        let mut len = 0;
+        for c in key
             .chars()
             .filter(|c| !matches!(c, '_' | '-' | ' '))
             .flat_map(char::to_lowercase)
-            .collect();
-        Some(match name.as_str() {
-            "timestamp" | "datetime" | "date" | "time" => Field::Timestamp,
-            "symbol" | "bankname" | "ticker" => Field::Symbol,
-            "open" => Field::Open,
-            "high" => Field::High,
-            "low" => Field::Low,
-            "close" => Field::Close,
-            "volume" => Field::Volume,
-            "source" => Field::Source,
-            "producedat" => Field::ProducedAt,
+        {
+            if !c.is_ascii() || len == name.len() {
+                return None;
+            }
+            name[len] = c as u8;
+            len += 1;
+        }
+        Some(match &name[..len] {
+            b"timestamp" | b"datetime" | b"date" | b"time" => Field::Timestamp,
+            b"symbol" | b"bankname" | b"ticker" => Field::Symbol,
+            b"open" => Field::Open,
+            b"high" => Field::High,
+            b"low" => Field::Low,
+            b"close" => Field::Close,
+            b"volume" => Field::Volume,
+            b"source" => Field::Source,
+            b"producedat" => Field::ProducedAt,
             _ => return None,
         })
     }
@@ -91,36 +104,26 @@ impl Tick {
     /// [`Tick::from_json`], also telling whether prices were rounded.
     pub fn read_json(bytes: &[u8], reading: Reading) -> Result<(Tick, bool), String> {
         let zone = reading.zone;
-        let object: serde_json::Map<String, Value> =
+        let message: Message =
             serde_json::from_slice(bytes).map_err(|e| format!("not a tick message: {e}"))?;
-        let mut fields: [Option<(&str, &Value)>; Field::COUNT] = [None; Field::COUNT];
-        for (key, value) in &object {
-            let Some(field) = Field::named(key) else {
-                continue;
-            };
-            if let Some((other, _)) = fields[field as usize] {
-                return Err(format!(
-                    "not a tick message: fields {other:?} and {key:?} both give the {}",
-                    field.name()
-                ));
-            }
-            fields[field as usize] = Some((key, value));
+        if let Some(clash) = message.clash {
+            return Err(clash);
         }
+        let fields = &message.fields;
         // A field's value as text: strings as they are, numbers as written.
-        let text = |field: Field| -> Result<Option<String>, String> {
-            match fields[field as usize] {
-                None | Some((_, Value::Null)) => Ok(None),
-                Some((_, Value::String(s))) => Ok(Some(s.trim().to_string())),
-                Some((_, Value::Number(n))) => number_text(n)
-                    .map(Some)
+        let text = |field: Field| -> Result<Option<Cow<str>>, String> {
+            match &fields[field as usize] {
+                None | Some((_, Scalar::Null)) => Ok(None),
+                Some((_, Scalar::Text(s))) => Ok(Some(Cow::Borrowed(s.trim()))),
+                Some((_, Scalar::Number(n))) => number_text(n)
+                    .map(|text| Some(Cow::Owned(text)))
                     .map_err(|e| format!("{}: {e}", field.name())),
-                Some((key, other)) => Err(format!(
-                    "not a tick message: {key:?} is {}, not a number or a string",
-                    kind_of(other)
+                Some((key, Scalar::Other(kind))) => Err(format!(
+                    "not a tick message: {key:?} is {kind}, not a number or a string"
                 )),
             }
         };
-        let required = |field: Field| -> Result<String, String> {
+        let required = |field: Field| -> Result<Cow<str>, String> {
             text(field)?
                 .ok_or_else(|| format!("not a tick message: missing field `{}`", field.name()))
         };
@@ -133,13 +136,15 @@ impl Tick {
                 zone,
                 reading.ambiguous_times,
             )?,
-            symbol: required(Field::Symbol)?,
+            symbol: required(Field::Symbol)?.into_owned(),
             open: price(Field::Open)?,
             high: price(Field::High)?,
             low: price(Field::Low)?,
             close: price(Field::Close)?,
             volume: parse_volume(&required(Field::Volume)?)?,
-            source: text(Field::Source)?.unwrap_or_default(),
+            source: text(Field::Source)?
+                .map(Cow::into_owned)
+                .unwrap_or_default(),
             produced_at: match text(Field::ProducedAt)? {
                 Some(t) => t
                     .parse()
@@ -153,14 +158,126 @@ impl Tick {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// A message's fields, read in one pass and borrowed from its bytes where no JSON escape
+/// stands in the way (a `Map` of `Value`s allocated every key and value of every record).
+struct Message<'a> {
+    fields: [Option<(Cow<'a, str>, Scalar<'a>)>; Field::COUNT],
+    /// Two keys naming the same field.
+    clash: Option<String>,
+}
+
+/// A field's value.
+enum Scalar<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Number(serde_json::Number),
+    /// A boolean, an array or an object: what it is.
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Message<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+                let mut message = Message {
+                    fields: Default::default(),
+                    clash: None,
+                };
+                while let Some(Text(key)) = map.next_key::<Text>()? {
+                    let Some(field) = Field::named(&key) else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    let value = map.next_value::<Scalar>()?;
+                    match &message.fields[field as usize] {
+                        // The same key again: the last one counts, as in any JSON object.
+                        Some((other, _)) if *other != key => {
+                            message.clash.get_or_insert_with(|| {
+                                format!(
+                                    "not a tick message: fields {other:?} and {key:?} both give \
+                                     the {}",
+                                    field.name()
+                                )
+                            });
+                        }
+                        _ => message.fields[field as usize] = Some((key, value)),
+                    }
+                }
+                Ok(message)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// A JSON string, borrowed when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(ScalarVisitor)
+            .and_then(|scalar| match scalar {
+                Scalar::Text(text) => Ok(Text(text)),
+                _ => Err(serde::de::Error::custom("a key is not a string")),
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other("a boolean"))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Number(v.into()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Number(v.into()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar<'de>, E> {
+        serde_json::Number::from_f64(v)
+            .map(Scalar::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an object"))
     }
 }
 
@@ -212,6 +329,23 @@ mod tests {
 
     fn utc(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn escaped_strings_repeated_keys_and_other_fields_read_as_json_says() {
+        // `\u0046` is F; a key repeated exactly counts once, its last value; unknown fields
+        // of any shape are skipped.
+        let json = br#"{"Symbol":"HD\u0046C","timestamp":"2024-01-02T09:15:00Z","open":1,
+            "high":"2","low":1,"close":"1.5","volume":10,"volume":12,"extra":{"a":[1,{"b":2}]},
+            "Produced-At":"5"}"#;
+        let t = Tick::from_json(json, chrono_tz::UTC).unwrap();
+        assert_eq!(t.symbol, "HDFC");
+        assert_eq!(t.volume, 12.into());
+        assert_eq!(t.produced_at, 5);
+        let nested = br#"{"symbol":["HDFC"],"timestamp":"2024-01-02T09:15:00Z","open":1,
+            "high":2,"low":1,"close":1,"volume":1}"#;
+        let reason = Tick::from_json(nested, chrono_tz::UTC).unwrap_err();
+        assert!(reason.contains("\"symbol\" is an array"), "{reason}");
     }
 
     #[test]
