@@ -21,7 +21,7 @@ use super::Store;
 use super::bulk::{self, Done};
 use super::error::StoreError;
 use super::lease::{self, Member, Unit};
-use crate::tick::{Reject, Tick};
+use crate::tick::{Reject, Tick, decimal_text, write_decimal};
 
 /// Rows per INSERT statement (when MySQL refuses LOAD DATA, or a batch's rows are searched for
 /// the ones it refuses): 7 placeholders each stays far under MySQL's 65,535 limit.
@@ -140,22 +140,21 @@ impl Store {
         });
         lease::check_bulk(conn, member, partitions, deadline).await?;
         let rows = last_per_key(ticks);
-        let refused: Vec<(&Tick, String)> = if rows.is_empty() {
-            Vec::new()
-        } else if self.load_rows(conn, &rows).await? {
-            Vec::new()
-        } else {
-            let mut refused = Vec::new();
-            for chunk in byte_chunks(
-                &rows,
-                row_bytes,
-                self.max_statement_bytes,
-                ROWS_PER_STATEMENT,
-            ) {
-                refused.extend(self.isolating(conn, chunk, upsert_rows).await?);
-            }
-            refused
-        };
+        let refused: Vec<(&Tick, String)> =
+            if rows.is_empty() || self.load_rows(conn, &rows).await? {
+                Vec::new()
+            } else {
+                let mut refused = Vec::new();
+                for chunk in byte_chunks(
+                    &rows,
+                    row_bytes,
+                    self.max_statement_bytes,
+                    ROWS_PER_STATEMENT,
+                ) {
+                    refused.extend(self.isolating(conn, chunk, upsert_rows).await?);
+                }
+                refused
+            };
         // The rollups follow from the rows: their symbols are stale from their earliest row on
         // (marked here once per symbol; the per-row trigger leaves tickpipe's sessions alone).
         // A replayed row marks too: recomputing unchanged rows is harmless, and cheaper than
@@ -382,7 +381,8 @@ pub fn load_file(rows: &[&Tick]) -> Vec<u8> {
             }
         }
         for value in [t.open, t.high, t.low, t.close, t.volume] {
-            write!(file, "\t{value}").expect("writing to memory");
+            file.push(b'\t');
+            write_decimal(&mut file, value);
         }
         file.push(b'\n');
     }
@@ -475,7 +475,7 @@ fn text(value: &str) -> Value {
 }
 
 fn decimal(value: rust_decimal::Decimal) -> Value {
-    Value::Bytes(value.to_string().into_bytes())
+    Value::Bytes(decimal_text(value).into_bytes())
 }
 
 fn datetime(at: DateTime<Utc>) -> Value {

@@ -286,7 +286,7 @@ pub async fn connect_pool(
             per_attempt,
             MySqlPoolOptions::new()
                 // Opened as needed, up to what a processor can use at once: its writers (at
-                // most 16), its rollup stage's two, its membership's renewal and a read or two.
+                // most 16), its rollup stage's four, its membership's renewal and a read or two.
                 .max_connections(22)
                 .acquire_timeout(Duration::from_secs(10))
                 // Every session works in UTC, whatever the server's zone.

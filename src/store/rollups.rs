@@ -19,6 +19,7 @@ use super::error::{StoreError, timed};
 use super::lease::{self, Member, Unit};
 use crate::alerts::AlertRule;
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
+use crate::tick::decimal_text;
 
 /// Bars per upsert statement (16 placeholders each, far under the 65,535 limit).
 const BARS_PER_STATEMENT: usize = 2048;
@@ -369,33 +370,47 @@ impl<'s> BarWriter<'s> {
 
     async fn upsert(&self, tx: &mut MySqlConnection, bars: &[(Bar, Indicators)]) -> Result<()> {
         let symbol = self.symbol;
-        // Volume sums go in as text: DECIMAL(38,8) holds more digits than a `Decimal`.
-        let volumes: Vec<(String, String)> = bars
+        // Decimals go in as text, written fast (`Decimal`'s own formatting was a fifth of the
+        // stage's CPU); volume sums as text too: DECIMAL(38,8) holds more digits than a
+        // `Decimal`.
+        let texts: Vec<[Option<String>; 9]> = bars
             .iter()
-            .map(|(b, i)| (b.volume.to_string(), i.session_volume.to_string()))
+            .map(|(b, i)| {
+                [
+                    Some(decimal_text(b.open)),
+                    Some(decimal_text(b.high)),
+                    Some(decimal_text(b.low)),
+                    Some(decimal_text(b.close)),
+                    Some(b.volume.to_string()),
+                    Some(decimal_text(b.turnover)),
+                    i.sma_20.map(decimal_text),
+                    i.sma_50.map(decimal_text),
+                    i.vwap.map(decimal_text),
+                ]
+            })
             .collect();
         let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
             "INSERT INTO bars_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, \
              Turnover, Ticks, SMA_20, SMA_50, EMA_20, VWAP, Volatility_20, Session_Volume, \
              Session_Turnover) ",
         );
-        upsert.push_values(bars.iter().zip(&volumes), |mut row, ((b, i), v)| {
+        upsert.push_values(bars.iter().zip(&texts), |mut row, ((b, i), t)| {
             row.push_bind(symbol)
                 .push_bind(b.start.naive_utc())
-                .push_bind(b.open)
-                .push_bind(b.high)
-                .push_bind(b.low)
-                .push_bind(b.close)
-                .push_bind(&v.0)
-                .push_bind(b.turnover)
+                .push_bind(&t[0])
+                .push_bind(&t[1])
+                .push_bind(&t[2])
+                .push_bind(&t[3])
+                .push_bind(&t[4])
+                .push_bind(&t[5])
                 .push_bind(b.ticks.min(i32::MAX as i64) as i32)
-                .push_bind(i.sma_20)
-                .push_bind(i.sma_50)
+                .push_bind(&t[6])
+                .push_bind(&t[7])
                 .push_bind(i.ema_20)
-                .push_bind(i.vwap)
+                .push_bind(&t[8])
                 .push_bind(i.volatility_20)
-                .push_bind(&v.1)
-                .push_bind(i.session_turnover);
+                .push_bind(i.session_volume.to_string())
+                .push_bind(decimal_text(i.session_turnover));
         });
         upsert.push(
             " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \

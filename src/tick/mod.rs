@@ -7,7 +7,9 @@ mod text;
 mod wire;
 
 pub use reject::Reject;
-pub use text::{parse_decimal, parse_timestamp, parse_volume, shorten};
+pub use text::{
+    decimal_text, parse_decimal, parse_timestamp, parse_volume, shorten, write_decimal,
+};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;

@@ -1,5 +1,6 @@
 //! Numbers and times read exactly from text: decimals that never pass through a float,
-//! whole volumes, timestamps with or without an offset.
+//! whole volumes, timestamps with or without an offset; and decimals written as text for
+//! MySQL, fast (the batch and rollup writes format ten million of them a minute).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -9,6 +10,58 @@ use super::AmbiguousTimes;
 
 pub(super) fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+/// Appends `value` as `Decimal`'s `Display` writes it (`-1520.50`, `0.0001`), several times
+/// faster: its mantissa's digits with the point put in.
+pub fn write_decimal(out: &mut Vec<u8>, value: Decimal) {
+    let mantissa = value.mantissa();
+    let scale = value.scale() as usize;
+    let mut digits = [0u8; 40];
+    let mut start = digits.len();
+    let mut rest = mantissa.unsigned_abs();
+    // 128-bit division is a library call: the low 19 digits go through u64.
+    while rest > u128::from(u64::MAX) {
+        let mut low = (rest % 10_000_000_000_000_000_000) as u64;
+        rest /= 10_000_000_000_000_000_000;
+        for _ in 0..19 {
+            start -= 1;
+            digits[start] = b'0' + (low % 10) as u8;
+            low /= 10;
+        }
+    }
+    let mut low = rest as u64;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (low % 10) as u8;
+        low /= 10;
+        if low == 0 {
+            break;
+        }
+    }
+    let digits = &digits[start..];
+    if mantissa < 0 {
+        out.push(b'-');
+    }
+    if digits.len() <= scale {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
+        out.extend_from_slice(digits);
+    } else {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(whole);
+        if scale > 0 {
+            out.push(b'.');
+            out.extend_from_slice(fraction);
+        }
+    }
+}
+
+/// [`write_decimal`] into a new string.
+pub fn decimal_text(value: Decimal) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_decimal(&mut out, value);
+    String::from_utf8(out).expect("digits, a sign and a point are ASCII")
 }
 
 /// Parses a decimal exactly: `1520.50`, `1e3` and `+7` are accepted; `NaN`, `inf`, `0x10` and
@@ -157,6 +210,37 @@ pub fn parse_timestamp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut values = vec![
+            Decimal::ZERO,
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::new(5, 28),
+            Decimal::new(-152050, 2),
+            Decimal::new(1, 0),
+            Decimal::new(100, 0),
+        ];
+        for _ in 0..100_000 {
+            let mantissa = rng.random::<i128>() >> rng.random_range(32..=127);
+            values.push(Decimal::from_i128_with_scale(
+                mantissa,
+                rng.random_range(0..=28),
+            ));
+        }
+        for value in values {
+            let mut out = Vec::new();
+            write_decimal(&mut out, value);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                value.to_string(),
+                "{value:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_repeated_local_hour_is_refused_or_resolved_as_told() {

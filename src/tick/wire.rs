@@ -47,16 +47,27 @@ impl Field {
         // The longest name (`producedat`) is 10 bytes: a longer key names no field.
         let mut name = [0u8; 10];
         let mut len = 0;
-        for c in key
-            .chars()
-            .filter(|c| !matches!(c, '_' | '-' | ' '))
-            .flat_map(char::to_lowercase)
-        {
-            if !c.is_ascii() || len == name.len() {
-                return None;
+        let mut keep = |c: u8| {
+            if len == name.len() {
+                return false;
             }
-            name[len] = c as u8;
+            name[len] = c;
             len += 1;
+            true
+        };
+        let fits = if key.is_ascii() {
+            key.bytes()
+                .filter(|c| !matches!(c, b'_' | b'-' | b' '))
+                .all(|c| keep(c.to_ascii_lowercase()))
+        } else {
+            // Unicode lowercasing can make ASCII of a non-ASCII letter (the Kelvin sign).
+            key.chars()
+                .filter(|c| !matches!(c, '_' | '-' | ' '))
+                .flat_map(char::to_lowercase)
+                .all(|c| c.is_ascii() && keep(c as u8))
+        };
+        if !fits {
+            return None;
         }
         Some(match &name[..len] {
             b"timestamp" | b"datetime" | b"date" | b"time" => Field::Timestamp,
