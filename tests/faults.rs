@@ -345,6 +345,85 @@ async fn rows_mysql_refuses_are_found_in_their_batch_quarantined_and_the_rest_co
     }
 }
 
+/// A batch goes in as one LOAD DATA LOCAL INFILE, which stores a value out of a column's range
+/// clipped, with a warning, where an INSERT refuses it: such a batch must go in as INSERTs —
+/// also on a server whose default mode is neither strict nor backslash-escaping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_a_bulk_load_would_clip_is_quarantined_whatever_the_servers_mode() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "clip").await;
+    let env = topics_env("clip");
+    let env = as_refs(&env);
+    // The table's owner narrowed the volumes: at most 9,999,999,999.99.
+    sqlx::query("ALTER TABLE stock_data MODIFY Volume DECIMAL(12, 2) NOT NULL")
+        .execute(&root)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("SELECT @@GLOBAL.sql_mode")
+        .fetch_one(&root)
+        .await
+        .unwrap();
+    sqlx::query("SET GLOBAL sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        .execute(&root)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        &dir.path().join("CLIP.csv"),
+        &format!(
+            "{SEED_HEADER}\
+             2024-03-01 09:15:00,CLIPBANK,10,10,10,10,5\n\
+             2024-03-01 09:16:00,CLIPBANK,10,10,10,10,50000000000\n\
+             2024-03-01 09:17:00,CLIPBANK,10,10,10,10,7\n\
+             2024-03-01 09:15:00,CLIP\\BANK,11,11,11,11,3\n"
+        ),
+    );
+    let outcome = std::panic::AssertUnwindSafe(async {
+        produce_and_drain(appliance, &env, &format!("{}/*.csv", dir.path().display()));
+        let volumes: Vec<(String, Decimal)> = sqlx::query_as(
+            "SELECT DATE_FORMAT(`Timestamp`, '%H:%i'), Volume FROM stock_data \
+             WHERE Bank_Name = 'CLIPBANK' ORDER BY `Timestamp`",
+        )
+        .fetch_all(&root)
+        .await
+        .unwrap();
+        assert_eq!(
+            volumes,
+            [
+                ("09:15".to_string(), Decimal::from(5)),
+                ("09:17".to_string(), Decimal::from(7))
+            ]
+        );
+        // A backslash in a symbol is data, not an escape.
+        let odd: Vec<(String, Decimal)> =
+            sqlx::query_as("SELECT Bank_Name, Close FROM stock_data WHERE Bank_Name LIKE 'CLIP%' AND Bank_Name <> 'CLIPBANK'")
+                .fetch_all(&root)
+                .await
+                .unwrap();
+        assert_eq!(odd, [("CLIP\\BANK".to_string(), Decimal::from(11))]);
+        let refused = rejected(&root).await;
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        let (source, stage, reason) = &refused[0];
+        assert!(source.ends_with("CLIP.csv:3"), "{source}");
+        assert_eq!(stage, "store");
+        assert!(reason.contains("error 1264"), "{reason}");
+    });
+    let result = futures::FutureExt::catch_unwind(outcome).await;
+    sqlx::query("SET GLOBAL sql_mode = ?")
+        .bind(mode)
+        .execute(&root)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE stock_data MODIFY Volume DECIMAL(28, 8) NOT NULL")
+        .execute(&root)
+        .await
+        .unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
     let _turn = SHARED_TABLES.lock().await;

@@ -4,7 +4,8 @@
 //!
 //! While this processor's writers catch up a backlog (a replay, a backfill, a restart after
 //! downtime) the stage steps back: one symbol at a time, resting half as long as each round
-//! took. The rows then get most of the machine and the rollups follow in long ranges. On the
+//! took, for at most [`STEP_BACK_AT_MOST`] at a time before a full round. The rows then get
+//! most of the machine and the rollups follow in long ranges. On the
 //! bench's 1 M-row backfill the rows commit ~1.8× faster than beside a full-speed stage, and
 //! the rollups are done within 2× the rows' time; the whole takes as long either way (~12 s:
 //! the bar writes are MariaDB's largest cost). Caught up, every round follows at once.
@@ -32,6 +33,8 @@ const AT_ONCE: usize = 4;
 const AT_ONCE_CATCHING_UP: usize = 1;
 /// After a round while the writers catch up, the stage rests this share of the round's time.
 const REST_CATCHING_UP: f64 = 0.5;
+/// Longest the stage steps back at a time.
+const STEP_BACK_AT_MOST: Duration = Duration::from_secs(10);
 /// A MySQL that fails this long stops the stage (the processor reports it and is restarted).
 const GIVE_UP: Duration = Duration::from_secs(300);
 
@@ -43,11 +46,31 @@ pub async fn follow(
     rules: &[AlertRule],
 ) -> anyhow::Error {
     let never = CancellationToken::new();
+    let mut stepping_back_since: Option<Instant> = None;
     loop {
+        // Stepping back lasts STEP_BACK_AT_MOST at a time: a full round then catches the
+        // rollups up, so a load that keeps the writers' batches full leaves them no staler.
+        let step_back = stats.catching_up()
+            && stepping_back_since
+                .get_or_insert_with(Instant::now)
+                .elapsed()
+                < STEP_BACK_AT_MOST;
+        if !step_back {
+            stepping_back_since = None;
+        }
+        let at_once = if step_back {
+            AT_ONCE_CATCHING_UP
+        } else {
+            AT_ONCE
+        };
         let started = Instant::now();
-        let result = round(store, stats, member, rules, &never).await;
-        if stats.catching_up() {
-            tokio::time::sleep(started.elapsed().mul_f64(REST_CATCHING_UP)).await;
+        let result = round(store, stats, member, rules, &never, at_once).await;
+        if step_back {
+            // In slices: the rest ends with the backlog.
+            let rest_until = Instant::now() + started.elapsed().mul_f64(REST_CATCHING_UP);
+            while stats.catching_up() && Instant::now() < rest_until {
+                tokio::time::sleep(IDLE.min(rest_until - Instant::now())).await;
+            }
         }
         match result {
             Ok(Round { done: 0, .. }) => tokio::time::sleep(IDLE).await,
@@ -99,16 +122,12 @@ async fn round(
     member: &Member,
     rules: &[AlertRule],
     never: &CancellationToken,
+    at_once: usize,
 ) -> Result<Round> {
     // Symbols with rows committed before the stale ones are read: those not stale then have
     // rollups that include them already (or the rows changed nothing).
     let committed_before = stats.symbols_awaiting_rollups();
     let stale = stale(store, PER_ROUND, never).await?;
-    let at_once = if stats.catching_up() {
-        AT_ONCE_CATCHING_UP
-    } else {
-        AT_ONCE
-    };
     let done = refresh_all(store, stats, member, rules, never, &stale, at_once)
         .await?
         .iter()

@@ -33,11 +33,12 @@ const REJECTS_PER_STATEMENT: usize = 4000;
 /// ER_NOT_ALLOWED_COMMAND, MySQL 8's ER_CLIENT_LOCAL_FILES_DISABLED.
 const LOAD_DATA_REFUSED: [u16; 2] = [1148, 3948];
 
-/// The batch's rows as `LOAD DATA` takes them: tab-separated, `\` escapes, one row a line, in
-/// the columns of [`LOAD_ROWS`].
+/// The batch's rows as `LOAD DATA` takes them ([`load_file`]): tab-separated, `\` escapes,
+/// one row a line. The separators are hex literals: `'\t'` would be two characters under
+/// `NO_BACKSLASH_ESCAPES`.
 const LOAD_ROWS: &str = "LOAD DATA LOCAL INFILE 'tickpipe-batch' REPLACE INTO TABLE stock_data \
-     CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' \
-     LINES TERMINATED BY '\\n' (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume)";
+     CHARACTER SET utf8mb4 FIELDS TERMINATED BY 0x09 ESCAPED BY 0x5C \
+     LINES TERMINATED BY 0x0A (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume)";
 
 /// Something that happened to a partition itself (not to a record), stored with the batch
 /// that handled it and shown by `status`.
@@ -116,8 +117,10 @@ impl Store {
         .await;
         // A failed batch's connection is dropped, never reused: closing it rolls back what it
         // began (a statement may still run, or hang, on the server).
-        if result.is_ok() {
-            self.bulk.give_back(conn);
+        match &result {
+            Ok(_) => self.bulk.give_back(conn),
+            Err(StoreError::Transient { .. }) => self.bulk.forget_idle(),
+            Err(_) => {}
         }
         result
     }
@@ -223,9 +226,10 @@ impl Store {
     }
 
     /// Loads `rows` in one `LOAD DATA LOCAL INFILE` from memory: whether they are in. Not when
-    /// the server refuses LOAD DATA (then never again), nor when a value drew a warning: a
-    /// LOCAL load turns the errors of bad values into warnings and stores a clipped value, so
-    /// the load is undone (to its savepoint) and the rows go in as INSERTs, which refuse them.
+    /// the server refuses LOAD DATA (then never again), nor when a value drew a warning or an
+    /// error: a LOCAL load turns most errors of bad values into warnings and stores a clipped
+    /// value, and fails whole on others (a CHECK constraint). The load is then undone (to its
+    /// savepoint) and the rows go in as INSERTs, which find the ones MySQL refuses.
     async fn load_rows(&self, conn: &mut Conn, rows: &[&Tick]) -> Result<bool, StoreError> {
         if !self.bulk.load_data_allowed() {
             return Ok(false);
@@ -239,27 +243,30 @@ impl Store {
             Vec::new(),
         )
         .await?;
-        match bulk::load_data(
+        // The deadline is a statement's, and the load carries as many rows as several.
+        let load_deadline = deadline * (1 + rows.len() / ROWS_PER_STATEMENT) as u32;
+        let packet = self.max_statement_bytes.min(1 << 20);
+        let file = load_file(rows);
+        let loaded = bulk::load_data(
             conn,
             "writing a batch",
-            deadline,
+            load_deadline,
             LOAD_ROWS,
-            load_file(rows),
+            file,
+            packet,
         )
-        .await
-        {
-            Ok(Done { warnings: 0 }) => Ok(true),
-            Ok(Done { .. }) => {
-                let undo = "ROLLBACK TO SAVEPOINT batch_rows";
-                bulk::exec(conn, "writing a batch", deadline, undo, Vec::new()).await?;
-                Ok(false)
-            }
+        .await;
+        match loaded {
+            Ok(Done { warnings: 0 }) => return Ok(true),
+            Ok(Done { .. }) | Err(StoreError::Data { .. }) => {}
             Err(e) if e.number().is_some_and(|n| LOAD_DATA_REFUSED.contains(&n)) => {
                 self.bulk.refuse_load_data();
-                Ok(false)
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        let undo = "ROLLBACK TO SAVEPOINT batch_rows";
+        bulk::exec(conn, "writing a batch", deadline, undo, Vec::new()).await?;
+        Ok(false)
     }
 
     /// Runs the statement `build` makes for `items`; when MySQL refuses its data, splits the

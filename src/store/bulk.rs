@@ -36,8 +36,12 @@ impl BulkConnections {
             .db_name(Some(&target.database))
             // Every session in UTC; tickpipe's writers mark a batch's stale rollups themselves
             // (stock_data's trigger marks every other writer's rows).
+            // Strict: a value that does not fit is refused, never stored clipped (what the
+            // batch's INSERTs rely on to find the rows MySQL refuses), whatever the server's
+            // default mode.
             .setup(vec![
-                "SET NAMES utf8mb4, time_zone = '+00:00', @tickpipe_marks_rollups = 1",
+                "SET NAMES utf8mb4, time_zone = '+00:00', @tickpipe_marks_rollups = 1, \
+                 sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')",
             ])
             .stmt_cache_size(Some(128))
             .tcp_nodelay(true);
@@ -95,6 +99,12 @@ impl BulkConnections {
         Ok(conn)
     }
 
+    /// Drops the idle connections: one broke, so the server restarted or the network failed,
+    /// and the others are likely dead too.
+    pub(super) fn forget_idle(&self) {
+        self.idle.lock().expect("no panic holds it").clear();
+    }
+
     /// A connection whose transaction ended (committed) goes back for the next batch.
     pub(super) fn give_back(&self, conn: Conn) {
         let mut idle = self.idle.lock().expect("no panic holds it");
@@ -140,19 +150,30 @@ pub(super) async fn exec(
     })
 }
 
-/// Runs `LOAD DATA LOCAL INFILE` `sql`, answering the server's file request with `data`.
+/// Runs `LOAD DATA LOCAL INFILE` `sql`, answering the server's file request with `data`, sent
+/// in packets of at most `packet` bytes (a packet past the server's `max_allowed_packet` is
+/// refused).
 pub(super) async fn load_data(
     conn: &mut Conn,
     what: &'static str,
     deadline: Duration,
     sql: &str,
     data: Vec<u8>,
+    packet: usize,
 ) -> Result<Done, StoreError> {
     use futures::StreamExt;
-    conn.set_infile_handler(async move {
-        Ok(futures::stream::once(async move { Ok(bytes::Bytes::from(data)) }).boxed())
-    });
-    exec(conn, what, deadline, sql, Vec::new()).await
+    let data = bytes::Bytes::from(data);
+    let packets: Vec<std::io::Result<bytes::Bytes>> = (0..data.len())
+        .step_by(packet.max(1))
+        .map(|start| Ok(data.slice(start..(start + packet).min(data.len()))))
+        .collect();
+    conn.set_infile_handler(async move { Ok(futures::stream::iter(packets).boxed()) });
+    let done = exec(conn, what, deadline, sql, Vec::new()).await;
+    if done.is_err() {
+        // A refused load leaves the handler, and the batch it holds, on the connection.
+        conn.set_infile_handler(async { Ok(futures::stream::empty().boxed()) });
+    }
+    done
 }
 
 /// The rows a SELECT returns, as `T`.

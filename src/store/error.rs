@@ -81,15 +81,24 @@ impl StoreError {
 
     /// Sorts a mysql_async error (the batch writes) by what can be done about it.
     pub fn classify_async(what: &'static str, error: mysql_async::Error) -> StoreError {
-        let (number, broken, message) = match &error {
-            mysql_async::Error::Server(server) => {
-                (Some(server.code), false, server.message.clone())
-            }
-            // The connection broke, or the driver lost its place in the protocol.
-            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
-                (None, true, error.to_string())
-            }
-            _ => (None, false, error.to_string()),
+        use mysql_async::DriverError;
+        let (number, broken) = match &error {
+            mysql_async::Error::Server(server) => (Some(server.code), false),
+            // The connection broke, or lost its place in the protocol: the server may be back
+            // soon. Other driver errors (a value that does not convert, a refused file
+            // request, an unknown login plugin) stay whatever is retried.
+            mysql_async::Error::Io(_)
+            | mysql_async::Error::Driver(
+                DriverError::ConnectionClosed
+                | DriverError::PacketOutOfOrder
+                | DriverError::UnexpectedPacket { .. }
+                | DriverError::PoolDisconnected,
+            ) => (None, true),
+            _ => (None, false),
+        };
+        let message = match &error {
+            mysql_async::Error::Server(server) => server.message.clone(),
+            other => other.to_string(),
         };
         Self::sort(what, number, broken, message, error.into())
     }
