@@ -424,6 +424,40 @@ async fn a_value_a_bulk_load_would_clip_is_quarantined_whatever_the_servers_mode
     }
 }
 
+/// A server that refuses LOAD DATA LOCAL INFILE (`local_infile` off, as on many managed
+/// MySQL services) gets the batches as INSERTs, every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_local_infile_gets_every_row_as_inserts() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "noinfile").await;
+    let env = topics_env("noinfile");
+    let env = as_refs(&env);
+    sqlx::query("SET GLOBAL local_infile = 0")
+        .execute(&root)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 3, 2, 40);
+    let expected = input_totals(&csv_files(dir.path()));
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let pattern = format!("{}/*.csv", dir.path().display());
+        appliance.run(&["produce", "--data", &pattern], &env);
+        let drained = appliance.run(&["process", "--drain"], &env);
+        let log = String::from_utf8_lossy(&drained.stderr);
+        assert!(log.contains("local_infile is off"), "{log}");
+        assert_eq!(stored_totals(&root).await, expected);
+    });
+    let result = futures::FutureExt::catch_unwind(outcome).await;
+    sqlx::query("SET GLOBAL local_infile = 1")
+        .execute(&root)
+        .await
+        .unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_of_a_java_producer_are_read_committed_and_drain_ends() {
     let _turn = SHARED_TABLES.lock().await;

@@ -29,9 +29,10 @@ pub const ROWS_PER_STATEMENT: usize = 4096;
 /// Refused records per insert statement (5 placeholders each).
 const REJECTS_PER_STATEMENT: usize = 4000;
 
-/// Server errors that mean `LOAD DATA LOCAL INFILE` is switched off: MariaDB's
-/// ER_NOT_ALLOWED_COMMAND, MySQL 8's ER_CLIENT_LOCAL_FILES_DISABLED.
-const LOAD_DATA_REFUSED: [u16; 2] = [1148, 3948];
+/// Server errors that mean `LOAD DATA LOCAL INFILE` is switched off: ER_NOT_ALLOWED_COMMAND
+/// (older servers), MySQL 8's ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's
+/// ER_LOAD_INFILE_CAPABILITY_DISABLED.
+const LOAD_DATA_REFUSED: [u16; 3] = [1148, 3948, 4166];
 
 /// The batch's rows as `LOAD DATA` takes them ([`load_file`]): tab-separated, `\` escapes,
 /// one row a line. The separators are hex literals: `'\t'` would be two characters under
