@@ -127,7 +127,8 @@ async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_i
                 .all(|pid| held.get(pid).is_some_and(|units| units.len() >= 4))
             && held.values().map(Vec::len).sum::<usize>() == 9
     };
-    wait_holdings(&root, "claim_ticks", "shared by two", both).await;
+    let logs = ["first.log", "helper.log"].map(|log| appliance.dir().join(log));
+    wait_holdings_showing(&root, "claim_ticks", "shared by two", both, &logs).await;
     let mut lock = root.acquire().await.unwrap();
     sqlx::query("FLUSH TABLES WITH READ LOCK")
         .execute(&mut *lock)
@@ -145,7 +146,7 @@ async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_i
         let said = std::fs::read_to_string(appliance.dir().join(format!("{who}.log")));
         assert!(exited.is_none(), "{who} stopped after the lock: {said:?}");
     }
-    wait_holdings(&root, "claim_ticks", "still shared by two", both).await;
+    wait_holdings_showing(&root, "claim_ticks", "still shared by two", both, &logs).await;
     // The helper stops cleanly: its share goes back to the first at once.
     signal(&helper, libc::SIGINT);
     assert!(helper.wait().unwrap().success());

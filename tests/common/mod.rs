@@ -636,16 +636,38 @@ pub async fn wait_holdings(
     what: &str,
     held: impl Fn(&BTreeMap<u32, Vec<String>>) -> bool,
 ) -> BTreeMap<u32, Vec<String>> {
+    wait_holdings_showing(pool, pipeline, what, held, &[]).await
+}
+
+/// [`wait_holdings`], showing the end of each of `logs` (the processors' own) if it times out.
+pub async fn wait_holdings_showing(
+    pool: &MySqlPool,
+    pipeline: &str,
+    what: &str,
+    held: impl Fn(&BTreeMap<u32, Vec<String>>) -> bool,
+    logs: &[std::path::PathBuf],
+) -> BTreeMap<u32, Vec<String>> {
     let start = Instant::now();
     loop {
         let now = holdings(pool, pipeline).await;
         if held(&now) {
             return now;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{pipeline}: never {what}; held {now:?}"
-        );
+        if start.elapsed() > Duration::from_secs(60) {
+            let shown: Vec<String> = logs
+                .iter()
+                .map(|log| {
+                    let text = std::fs::read_to_string(log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    format!("--- {}:\n{}", log.display(), tail.join("\n"))
+                })
+                .collect();
+            panic!(
+                "{pipeline}: never {what}; held {now:?}\n{}",
+                shown.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
