@@ -25,6 +25,19 @@ fn produce_and_drain(appliance: &Appliance, env: &[(&str, &str)], pattern: &str)
     appliance.run(&["process", "--drain"], env);
 }
 
+/// Runs `checks`, then `undo` whether they passed or panicked (a test that changes the shared
+/// server puts it back), then passes a panic on.
+async fn undone_after(
+    checks: impl std::future::Future<Output = ()>,
+    undo: impl std::future::Future<Output = ()>,
+) {
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checks)).await;
+    undo.await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 async fn scalar_text(pool: &sqlx::MySqlPool, sql: &'static str) -> String {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(pool)
@@ -310,39 +323,40 @@ async fn rows_mysql_refuses_are_found_in_their_batch_quarantined_and_the_rest_co
         ),
     );
     expected.insert("CAPBANK".into(), (2, Decimal::from(12), Decimal::from(20)));
-    let outcome = std::panic::AssertUnwindSafe(async {
-        produce_and_drain(appliance, &env, &format!("{}/*.csv", dir.path().display()));
-        assert_eq!(stored_totals(&root).await, expected);
-        let refused = rejected(&root).await;
-        let sources: Vec<&str> = refused
-            .iter()
-            .map(|r| r.0.rsplit('/').next().unwrap())
-            .collect();
-        assert_eq!(sources, ["CAP.csv:3", "CAP.csv:5"], "{refused:?}");
-        for (_, stage, reason) in &refused {
-            assert_eq!(stage, "store");
-            assert!(
-                reason.contains("refused by MySQL") && reason.contains("test_volume_cap"),
-                "{reason}"
-            );
-        }
-        // The quarantined rows' bars are not there; the others' are.
-        let bars: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM ohlcv_1m WHERE Bank_Name = 'CAPBANK'")
-                .fetch_one(&root)
+    undone_after(
+        async {
+            produce_and_drain(appliance, &env, &format!("{}/*.csv", dir.path().display()));
+            assert_eq!(stored_totals(&root).await, expected);
+            let refused = rejected(&root).await;
+            let sources: Vec<&str> = refused
+                .iter()
+                .map(|r| r.0.rsplit('/').next().unwrap())
+                .collect();
+            assert_eq!(sources, ["CAP.csv:3", "CAP.csv:5"], "{refused:?}");
+            for (_, stage, reason) in &refused {
+                assert_eq!(stage, "store");
+                assert!(
+                    reason.contains("refused by MySQL") && reason.contains("test_volume_cap"),
+                    "{reason}"
+                );
+            }
+            // The quarantined rows' bars are not there; the others' are.
+            let bars: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM ohlcv_1m WHERE Bank_Name = 'CAPBANK'")
+                    .fetch_one(&root)
+                    .await
+                    .unwrap();
+            assert_eq!(bars, 2);
+            assert_eq!(appliance.status(&env)["lag"], 0);
+        },
+        async {
+            sqlx::query("ALTER TABLE stock_data DROP CONSTRAINT test_volume_cap")
+                .execute(&root)
                 .await
                 .unwrap();
-        assert_eq!(bars, 2);
-        assert_eq!(appliance.status(&env)["lag"], 0);
-    });
-    let result = futures::FutureExt::catch_unwind(outcome).await;
-    sqlx::query("ALTER TABLE stock_data DROP CONSTRAINT test_volume_cap")
-        .execute(&root)
-        .await
-        .unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+        },
+    )
+    .await;
 }
 
 /// A batch goes in as one LOAD DATA LOCAL INFILE, which stores a value out of a column's range
@@ -379,49 +393,52 @@ async fn a_value_a_bulk_load_would_clip_is_quarantined_whatever_the_servers_mode
              2024-03-01 09:15:00,CLIP\\BANK,11,11,11,11,3\n"
         ),
     );
-    let outcome = std::panic::AssertUnwindSafe(async {
-        produce_and_drain(appliance, &env, &format!("{}/*.csv", dir.path().display()));
-        let volumes: Vec<(String, Decimal)> = sqlx::query_as(
-            "SELECT DATE_FORMAT(`Timestamp`, '%H:%i'), Volume FROM stock_data \
-             WHERE Bank_Name = 'CLIPBANK' ORDER BY `Timestamp`",
-        )
-        .fetch_all(&root)
-        .await
-        .unwrap();
-        assert_eq!(
-            volumes,
-            [
-                ("09:15".to_string(), Decimal::from(5)),
-                ("09:17".to_string(), Decimal::from(7))
-            ]
-        );
-        // A backslash in a symbol is data, not an escape.
-        let odd: Vec<(String, Decimal)> =
-            sqlx::query_as("SELECT Bank_Name, Close FROM stock_data WHERE Bank_Name LIKE 'CLIP%' AND Bank_Name <> 'CLIPBANK'")
-                .fetch_all(&root)
+    undone_after(
+        async {
+            produce_and_drain(appliance, &env, &format!("{}/*.csv", dir.path().display()));
+            let volumes: Vec<(String, Decimal)> = sqlx::query_as(
+                "SELECT DATE_FORMAT(`Timestamp`, '%H:%i'), Volume FROM stock_data \
+                 WHERE Bank_Name = 'CLIPBANK' ORDER BY `Timestamp`",
+            )
+            .fetch_all(&root)
+            .await
+            .unwrap();
+            assert_eq!(
+                volumes,
+                [
+                    ("09:15".to_string(), Decimal::from(5)),
+                    ("09:17".to_string(), Decimal::from(7))
+                ]
+            );
+            // A backslash in a symbol is data, not an escape.
+            let odd: Vec<(String, Decimal)> = sqlx::query_as(
+                "SELECT Bank_Name, Close FROM stock_data \
+                 WHERE Bank_Name LIKE 'CLIP%' AND Bank_Name <> 'CLIPBANK'",
+            )
+            .fetch_all(&root)
+            .await
+            .unwrap();
+            assert_eq!(odd, [("CLIP\\BANK".to_string(), Decimal::from(11))]);
+            let refused = rejected(&root).await;
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            let (source, stage, reason) = &refused[0];
+            assert!(source.ends_with("CLIP.csv:3"), "{source}");
+            assert_eq!(stage, "store");
+            assert!(reason.contains("error 1264"), "{reason}");
+        },
+        async {
+            sqlx::query("SET GLOBAL sql_mode = ?")
+                .bind(mode)
+                .execute(&root)
                 .await
                 .unwrap();
-        assert_eq!(odd, [("CLIP\\BANK".to_string(), Decimal::from(11))]);
-        let refused = rejected(&root).await;
-        assert_eq!(refused.len(), 1, "{refused:?}");
-        let (source, stage, reason) = &refused[0];
-        assert!(source.ends_with("CLIP.csv:3"), "{source}");
-        assert_eq!(stage, "store");
-        assert!(reason.contains("error 1264"), "{reason}");
-    });
-    let result = futures::FutureExt::catch_unwind(outcome).await;
-    sqlx::query("SET GLOBAL sql_mode = ?")
-        .bind(mode)
-        .execute(&root)
-        .await
-        .unwrap();
-    sqlx::query("ALTER TABLE stock_data MODIFY Volume DECIMAL(28, 8) NOT NULL")
-        .execute(&root)
-        .await
-        .unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+            sqlx::query("ALTER TABLE stock_data MODIFY Volume DECIMAL(28, 8) NOT NULL")
+                .execute(&root)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
 }
 
 /// A server that refuses LOAD DATA LOCAL INFILE (`local_infile` off, as on many managed
@@ -440,22 +457,23 @@ async fn a_server_without_local_infile_gets_every_row_as_inserts() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 3, 2, 40);
     let expected = input_totals(&csv_files(dir.path()));
-    let outcome = std::panic::AssertUnwindSafe(async {
-        let pattern = format!("{}/*.csv", dir.path().display());
-        appliance.run(&["produce", "--data", &pattern], &env);
-        let drained = appliance.run(&["process", "--drain"], &env);
-        let log = String::from_utf8_lossy(&drained.stderr);
-        assert!(log.contains("local_infile is off"), "{log}");
-        assert_eq!(stored_totals(&root).await, expected);
-    });
-    let result = futures::FutureExt::catch_unwind(outcome).await;
-    sqlx::query("SET GLOBAL local_infile = 1")
-        .execute(&root)
-        .await
-        .unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    undone_after(
+        async {
+            let pattern = format!("{}/*.csv", dir.path().display());
+            appliance.run(&["produce", "--data", &pattern], &env);
+            let drained = appliance.run(&["process", "--drain"], &env);
+            let log = String::from_utf8_lossy(&drained.stderr);
+            assert!(log.contains("local_infile is off"), "{log}");
+            assert_eq!(stored_totals(&root).await, expected);
+        },
+        async {
+            sqlx::query("SET GLOBAL local_infile = 1")
+                .execute(&root)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -541,7 +541,7 @@ pub(super) async fn check(
     units: impl IntoIterator<Item = Unit>,
     deadline: Duration,
 ) -> Result<(), StoreError> {
-    let units: Vec<String> = units.into_iter().map(|unit| unit.to_string()).collect();
+    let units = unit_names(units);
     if units.is_empty() {
         return Ok(());
     }
@@ -567,7 +567,7 @@ pub(super) async fn check_bulk(
     units: impl IntoIterator<Item = Unit>,
     deadline: Duration,
 ) -> Result<(), StoreError> {
-    let units: Vec<String> = units.into_iter().map(|unit| unit.to_string()).collect();
+    let units = unit_names(units);
     if units.is_empty() {
         return Ok(());
     }
@@ -585,6 +585,10 @@ pub(super) async fn check_bulk(
     )
     .await?;
     all_held(units, &held)
+}
+
+fn unit_names(units: impl IntoIterator<Item = Unit>) -> Vec<String> {
+    units.into_iter().map(|unit| unit.to_string()).collect()
 }
 
 /// The lease check's statement for `units` units: pipeline, owner, then each unit bound.
