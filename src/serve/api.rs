@@ -134,18 +134,7 @@ pub async fn alerts(
             "unknown parameter {unknown:?} (limit)"
         )));
     }
-    let limit = match params.get("limit") {
-        None => DEFAULT_ALERTS,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_ALERTS).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "limit {text:?} is not a number from 1 to {MAX_ALERTS}"
-                ))
-            })?,
-    };
+    let limit = limit_param(&params, DEFAULT_ALERTS, MAX_ALERTS)?;
     Ok(Json(state.store.alerts(limit).await?))
 }
 
@@ -178,18 +167,7 @@ pub async fn bars(
             ))
         })?,
     };
-    let limit = match params.get("limit") {
-        None => DEFAULT_BARS,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_BARS).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "limit {text:?} is not a number from 1 to {MAX_BARS}"
-                ))
-            })?,
-    };
+    let limit = limit_param(&params, DEFAULT_BARS, MAX_BARS)?;
     if !state.store.has_symbol(symbol).await? {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -274,4 +252,22 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such page".into())
+}
+
+/// The `limit` parameter: `default` when absent, else a number from 1 to `max`.
+fn limit_param(
+    params: &HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit {text:?} is not a number from 1 to {max}"))
+            }),
+    }
 }

@@ -6,7 +6,7 @@
 // `RESULT {"elapsed_ms":..,"console_errors":[..],"bars":N}` and exits 0, or `FAIL <reason>`, 1.
 // Needs Debian's Chromium and web/'s npm packages (scripts/install-browser.sh).
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { readLine } from './stdin.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -18,17 +18,6 @@ const [baseUrl, screenshotPath] = process.argv.slice(2);
 const problems = []; // console errors and warnings, page errors, failed requests
 let browser;
 let page;
-
-function readLine() {
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: process.stdin });
-    lines.once('line', (line) => {
-      resolve(line.trim());
-      lines.close();
-    });
-    lines.once('close', () => reject(new Error('stdin closed before a COMMITTED line')));
-  });
-}
 
 async function run() {
   if (!baseUrl || !screenshotPath) throw new Error('usage: dashboard.mjs <base-url> <screenshot-path>');
@@ -57,7 +46,7 @@ async function run() {
   });
   console.log(`READY ${await page.locator('#symbol').inputValue()}`);
 
-  const line = await readLine();
+  const line = await readLine('a COMMITTED line');
   const started = performance.now();
   const committed = /^COMMITTED (\S+) (\S+)$/.exec(line);
   if (!committed) throw new Error(`expected "COMMITTED <symbol> <price>", got ${JSON.stringify(line)}`);

@@ -11,7 +11,7 @@
 // web/'s npm packages.
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import { readLine } from './stdin.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -22,16 +22,6 @@ const WIDTHS = [1024, 1920];
 
 const [baseUrl, screenshotDir] = process.argv.slice(2);
 
-function readLine() {
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: process.stdin });
-    lines.once('line', (line) => {
-      resolve(line.trim());
-      lines.close();
-    });
-    lines.once('close', () => reject(new Error('stdin closed before an ALERT line')));
-  });
-}
 const problems = [];
 let browser;
 
@@ -115,7 +105,7 @@ async function run() {
   const updatedMs = Math.round(performance.now() - started);
   console.log('UPDATED');
 
-  const line = await readLine();
+  const line = await readLine('an ALERT line');
   const asked = /^ALERT (\S+)$/.exec(line);
   if (!asked) throw new Error(`expected "ALERT <symbol>", got ${JSON.stringify(line)}`);
   const alertStarted = performance.now();
