@@ -465,6 +465,26 @@ async fn a_server_without_local_infile_gets_every_row_as_inserts() {
             let log = String::from_utf8_lossy(&drained.stderr);
             assert!(log.contains("local_infile is off"), "{log}");
             assert_eq!(stored_totals(&root).await, expected);
+            assert_rollups_match_the_rows(&root).await;
+            let inserted = every_bar(&root).await;
+
+            // The same bars recomputed and loaded by LOAD DATA are the same, to the digit.
+            sqlx::query("SET GLOBAL local_infile = 1")
+                .execute(&root)
+                .await
+                .unwrap();
+            for sql in [
+                "DELETE FROM bars_1m",
+                "INSERT INTO rollup_pending (Bank_Name, From_Minute) \
+                 SELECT Bank_Name, MIN(`Timestamp`) FROM stock_data GROUP BY Bank_Name",
+            ] {
+                sqlx::query(sql).execute(&root).await.unwrap();
+            }
+            let drained = appliance.run(&["process", "--drain"], &env);
+            let log = String::from_utf8_lossy(&drained.stderr);
+            assert!(!log.contains("local_infile is off"), "{log}");
+            assert_eq!(every_bar(&root).await, inserted);
+            assert_eq!(inserted.len(), 3 * 2 * 375, "a bar per generated minute");
         },
         async {
             sqlx::query("SET GLOBAL local_infile = 1")
@@ -888,6 +908,25 @@ async fn insert_flat_row(
     .execute(pool)
     .await
     .unwrap();
+}
+
+/// Every column of every bar, as MySQL prints it.
+async fn every_bar(root: &sqlx::MySqlPool) -> Vec<Vec<Option<String>>> {
+    let rows = sqlx::query(
+        "SELECT Bank_Name, CAST(`Timestamp` AS CHAR), CAST(Open AS CHAR), CAST(High AS CHAR), \
+                CAST(Low AS CHAR), CAST(Close AS CHAR), CAST(Volume AS CHAR), \
+                CAST(Turnover AS CHAR), CAST(Ticks AS CHAR), CAST(SMA_20 AS CHAR), \
+                CAST(SMA_50 AS CHAR), CAST(EMA_20 AS CHAR), CAST(VWAP AS CHAR), \
+                CAST(Volatility_20 AS CHAR), CAST(Session_Volume AS CHAR), \
+                CAST(Session_Turnover AS CHAR) \
+         FROM bars_1m ORDER BY Bank_Name, `Timestamp`",
+    )
+    .fetch_all(root)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|r| (0..16).map(|i| r.get::<Option<String>, _>(i)).collect())
+        .collect()
 }
 
 async fn assert_rollups_match_the_rows(root: &sqlx::MySqlPool) {

@@ -5,15 +5,17 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use mysql_async::{Conn, Row, Value};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+use sqlx::Row as _;
 
 use super::Store;
-use super::error::{StoreError, timed};
+use super::bulk::{self, column, datetime, decimal, text};
+use super::error::StoreError;
 use crate::alerts::{self, AlertRule, BarPoint};
 
-/// Alerts per insert statement (6 placeholders each).
+/// Alerts per insert statement (5 placeholders each).
 const ALERTS_PER_STATEMENT: usize = 1000;
 /// Bars read per page when judging alerts.
 const BARS_PER_PAGE: usize = 10_000;
@@ -36,7 +38,7 @@ pub struct StoredAlert {
 /// stored already; alerts of these rules stored before at those bars that they no longer raise
 /// (a late row changed a bar) are taken back.
 pub(super) async fn raise(
-    tx: &mut MySqlConnection,
+    conn: &mut Conn,
     symbol: &str,
     from: DateTime<Utc>,
     rules: &[AlertRule],
@@ -50,95 +52,99 @@ pub(super) async fn raise(
     let Some(lookback) = applicable.iter().map(AlertRule::lookback).max() else {
         return Ok(());
     };
+    const READING: &str = "reading bars for the alerts";
     // Whether a rule fires at a bar depends on it and the bar before, each looking back
     // `lookback`: the bars from the lookback before the bar before `from`, and the one before
     // those (the newest at or before a moment is the one looked for).
-    let before_from: Option<NaiveDateTime> = timed(
-        "reading bars for the alerts",
+    let before_from: Vec<Row> = bulk::select(
+        conn,
+        READING,
         deadline,
-        sqlx::query_scalar(
-            "SELECT MAX(`Timestamp`) FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ?",
-        )
-        .bind(symbol)
-        .bind(from.naive_utc())
-        .fetch_one(&mut *tx),
+        "SELECT MAX(`Timestamp`) FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ?",
+        vec![text(symbol), datetime(from)],
     )
     .await?;
+    let before_from: Option<NaiveDateTime> = match before_from.into_iter().next() {
+        Some(mut row) => column(&mut row, 0, READING)?,
+        None => None,
+    };
     let earliest = before_from.unwrap_or(from.naive_utc())
         - chrono::TimeDelta::from_std(lookback).unwrap_or_default();
+    let earliest = datetime(earliest.and_utc());
     // A page at a time: a backfill's recompute can span a symbol's whole history (half a
     // million bars). Each page is judged with the bars of the lookback before it carried over,
     // and the last bar held back to the next page: the symbol's newest bar, which may still
     // grow, is never judged (it is once a later one exists).
     let mut judge = alerts::Paged::new(&applicable, symbol, from, lookback);
-    let mut after: Option<NaiveDateTime> = None;
+    let mut after = Value::NULL;
     loop {
-        let page = timed(
-            "reading bars for the alerts",
+        let page: Vec<Row> = bulk::select(
+            conn,
+            READING,
             deadline,
-            sqlx::query(
-                "SELECT `Timestamp`, Close, CAST(Volume AS DOUBLE) FROM bars_1m \
-                 WHERE Bank_Name = ? AND `Timestamp` >= COALESCE( \
-                     (SELECT MAX(`Timestamp`) FROM bars_1m \
-                      WHERE Bank_Name = ? AND `Timestamp` < ?), ?) \
-                   AND (? IS NULL OR `Timestamp` > ?) \
-                 ORDER BY `Timestamp` LIMIT ?",
-            )
-            .bind(symbol)
-            .bind(symbol)
-            .bind(earliest)
-            .bind(earliest)
-            .bind(after)
-            .bind(after)
-            .bind(BARS_PER_PAGE as i64)
-            .fetch_all(&mut *tx),
+            "SELECT `Timestamp`, Close, CAST(Volume AS DOUBLE) FROM bars_1m \
+             WHERE Bank_Name = ? AND `Timestamp` >= COALESCE( \
+                 (SELECT MAX(`Timestamp`) FROM bars_1m \
+                  WHERE Bank_Name = ? AND `Timestamp` < ?), ?) \
+               AND (? IS NULL OR `Timestamp` > ?) \
+             ORDER BY `Timestamp` LIMIT ?",
+            vec![
+                text(symbol),
+                text(symbol),
+                earliest.clone(),
+                earliest.clone(),
+                after.clone(),
+                after,
+                Value::Int(BARS_PER_PAGE as i64),
+            ],
         )
         .await?;
         if page.is_empty() {
             break;
         }
         let bars = page
-            .iter()
-            .map(|row| {
+            .into_iter()
+            .map(|mut row| {
                 Ok(BarPoint {
-                    minute: row.try_get::<NaiveDateTime, _>(0)?.and_utc(),
-                    close: row.try_get(1)?,
-                    volume: row.try_get(2)?,
+                    minute: column::<NaiveDateTime>(&mut row, 0, READING)?.and_utc(),
+                    close: column(&mut row, 1, READING)?,
+                    volume: column(&mut row, 2, READING)?,
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        after = bars.last().map(|bar| bar.minute.naive_utc());
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        after = bars.last().map_or(Value::NULL, |bar| datetime(bar.minute));
         judge.page(bars);
     }
     let fired = judge.fired;
 
-    let stored = timed(
-        "reading stored alerts",
+    const STORED: &str = "reading stored alerts";
+    let stored: Vec<Row> = bulk::select(
+        conn,
+        STORED,
         deadline,
-        sqlx::query(
-            "SELECT Id, Rule, `Timestamp` FROM alerts WHERE Bank_Name = ? AND `Timestamp` >= ?",
-        )
-        .bind(symbol)
-        .bind(from.naive_utc())
-        .fetch_all(&mut *tx),
+        "SELECT Id, Rule, `Timestamp` FROM alerts WHERE Bank_Name = ? AND `Timestamp` >= ?",
+        vec![text(symbol), datetime(from)],
     )
     .await?;
     let mut stored_keys = std::collections::HashSet::new();
-    for row in &stored {
-        let (id, rule, minute): (u64, String, NaiveDateTime) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    for mut row in stored {
+        let (id, rule, minute): (u64, String, NaiveDateTime) = (
+            column(&mut row, 0, STORED)?,
+            column(&mut row, 1, STORED)?,
+            column(&mut row, 2, STORED)?,
+        );
         let raised = fired
             .iter()
             .any(|f| f.rule == rule && f.minute.naive_utc() == minute);
         if raised {
             stored_keys.insert((rule, minute));
         } else if applicable.iter().any(|r| r.name == rule) {
-            timed(
+            bulk::exec(
+                conn,
                 "taking an alert back",
                 deadline,
-                sqlx::query("DELETE FROM alerts WHERE Id = ?")
-                    .bind(id)
-                    .execute(&mut *tx),
+                "DELETE FROM alerts WHERE Id = ?",
+                vec![Value::UInt(id)],
             )
             .await?;
         }
@@ -148,18 +154,22 @@ pub(super) async fn raise(
         .filter(|f| !stored_keys.contains(&(f.rule.clone(), f.minute.naive_utc())))
         .collect();
     for chunk in new.chunks(ALERTS_PER_STATEMENT) {
-        let mut insert = QueryBuilder::<MySql>::new(
-            "INSERT INTO alerts (Rule, Bank_Name, `Timestamp`, Price, Detail, Fired_At) ",
+        let mut params = Vec::with_capacity(chunk.len() * 5);
+        for alert in chunk {
+            params.extend([
+                text(&alert.rule),
+                text(&alert.symbol),
+                datetime(alert.minute),
+                decimal(alert.price),
+                text(&truncated(&alert.detail, 500)),
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?, UTC_TIMESTAMP(6))"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO alerts (Rule, Bank_Name, `Timestamp`, Price, Detail, Fired_At) \
+             VALUES {rows}"
         );
-        insert.push_values(chunk, |mut row, alert| {
-            row.push_bind(&alert.rule)
-                .push_bind(&alert.symbol)
-                .push_bind(alert.minute.naive_utc())
-                .push_bind(alert.price)
-                .push_bind(truncated(&alert.detail, 500))
-                .push("UTC_TIMESTAMP(6)");
-        });
-        timed("storing alerts", deadline, insert.build().execute(&mut *tx)).await?;
+        bulk::exec(conn, "storing alerts", deadline, &sql, params).await?;
     }
     Ok(())
 }

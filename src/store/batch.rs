@@ -12,16 +12,13 @@
 //! only the failed statement, so the transaction goes on); those are quarantined with the
 //! server's reason and the rest commits. Every statement has a deadline.
 
-use std::io::Write;
-
-use chrono::{DateTime, Datelike, Timelike, Utc};
 use mysql_async::{Conn, Value};
 
 use super::Store;
-use super::bulk::{self, Done};
+use super::bulk::{self, Statement, datetime, decimal, placeholders, text};
 use super::error::StoreError;
 use super::lease::{self, Member, Unit};
-use crate::tick::{Reject, Tick, decimal_text, write_decimal};
+use crate::tick::{Reject, Tick, write_decimal};
 
 /// Rows per INSERT statement (when MySQL refuses LOAD DATA, or a batch's rows are searched for
 /// the ones it refuses): 7 placeholders each stays far under MySQL's 65,535 limit.
@@ -29,17 +26,8 @@ pub const ROWS_PER_STATEMENT: usize = 4096;
 /// Refused records per insert statement (5 placeholders each).
 const REJECTS_PER_STATEMENT: usize = 4000;
 
-/// Server errors that mean `LOAD DATA LOCAL INFILE` is switched off: ER_NOT_ALLOWED_COMMAND
-/// (older servers), MySQL 8's ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's
-/// ER_LOAD_INFILE_CAPABILITY_DISABLED.
-const LOAD_DATA_REFUSED: [u16; 3] = [1148, 3948, 4166];
-
-/// The batch's rows as `LOAD DATA` takes them ([`load_file`]): tab-separated, `\` escapes,
-/// one row a line. The separators are hex literals: `'\t'` would be two characters under
-/// `NO_BACKSLASH_ESCAPES`.
-const LOAD_ROWS: &str = "LOAD DATA LOCAL INFILE 'tickpipe-batch' REPLACE INTO TABLE stock_data \
-     CHARACTER SET utf8mb4 FIELDS TERMINATED BY 0x09 ESCAPED BY 0x5C \
-     LINES TERMINATED BY 0x0A (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume)";
+/// The columns of `stock_data` a batch's load file holds, in its order ([`load_file`]).
+const LOADED_COLUMNS: &str = "`Timestamp`, Bank_Name, Open, High, Low, Close, Volume";
 
 /// Something that happened to a partition itself (not to a record), stored with the batch
 /// that handled it and shown by `status`.
@@ -82,12 +70,6 @@ const SETUP_SUSPECT_ROWS: usize = 8;
 pub struct Committed {
     /// Rows of the batch that MySQL refused, now in `rejected_ticks` (stage `store`).
     pub refused_rows: Vec<Reject>,
-}
-
-/// A statement and its values.
-struct Statement {
-    sql: String,
-    params: Vec<Value>,
 }
 
 impl Store {
@@ -232,42 +214,20 @@ impl Store {
     /// value, and fails whole on others (a CHECK constraint). The load is then undone (to its
     /// savepoint) and the rows go in as INSERTs, which find the ones MySQL refuses.
     async fn load_rows(&self, conn: &mut Conn, rows: &[&Tick]) -> Result<bool, StoreError> {
-        if !self.bulk.load_data_allowed() {
-            return Ok(false);
-        }
-        let deadline = self.statement_timeout;
-        bulk::exec(
-            conn,
-            "writing a batch",
-            deadline,
-            "SAVEPOINT batch_rows",
-            Vec::new(),
-        )
-        .await?;
         // The deadline is a statement's, and the load carries as many rows as several.
-        let load_deadline = deadline * (1 + rows.len() / ROWS_PER_STATEMENT) as u32;
-        let packet = self.max_statement_bytes.min(1 << 20);
-        let file = load_file(rows);
-        let loaded = bulk::load_data(
-            conn,
-            "writing a batch",
-            load_deadline,
-            LOAD_ROWS,
-            file,
-            packet,
-        )
-        .await;
-        match loaded {
-            Ok(Done { warnings: 0 }) => return Ok(true),
-            Ok(Done { .. }) | Err(StoreError::Data { .. }) => {}
-            Err(e) if e.number().is_some_and(|n| LOAD_DATA_REFUSED.contains(&n)) => {
-                self.bulk.refuse_load_data();
-            }
-            Err(e) => return Err(e),
-        }
-        let undo = "ROLLBACK TO SAVEPOINT batch_rows";
-        bulk::exec(conn, "writing a batch", deadline, undo, Vec::new()).await?;
-        Ok(false)
+        let deadline = self.statement_timeout * (1 + rows.len() / ROWS_PER_STATEMENT) as u32;
+        let sql = bulk::load_statement("stock_data", LOADED_COLUMNS);
+        let packet = self.max_statement_bytes.min(bulk::LOAD_PACKET);
+        self.bulk
+            .load_or_undo(
+                conn,
+                "writing a batch",
+                deadline,
+                &sql,
+                load_file(rows),
+                packet,
+            )
+            .await
     }
 
     /// Runs the statement `build` makes for `items`; when MySQL refuses its data, splits the
@@ -370,24 +330,14 @@ fn last_per_key(ticks: &[Tick]) -> Vec<&Tick> {
     rows
 }
 
-/// `rows` as the file [`LOAD_ROWS`] reads: `2024-01-02 09:15:00.000000⇥HDFC⇥1520.5⇥…⇥1200⏎`.
+/// `rows` as the batch's load file ([`LOADED_COLUMNS`]): `2024-01-02 09:15:00.000000⇥HDFC⇥1520.5⇥…⇥1200⏎`.
 pub fn load_file(rows: &[&Tick]) -> Vec<u8> {
     let mut file = Vec::with_capacity(rows.len() * 96);
     for t in rows {
-        write_datetime(&mut file, t.timestamp);
+        bulk::write_datetime(&mut file, t.timestamp);
         file.push(b'\t');
-        for byte in t.symbol.bytes() {
-            // The symbol's own tabs, newlines and backslashes are data, not separators (a
-            // checked symbol has no control characters; escaped all the same).
-            match byte {
-                b'\\' => file.extend_from_slice(b"\\\\"),
-                b'\t' => file.extend_from_slice(b"\\t"),
-                b'\n' => file.extend_from_slice(b"\\n"),
-                b'\r' => file.extend_from_slice(b"\\r"),
-                0 => file.extend_from_slice(b"\\0"),
-                other => file.push(other),
-            }
-        }
+        // A checked symbol has no control characters; escaped all the same.
+        bulk::write_text_field(&mut file, &t.symbol);
         for value in [t.open, t.high, t.low, t.close, t.volume] {
             file.push(b'\t');
             write_decimal(&mut file, value);
@@ -395,21 +345,6 @@ pub fn load_file(rows: &[&Tick]) -> Vec<u8> {
         file.push(b'\n');
     }
     file
-}
-
-fn write_datetime(out: &mut Vec<u8>, at: DateTime<Utc>) {
-    write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.timestamp_subsec_micros().min(999_999)
-    )
-    .expect("writing to memory");
 }
 
 /// The multi-row upsert of `ticks` into `stock_data` (at most [`ROWS_PER_STATEMENT`]).
@@ -472,32 +407,6 @@ fn store_offsets(offsets: &[Reached]) -> Statement {
     Statement { sql, params }
 }
 
-/// `(?, ?), (?, ?)` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
-fn text(value: &str) -> Value {
-    Value::Bytes(value.as_bytes().to_vec())
-}
-
-fn decimal(value: rust_decimal::Decimal) -> Value {
-    Value::Bytes(decimal_text(value).into_bytes())
-}
-
-fn datetime(at: DateTime<Utc>) -> Value {
-    Value::Date(
-        at.year() as u16,
-        at.month() as u8,
-        at.day() as u8,
-        at.hour() as u8,
-        at.minute() as u8,
-        at.second() as u8,
-        at.timestamp_subsec_micros().min(999_999),
-    )
-}
-
 /// Bytes a row adds to an upsert statement, generously (binary protocol: lengths and types).
 fn row_bytes(tick: &&Tick) -> usize {
     tick.symbol.len() + 7 * 24
@@ -552,6 +461,7 @@ fn byte_chunks<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{Timelike, Utc};
 
     fn tick(symbol: &str, minute: u32, close: i64) -> Tick {
         Tick {

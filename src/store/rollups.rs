@@ -6,25 +6,30 @@
 //! rows (instead of folding new rows into running state) keeps the rollups exact across
 //! replays, crashes, late backfills and writers other than tickpipe.
 
+use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use mysql_async::{Conn, Row, Value};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::Store;
 use super::batch::prepared_shapes;
+use super::bulk::{self, LOAD_PACKET, Statement, column, datetime, decimal, placeholders, text};
 use super::error::{StoreError, timed};
 use super::lease::{self, Member, Unit};
 use crate::alerts::AlertRule;
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
-use crate::tick::decimal_text;
+use crate::tick::write_decimal;
 
-/// Bars per upsert statement (16 placeholders each, far under the 65,535 limit).
+/// Bars per load of `bars_1m` (~220 bytes each in the file).
+const BARS_PER_LOAD: usize = 8192;
+/// Bars per upsert statement when a load is refused (16 placeholders each, far under the
+/// 65,535 limit).
 const BARS_PER_STATEMENT: usize = 2048;
 /// Rows read per page when recomputing a symbol's rollups.
-const ROWS_PER_PAGE: usize = 10_000;
+const ROWS_PER_PAGE: usize = 4096;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -114,68 +119,83 @@ impl Store {
         // so every row committed before the range was taken (a row committed later marks the
         // range stale again). No gap locks: two symbols recomputed at once, each clearing its
         // bars from a minute on, never lock each other's gaps (REPEATABLE READ deadlocked them
-        // on the gap past the newest bar).
-        let mut connection = timed("connecting to MySQL", deadline, self.pool.acquire()).await?;
+        // on the gap past the newest bar). On a bulk connection: the bars go in by LOAD DATA.
+        let mut conn = self.bulk.take(deadline).await?;
         let result = async {
-            timed(
-                "starting a transaction",
-                deadline,
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .execute(&mut *connection),
-            )
-            .await?;
-            let mut tx = timed("starting a transaction", deadline, connection.begin()).await?;
-            lease::check(&mut tx, member, [Unit::Rollups], deadline).await?;
-            refresh(&mut tx, symbol, from.and_utc(), deadline).await?;
+            for begin in [
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                "START TRANSACTION",
+            ] {
+                bulk::exec(
+                    &mut conn,
+                    "starting a transaction",
+                    deadline,
+                    begin,
+                    Vec::new(),
+                )
+                .await?;
+            }
+            lease::check_bulk(&mut conn, member, [Unit::Rollups], deadline).await?;
+            self.refresh(&mut conn, symbol, from.and_utc()).await?;
             let first_bar = rollup::minute(from.and_utc());
-            super::alerts::raise(&mut tx, symbol, first_bar, rules, deadline).await?;
+            super::alerts::raise(&mut conn, symbol, first_bar, rules, deadline).await?;
             // Let go of the range taken (not one taken since: a crashed run's is taken again), and
             // of the row when nothing is stale. A writer's open transaction may hold the row: the
             // recompute commits anyway, and the range is simply taken again later.
-            timed(
+            let wait = "SET SESSION innodb_lock_wait_timeout = 5";
+            bulk::exec(
+                &mut conn,
                 "releasing a stale range",
                 deadline,
-                sqlx::query("SET SESSION innodb_lock_wait_timeout = 5").execute(&mut *tx),
+                wait,
+                Vec::new(),
             )
             .await?;
             let releases = [
-                sqlx::query(
+                (
                     "UPDATE rollup_pending SET Working_From = NULL \
                      WHERE Bank_Name = ? AND Working_From = ?",
-                )
-                .bind(symbol)
-                .bind(from),
-                sqlx::query(
+                    vec![text(symbol), datetime(from.and_utc())],
+                ),
+                (
                     "DELETE FROM rollup_pending \
                      WHERE Bank_Name = ? AND From_Minute IS NULL AND Working_From IS NULL",
-                )
-                .bind(symbol),
+                    vec![text(symbol)],
+                ),
             ];
-            for release in releases {
-                let released = timed(
-                    "releasing a stale range",
-                    deadline,
-                    release.execute(&mut *tx),
-                )
-                .await;
-                match released {
+            for (sql, params) in releases {
+                match bulk::exec(&mut conn, "releasing a stale range", deadline, sql, params).await
+                {
                     Err(StoreError::Transient { .. }) | Ok(_) => {}
                     Err(e) => return Err(e),
                 }
             }
-            timed(
+            let wait = "SET SESSION innodb_lock_wait_timeout = DEFAULT";
+            bulk::exec(
+                &mut conn,
                 "releasing a stale range",
                 deadline,
-                sqlx::query("SET SESSION innodb_lock_wait_timeout = DEFAULT").execute(&mut *tx),
+                wait,
+                Vec::new(),
             )
             .await?;
-            timed("committing rollups", deadline, tx.commit()).await?;
+            bulk::exec(
+                &mut conn,
+                "committing rollups",
+                deadline,
+                "COMMIT",
+                Vec::new(),
+            )
+            .await?;
             Ok(Refreshed::Done)
         }
         .await;
-        if result.is_err() {
-            // A statement may still run (or hang) on the server: never reuse the connection.
-            connection.close_on_drop();
+        // A failed recompute's connection is dropped, never reused: closing it rolls back what
+        // it began (a statement may still run, or hang, on the server).
+        match &result {
+            Ok(_) => self.bulk.give_back(conn),
+            Err(StoreError::Transient { .. }) => self.bulk.forget_idle(),
+            Err(_) => {}
         }
         result
     }
@@ -190,297 +210,333 @@ pub enum Refreshed {
     Skipped,
 }
 
-/// Recomputes `symbol`'s bars and indicators from the minute holding `since` to its newest row,
-/// and its latest quote; bars from there whose rows are gone (deleted) go too. Rows are read a
-/// page at a time, so a late backfill in front of a long history holds one page in memory, not
-/// the history.
-///
-/// A figure too large to represent stops the symbol's rollups at that bar (logged; the rows
-/// themselves are stored): the bars before it stay exact.
-pub async fn refresh(
-    tx: &mut MySqlConnection,
-    symbol: &str,
-    since: DateTime<Utc>,
-    deadline: Duration,
-) -> Result<()> {
-    let from = rollup::minute(since);
-    timed(
-        "clearing stale bars",
-        deadline,
-        sqlx::query("DELETE FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ?")
-            .bind(symbol)
-            .bind(from.naive_utc())
-            .execute(&mut *tx),
-    )
-    .await?;
-    let mut state = resume_state(tx, symbol, from, deadline).await?;
-    let mut out = BarWriter::new(symbol, deadline);
-    // The bar still open at the end of a page (its minute may go on in the next one).
-    let mut open: Option<Bar> = None;
-    let mut newest: Option<(DateTime<Utc>, Decimal)> = None;
-    let mut after: Option<NaiveDateTime> = None;
-    let mut failed = None;
-    'pages: loop {
-        let page = sqlx::query(
-            "SELECT `Timestamp`, Open, High, Low, Close, Volume FROM stock_data \
-             WHERE Bank_Name = ? AND `Timestamp` >= ? AND (? IS NULL OR `Timestamp` > ?) \
-             ORDER BY `Timestamp` LIMIT ?",
-        )
-        .bind(symbol)
-        .bind(from.naive_utc())
-        .bind(after)
-        .bind(after)
-        .bind(ROWS_PER_PAGE as i64);
-        let page = timed(
-            "reading rows for the rollups",
+impl Store {
+    /// Recomputes `symbol`'s bars and indicators from the minute holding `since` to its newest
+    /// row, and its latest quote; bars from there whose rows are gone (deleted) go too. Rows
+    /// are read a page at a time, so a late backfill in front of a long history holds one page
+    /// in memory, not the history.
+    ///
+    /// A figure too large to represent stops the symbol's rollups at that bar (logged; the rows
+    /// themselves are stored): the bars before it stay exact.
+    async fn refresh(&self, conn: &mut Conn, symbol: &str, since: DateTime<Utc>) -> Result<()> {
+        let deadline = self.statement_timeout;
+        let from = rollup::minute(since);
+        bulk::exec(
+            conn,
+            "clearing stale bars",
             deadline,
-            page.fetch_all(&mut *tx),
+            "DELETE FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
+            vec![text(symbol), datetime(from)],
         )
         .await?;
-        for r in &page {
-            let at = r.try_get::<NaiveDateTime, _>(0)?.and_utc();
-            let close: Decimal = r.try_get(4)?;
-            newest = Some((at, close));
-            let row = Bar::from_row(
-                at,
-                [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, close],
-                r.try_get(5)?,
-            );
-            let row = match row {
-                Ok(row) => Bar {
-                    start: rollup::minute(at),
-                    ..row
-                },
-                Err(e) => {
-                    failed = Some((at, e));
-                    break 'pages;
-                }
-            };
-            match open.as_mut() {
-                Some(bar) if bar.start == row.start => {
-                    if let Err(e) = bar.absorb(&row) {
+        let mut state = resume_state(conn, symbol, from, deadline).await?;
+        let mut out = BarWriter {
+            store: self,
+            symbol,
+            bars: Vec::new(),
+        };
+        // The bar still open at the end of a page (its minute may go on in the next one).
+        let mut open: Option<Bar> = None;
+        let mut newest: Option<(DateTime<Utc>, Decimal)> = None;
+        let mut failed = None;
+        'pages: loop {
+            let after = newest.map_or(Value::NULL, |(at, _)| datetime(at));
+            let page: Vec<Row> = bulk::select(
+                conn,
+                "reading rows for the rollups",
+                deadline,
+                "SELECT `Timestamp`, Open, High, Low, Close, Volume FROM stock_data \
+                 WHERE Bank_Name = ? AND `Timestamp` >= ? AND (? IS NULL OR `Timestamp` > ?) \
+                 ORDER BY `Timestamp` LIMIT ?",
+                vec![
+                    text(symbol),
+                    datetime(from),
+                    after.clone(),
+                    after,
+                    Value::Int(ROWS_PER_PAGE as i64),
+                ],
+            )
+            .await?;
+            let full = page.len() == ROWS_PER_PAGE;
+            for mut r in page {
+                const WHAT: &str = "reading rows for the rollups";
+                let at = column::<NaiveDateTime>(&mut r, 0, WHAT)?.and_utc();
+                let close: Decimal = column(&mut r, 4, WHAT)?;
+                newest = Some((at, close));
+                let prices = [
+                    column(&mut r, 1, WHAT)?,
+                    column(&mut r, 2, WHAT)?,
+                    column(&mut r, 3, WHAT)?,
+                    close,
+                ];
+                let row = match Bar::from_row(at, prices, column(&mut r, 5, WHAT)?) {
+                    Ok(row) => Bar {
+                        start: rollup::minute(at),
+                        ..row
+                    },
+                    Err(e) => {
                         failed = Some((at, e));
                         break 'pages;
                     }
-                }
-                _ => {
-                    if let Some(done) = open.replace(row) {
-                        match state.next(&done) {
-                            Ok(indicators) => out.push(tx, done, indicators).await?,
-                            Err(e) => {
-                                failed = Some((done.start, e));
-                                break 'pages;
+                };
+                match open.as_mut() {
+                    Some(bar) if bar.start == row.start => {
+                        if let Err(e) = bar.absorb(&row) {
+                            failed = Some((at, e));
+                            break 'pages;
+                        }
+                    }
+                    _ => {
+                        if let Some(done) = open.replace(row) {
+                            match state.next(&done) {
+                                Ok(indicators) => out.push(conn, done, indicators).await?,
+                                Err(e) => {
+                                    failed = Some((done.start, e));
+                                    break 'pages;
+                                }
                             }
                         }
                     }
                 }
             }
+            if !full {
+                break;
+            }
         }
-        if page.len() < ROWS_PER_PAGE {
-            break;
+        if failed.is_none()
+            && let Some(done) = open
+        {
+            match state.next(&done) {
+                Ok(indicators) => out.push(conn, done, indicators).await?,
+                Err(e) => failed = Some((done.start, e)),
+            }
         }
-        after = newest.map(|(at, _)| at.naive_utc());
-    }
-    if failed.is_none()
-        && let Some(done) = open
-    {
-        match state.next(&done) {
-            Ok(indicators) => out.push(tx, done, indicators).await?,
-            Err(e) => failed = Some((done.start, e)),
+        out.flush(conn).await?;
+        if let Some((at, e)) = failed {
+            tracing::error!(
+                symbol,
+                "rollups stop at {at}: {e}; the rows are stored, bars and indicators from there \
+                 on are not"
+            );
+            return Ok(());
         }
-    }
-    out.flush(tx).await?;
-    if let Some((at, e)) = failed {
-        tracing::error!(
-            symbol,
-            "rollups stop at {at}: {e}; the rows are stored, bars and indicators from there on \
-             are not"
-        );
-        return Ok(());
-    }
-    // No row from `from` on (they were deleted): the quote is the newest row before, if any.
-    let newest = match newest {
-        Some(newest) => Some(newest),
-        None => timed(
-            "reading the newest row",
-            deadline,
-            sqlx::query_as::<_, (NaiveDateTime, Decimal)>(
-                "SELECT `Timestamp`, Close FROM stock_data WHERE Bank_Name = ? \
-                 ORDER BY `Timestamp` DESC LIMIT 1",
-            )
-            .bind(symbol)
-            .fetch_optional(&mut *tx),
-        )
-        .await?
-        .map(|(at, close)| (at.and_utc(), close)),
-    };
-    match newest {
-        Some((at, price)) => store_latest_quote(tx, symbol, at, price, deadline).await,
-        None => {
-            timed(
-                "removing a quote without rows",
-                deadline,
-                sqlx::query("DELETE FROM latest_quotes WHERE Bank_Name = ?")
-                    .bind(symbol)
-                    .execute(&mut *tx),
-            )
-            .await?;
-            Ok(())
+        // No row from `from` on (they were deleted): the quote is the newest row before, if any.
+        let newest = match newest {
+            Some(newest) => Some(newest),
+            None => {
+                let newest: Vec<Row> = bulk::select(
+                    conn,
+                    "reading the newest row",
+                    deadline,
+                    "SELECT `Timestamp`, Close FROM stock_data WHERE Bank_Name = ? \
+                     ORDER BY `Timestamp` DESC LIMIT 1",
+                    vec![text(symbol)],
+                )
+                .await?;
+                match newest.into_iter().next() {
+                    None => None,
+                    Some(mut r) => {
+                        const WHAT: &str = "reading the newest row";
+                        let at = column::<NaiveDateTime>(&mut r, 0, WHAT)?.and_utc();
+                        Some((at, column(&mut r, 1, WHAT)?))
+                    }
+                }
+            }
+        };
+        match newest {
+            Some((at, price)) => store_latest_quote(conn, symbol, at, price, deadline).await,
+            None => {
+                bulk::exec(
+                    conn,
+                    "removing a quote without rows",
+                    deadline,
+                    "DELETE FROM latest_quotes WHERE Bank_Name = ?",
+                    vec![text(symbol)],
+                )
+                .await?;
+                Ok(())
+            }
         }
     }
 }
 
-/// Bars and their indicators on their way to `bars_1m`, written in
-/// multi-row upserts of [`BARS_PER_STATEMENT`].
+/// The columns of `bars_1m` a load file of bars holds, in its order ([`bar_file`]).
+const BAR_COLUMNS: &str = "Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, Turnover, \
+     Ticks, SMA_20, SMA_50, EMA_20, VWAP, Volatility_20, Session_Volume, Session_Turnover";
+
+/// Bars and their indicators on their way to `bars_1m`: loaded [`BARS_PER_LOAD`] at a time,
+/// or, when MySQL refuses the load (or a value in it), upserted [`BARS_PER_STATEMENT`] at a
+/// time.
 struct BarWriter<'s> {
+    store: &'s Store,
     symbol: &'s str,
-    deadline: Duration,
     bars: Vec<(Bar, Indicators)>,
 }
 
-impl<'s> BarWriter<'s> {
-    fn new(symbol: &'s str, deadline: Duration) -> Self {
-        BarWriter {
-            symbol,
-            deadline,
-            bars: Vec::new(),
-        }
-    }
-
-    async fn push(
-        &mut self,
-        tx: &mut MySqlConnection,
-        bar: Bar,
-        indicators: Indicators,
-    ) -> Result<()> {
+impl BarWriter<'_> {
+    async fn push(&mut self, conn: &mut Conn, bar: Bar, indicators: Indicators) -> Result<()> {
         self.bars.push((bar, indicators));
-        if self.bars.len() >= BARS_PER_STATEMENT {
-            self.flush(tx).await?;
+        if self.bars.len() >= BARS_PER_LOAD {
+            self.flush(conn).await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self, tx: &mut MySqlConnection) -> Result<()> {
+    async fn flush(&mut self, conn: &mut Conn) -> Result<()> {
         let bars = std::mem::take(&mut self.bars);
-        for run in prepared_shapes(&bars) {
-            self.upsert(tx, run).await?;
+        if bars.is_empty() {
+            return Ok(());
+        }
+        let store = self.store;
+        // The deadline is a statement's, and the load carries as many bars as several.
+        let deadline = store.statement_timeout * (1 + bars.len() / BARS_PER_STATEMENT) as u32;
+        let sql = bulk::load_statement("bars_1m", BAR_COLUMNS);
+        let file = bar_file(self.symbol, &bars);
+        let packet = store.max_statement_bytes.min(LOAD_PACKET);
+        let loaded = store
+            .bulk
+            .load_or_undo(conn, "loading bars_1m", deadline, &sql, file, packet)
+            .await?;
+        if !loaded {
+            for chunk in bars.chunks(BARS_PER_STATEMENT) {
+                for run in prepared_shapes(chunk) {
+                    let Statement { sql, params } = upsert_bars(self.symbol, run);
+                    bulk::exec(
+                        conn,
+                        "upserting bars_1m",
+                        store.statement_timeout,
+                        &sql,
+                        params,
+                    )
+                    .await?;
+                }
+            }
         }
         Ok(())
     }
+}
 
-    async fn upsert(&self, tx: &mut MySqlConnection, bars: &[(Bar, Indicators)]) -> Result<()> {
-        let symbol = self.symbol;
-        // Decimals go in as text, written fast (`Decimal`'s own formatting was a fifth of the
-        // stage's CPU); volume sums as text too: DECIMAL(38,8) holds more digits than a
-        // `Decimal`.
-        let texts: Vec<[Option<String>; 9]> = bars
-            .iter()
-            .map(|(b, i)| {
-                [
-                    Some(decimal_text(b.open)),
-                    Some(decimal_text(b.high)),
-                    Some(decimal_text(b.low)),
-                    Some(decimal_text(b.close)),
-                    Some(b.volume.to_string()),
-                    Some(decimal_text(b.turnover)),
-                    i.sma_20.map(decimal_text),
-                    i.sma_50.map(decimal_text),
-                    i.vwap.map(decimal_text),
-                ]
-            })
-            .collect();
-        let mut upsert: QueryBuilder<MySql> = QueryBuilder::new(
-            "INSERT INTO bars_1m (Bank_Name, `Timestamp`, Open, High, Low, Close, Volume, \
-             Turnover, Ticks, SMA_20, SMA_50, EMA_20, VWAP, Volatility_20, Session_Volume, \
-             Session_Turnover) ",
-        );
-        upsert.push_values(bars.iter().zip(&texts), |mut row, ((b, i), t)| {
-            row.push_bind(symbol)
-                .push_bind(b.start.naive_utc())
-                .push_bind(&t[0])
-                .push_bind(&t[1])
-                .push_bind(&t[2])
-                .push_bind(&t[3])
-                .push_bind(&t[4])
-                .push_bind(&t[5])
-                .push_bind(b.ticks.min(i32::MAX as i64) as i32)
-                .push_bind(&t[6])
-                .push_bind(&t[7])
-                .push_bind(i.ema_20)
-                .push_bind(&t[8])
-                .push_bind(i.volatility_20)
-                .push_bind(i.session_volume.to_string())
-                .push_bind(decimal_text(i.session_turnover));
-        });
-        upsert.push(
-            " ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
-             Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume), \
-             Turnover = VALUES(Turnover), Ticks = VALUES(Ticks), SMA_20 = VALUES(SMA_20), \
-             SMA_50 = VALUES(SMA_50), EMA_20 = VALUES(EMA_20), VWAP = VALUES(VWAP), \
-             Volatility_20 = VALUES(Volatility_20), Session_Volume = VALUES(Session_Volume), \
-             Session_Turnover = VALUES(Session_Turnover)",
-        );
-        timed(
-            "upserting bars_1m",
-            self.deadline,
-            upsert.build().execute(&mut *tx),
-        )
-        .await?;
-        Ok(())
+/// `bars` of `symbol` as a load file of [`BAR_COLUMNS`]: decimals as MySQL prints them, sums
+/// of volumes too (DECIMAL(38,8) holds more digits than a `Decimal`), `\N` for NULL.
+fn bar_file(symbol: &str, bars: &[(Bar, Indicators)]) -> Vec<u8> {
+    fn decimal_field(file: &mut Vec<u8>, value: Option<Decimal>) {
+        file.push(b'\t');
+        match value {
+            Some(value) => write_decimal(file, value),
+            None => file.extend_from_slice(b"\\N"),
+        }
     }
+    fn shown_field(file: &mut Vec<u8>, value: Option<impl std::fmt::Display>) {
+        file.push(b'\t');
+        match value {
+            Some(value) => write!(file, "{value}").expect("writing to memory"),
+            None => file.extend_from_slice(b"\\N"),
+        }
+    }
+    let mut file = Vec::with_capacity(bars.len() * 224);
+    for (b, i) in bars {
+        bulk::write_text_field(&mut file, symbol);
+        file.push(b'\t');
+        bulk::write_datetime(&mut file, b.start);
+        for price in [b.open, b.high, b.low, b.close] {
+            decimal_field(&mut file, Some(price));
+        }
+        shown_field(&mut file, Some(&b.volume));
+        decimal_field(&mut file, Some(b.turnover));
+        shown_field(&mut file, Some(b.ticks.min(i32::MAX as i64)));
+        decimal_field(&mut file, i.sma_20);
+        decimal_field(&mut file, i.sma_50);
+        shown_field(&mut file, Some(i.ema_20));
+        decimal_field(&mut file, i.vwap);
+        shown_field(&mut file, i.volatility_20);
+        shown_field(&mut file, Some(&i.session_volume));
+        decimal_field(&mut file, Some(i.session_turnover));
+        file.push(b'\n');
+    }
+    file
+}
+
+/// The multi-row upsert of `bars` of `symbol` into `bars_1m` (when a load is refused).
+fn upsert_bars(symbol: &str, bars: &[(Bar, Indicators)]) -> Statement {
+    let mut params = Vec::with_capacity(bars.len() * 16);
+    for (b, i) in bars {
+        params.extend([
+            text(symbol),
+            datetime(b.start),
+            decimal(b.open),
+            decimal(b.high),
+            decimal(b.low),
+            decimal(b.close),
+            text(&b.volume.to_string()),
+            decimal(b.turnover),
+            Value::Int(b.ticks.min(i32::MAX as i64)),
+            i.sma_20.map_or(Value::NULL, decimal),
+            i.sma_50.map_or(Value::NULL, decimal),
+            Value::Double(i.ema_20),
+            i.vwap.map_or(Value::NULL, decimal),
+            i.volatility_20.map_or(Value::NULL, Value::Double),
+            text(&i.session_volume.to_string()),
+            decimal(i.session_turnover),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO bars_1m ({BAR_COLUMNS}) VALUES {} \
+         ON DUPLICATE KEY UPDATE Open = VALUES(Open), High = VALUES(High), \
+         Low = VALUES(Low), Close = VALUES(Close), Volume = VALUES(Volume), \
+         Turnover = VALUES(Turnover), Ticks = VALUES(Ticks), SMA_20 = VALUES(SMA_20), \
+         SMA_50 = VALUES(SMA_50), EMA_20 = VALUES(EMA_20), VWAP = VALUES(VWAP), \
+         Volatility_20 = VALUES(Volatility_20), Session_Volume = VALUES(Session_Volume), \
+         Session_Turnover = VALUES(Session_Turnover)",
+        placeholders(bars.len(), 16)
+    );
+    Statement { sql, params }
 }
 
 /// Indicator state after the bars before `from`, as stored.
 async fn resume_state(
-    tx: &mut MySqlConnection,
+    conn: &mut Conn,
     symbol: &str,
     from: DateTime<Utc>,
     deadline: Duration,
 ) -> Result<IndicatorState> {
-    let closes = sqlx::query(
+    const WHAT: &str = "reading the bars before a batch";
+    let closes: Vec<Row> = bulk::select(
+        conn,
+        WHAT,
+        deadline,
         "SELECT Close FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
          ORDER BY `Timestamp` DESC LIMIT ?",
-    )
-    .bind(symbol)
-    .bind(from.naive_utc())
-    .bind(LOOKBACK as i64);
-    let closes = timed(
-        "reading the bars before a batch",
-        deadline,
-        closes.fetch_all(&mut *tx),
+        vec![text(symbol), datetime(from), Value::Int(LOOKBACK as i64)],
     )
     .await?;
-    let last = sqlx::query(
+    let last: Vec<Row> = bulk::select(
+        conn,
+        WHAT,
+        deadline,
         "SELECT `Timestamp`, EMA_20, CAST(Session_Volume AS CHAR), Session_Turnover \
          FROM bars_1m \
          WHERE Bank_Name = ? AND `Timestamp` < ? ORDER BY `Timestamp` DESC LIMIT 1",
-    )
-    .bind(symbol)
-    .bind(from.naive_utc());
-    let last = timed(
-        "reading the indicators before a batch",
-        deadline,
-        last.fetch_optional(&mut *tx),
+        vec![text(symbol), datetime(from)],
     )
     .await?;
     let closes = closes
-        .iter()
+        .into_iter()
         .rev()
-        .map(|r| r.try_get::<Decimal, _>(0))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let last = match last {
+        .map(|mut r| column::<Decimal>(&mut r, 0, WHAT))
+        .collect::<Result<Vec<_>>>()?;
+    let last = match last.into_iter().next() {
         None => None,
-        Some(r) => {
-            let volume: String = r.try_get(2)?;
+        Some(mut r) => {
+            let volume: String = column(&mut r, 2, WHAT)?;
             Some((
-                r.try_get::<NaiveDateTime, _>(0)?.and_utc(),
-                r.try_get(1)?,
+                column::<NaiveDateTime>(&mut r, 0, WHAT)?.and_utc(),
+                column(&mut r, 1, WHAT)?,
                 VolumeSum::parse(&volume).map_err(|message| StoreError::Data {
                     what: "reading a session's volume",
                     number: 0,
                     message,
                 })?,
-                r.try_get(3)?,
+                column(&mut r, 3, WHAT)?,
             ))
         }
     };
@@ -490,34 +546,42 @@ async fn resume_state(
 /// The symbol's latest quote: its newest row, and the change against the last close of the
 /// session before the newest row's.
 async fn store_latest_quote(
-    tx: &mut MySqlConnection,
+    conn: &mut Conn,
     symbol: &str,
     newest_at: DateTime<Utc>,
     price: Decimal,
     deadline: Duration,
 ) -> Result<()> {
-    let day = rollup::session_start(newest_at).naive_utc();
-    let today = sqlx::query(
+    const WHAT: &str = "reading the session for latest_quotes";
+    let day = datetime(rollup::session_start(newest_at));
+    let today: Vec<Row> = bulk::select(
+        conn,
+        WHAT,
+        deadline,
         "SELECT (SELECT Open FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ? \
                  ORDER BY `Timestamp` LIMIT 1), \
                 MAX(High), MIN(Low), CAST(SUM(Volume) AS CHAR), \
                 (SELECT Close FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` < ? \
                  ORDER BY `Timestamp` DESC LIMIT 1) \
          FROM bars_1m WHERE Bank_Name = ? AND `Timestamp` >= ?",
-    )
-    .bind(symbol)
-    .bind(day)
-    .bind(symbol)
-    .bind(day)
-    .bind(symbol)
-    .bind(day);
-    let today = timed(
-        "reading the session for latest_quotes",
-        deadline,
-        today.fetch_one(&mut *tx),
+        vec![
+            text(symbol),
+            day.clone(),
+            text(symbol),
+            day.clone(),
+            text(symbol),
+            day,
+        ],
     )
     .await?;
-    let prev_close: Option<Decimal> = today.try_get(4)?;
+    let Some(mut today) = today.into_iter().next() else {
+        return Err(StoreError::Data {
+            what: WHAT,
+            number: 0,
+            message: "no row".into(),
+        });
+    };
+    let prev_close: Option<Decimal> = column(&mut today, 4, WHAT)?;
     // Prices of at most 10^14 cannot overflow here; checked all the same.
     let change = prev_close.and_then(|p| price.checked_sub(p));
     let change_pct = prev_close
@@ -528,7 +592,22 @@ async fn store_latest_quote(
                 .checked_div(p)?
                 .to_f64()
         });
-    let upsert = sqlx::query(
+    let params = vec![
+        text(symbol),
+        datetime(newest_at),
+        decimal(price),
+        prev_close.map_or(Value::NULL, decimal),
+        change.map_or(Value::NULL, decimal),
+        change_pct.map_or(Value::NULL, Value::Double),
+        decimal(column(&mut today, 0, WHAT)?),
+        decimal(column(&mut today, 1, WHAT)?),
+        decimal(column(&mut today, 2, WHAT)?),
+        text(&column::<String>(&mut today, 3, WHAT)?),
+    ];
+    bulk::exec(
+        conn,
+        "upserting latest_quotes",
+        deadline,
         "INSERT INTO latest_quotes (Bank_Name, `Timestamp`, Price, Prev_Close, Price_Change, \
          Change_Pct, Day_Open, Day_High, Day_Low, Day_Volume, Updated_At) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6)) \
@@ -537,21 +616,7 @@ async fn store_latest_quote(
          Change_Pct = VALUES(Change_Pct), Day_Open = VALUES(Day_Open), \
          Day_High = VALUES(Day_High), Day_Low = VALUES(Day_Low), \
          Day_Volume = VALUES(Day_Volume), Updated_At = VALUES(Updated_At)",
-    )
-    .bind(symbol)
-    .bind(newest_at.naive_utc())
-    .bind(price)
-    .bind(prev_close)
-    .bind(change)
-    .bind(change_pct)
-    .bind(today.try_get::<Decimal, _>(0)?)
-    .bind(today.try_get::<Decimal, _>(1)?)
-    .bind(today.try_get::<Decimal, _>(2)?)
-    .bind(today.try_get::<String, _>(3)?);
-    timed(
-        "upserting latest_quotes",
-        deadline,
-        upsert.execute(&mut *tx),
+        params,
     )
     .await?;
     Ok(())
