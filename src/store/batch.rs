@@ -18,7 +18,7 @@ use super::Store;
 use super::bulk::{self, Statement, datetime, decimal, placeholders, text};
 use super::error::StoreError;
 use super::lease::{self, Member, Unit};
-use crate::tick::{Reject, Tick, write_decimal};
+use crate::tick::{Reject, Tick};
 
 /// Rows per INSERT statement (when MySQL refuses LOAD DATA, or a batch's rows are searched for
 /// the ones it refuses): 7 placeholders each stays far under MySQL's 65,535 limit.
@@ -340,7 +340,7 @@ pub fn load_file(rows: &[&Tick]) -> Vec<u8> {
         bulk::write_text_field(&mut file, &t.symbol);
         for value in [t.open, t.high, t.low, t.close, t.volume] {
             file.push(b'\t');
-            write_decimal(&mut file, value);
+            bulk::write_decimal_field(&mut file, value);
         }
         file.push(b'\n');
     }
@@ -498,7 +498,7 @@ mod tests {
         let file = String::from_utf8(load_file(&[&odd])).unwrap();
         let fields: Vec<&str> = file.strip_suffix('\n').unwrap().split('\t').collect();
         assert_eq!(fields.len(), 7, "{file:?}");
-        assert_eq!(fields[0], "2024-01-02 09:03:00.000000");
+        assert_eq!(fields[0], "2024-01-02 09:03:00");
         assert_eq!(fields[1], "A\\\\B\\tC\\nD");
         assert_eq!(fields[5], "7");
     }
