@@ -27,10 +27,11 @@ use crate::store::{Member, Refreshed, Store, StoreError};
 const IDLE: Duration = Duration::from_millis(100);
 /// Stale symbols taken per round.
 const PER_ROUND: usize = 256;
-/// Symbols recomputed at once, each on its own connection: MySQL computes some while tickpipe
-/// sends or reads others (4 kept both of the bench's 2 cores busier than 2: 7.3 s against
-/// 8.3 s for a 1 M-row backfill).
-const AT_ONCE: usize = 4;
+/// Symbols recomputed at once, each on its own connection: MySQL computes one while tickpipe
+/// reads or sends the other. More cost MariaDB more CPU for the same work (its latches
+/// contend): a 1 M-row backfill's rollups took 5.9–6.2 s at 2, 3 or 4 at once, with
+/// MariaDB's CPU at 6.8, 7.2 and 7.4–8.0 s (5.6 s, but 7.8 s of wall time, one at a time).
+const AT_ONCE: usize = 2;
 /// Symbols recomputed at once while the writers catch up a backlog.
 const AT_ONCE_CATCHING_UP: usize = 1;
 /// After a round while the writers catch up, the stage rests this share of the round's time.
@@ -68,8 +69,9 @@ pub async fn follow(
         let started = Instant::now();
         let result = round(store, stats, member, rules, &never, at_once).await;
         if step_back {
-            // In slices: the rest ends with the backlog.
-            let rest_until = Instant::now() + started.elapsed().mul_f64(REST_CATCHING_UP);
+            // In slices: the rest ends with the backlog, and with the step back.
+            let rest_until = (Instant::now() + started.elapsed().mul_f64(REST_CATCHING_UP))
+                .min(stepping_back_since.unwrap_or_else(Instant::now) + STEP_BACK_AT_MOST);
             while stats.catching_up() && Instant::now() < rest_until {
                 tokio::time::sleep(IDLE.min(rest_until - Instant::now())).await;
             }

@@ -98,13 +98,7 @@ impl Store {
             Ok(committed)
         }
         .await;
-        // A failed batch's connection is dropped, never reused: closing it rolls back what it
-        // began (a statement may still run, or hang, on the server).
-        match &result {
-            Ok(_) => self.bulk.give_back(conn),
-            Err(StoreError::Transient { .. }) => self.bulk.forget_idle(),
-            Err(_) => {}
-        }
+        self.bulk.finish(conn, &result);
         result
     }
 
@@ -214,19 +208,14 @@ impl Store {
     /// value, and fails whole on others (a CHECK constraint). The load is then undone (to its
     /// savepoint) and the rows go in as INSERTs, which find the ones MySQL refuses.
     async fn load_rows(&self, conn: &mut Conn, rows: &[&Tick]) -> Result<bool, StoreError> {
-        // The deadline is a statement's, and the load carries as many rows as several.
-        let deadline = self.statement_timeout * (1 + rows.len() / ROWS_PER_STATEMENT) as u32;
+        let deadline = self.statement_timeout;
+        let load_deadline = deadline * (1 + rows.len() / ROWS_PER_STATEMENT) as u32;
         let sql = bulk::load_statement("stock_data", LOADED_COLUMNS);
         let packet = self.max_statement_bytes.min(bulk::LOAD_PACKET);
+        let file = load_file(rows);
+        let what = "writing a batch";
         self.bulk
-            .load_or_undo(
-                conn,
-                "writing a batch",
-                deadline,
-                &sql,
-                load_file(rows),
-                packet,
-            )
+            .load_or_undo(conn, what, deadline, load_deadline, &sql, file, packet)
             .await
     }
 

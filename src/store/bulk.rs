@@ -22,8 +22,8 @@ use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 use super::MysqlTarget;
 use super::error::StoreError;
 
-/// Connections kept idle between batches: one per writer and rollup task (at most 16).
-const KEPT_IDLE: usize = 16;
+/// Connections kept idle between transactions: one per writer (at most 16) and rollup task (2).
+const KEPT_IDLE: usize = 18;
 
 /// Bytes per packet of a load file: mysql_async keeps up to 128 of the buffers it sent
 /// packets from, each as large as the largest packet it held (1 MiB packets kept ~17 MB more
@@ -34,6 +34,10 @@ pub(super) const LOAD_PACKET: usize = 64 << 10;
 /// (older servers), MySQL 8's ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's
 /// ER_LOAD_INFILE_CAPABILITY_DISABLED.
 const LOAD_DATA_REFUSED: [u16; 3] = [1148, 3948, 4166];
+
+/// Server errors that mean a load file does not fit its table (ER_WARN_TOO_FEW_RECORDS,
+/// ER_WARN_TOO_MANY_RECORDS, ER_WARN_NULL_TO_NOTNULL): the INSERTs then find the row.
+const LOAD_FILE_REFUSED: [u16; 3] = [1261, 1262, 1263];
 
 /// The `LOAD DATA` that replaces `columns` of `table` with a load file's rows: tab-separated,
 /// `\` escapes ([`write_text_field`]), one row a line. The separators are hex literals: `'\t'`
@@ -124,31 +128,20 @@ impl BulkConnections {
         Ok(conn)
     }
 
-    /// Drops the idle connections: one broke, so the server restarted or the network failed,
-    /// and the others are likely dead too.
-    pub(super) fn forget_idle(&self) {
-        self.idle.lock().expect("no panic holds it").clear();
-    }
-
-    /// A connection whose transaction ended (committed) goes back for the next batch.
-    pub(super) fn give_back(&self, conn: Conn) {
-        let mut idle = self.idle.lock().expect("no panic holds it");
-        if idle.len() < KEPT_IDLE {
-            idle.push(conn);
-        }
-    }
-
-    /// Loads `file` by `sql` (a [`load_statement`]) after a savepoint:
-    /// whether it went in whole. Not when the server refuses LOAD DATA (then never again), nor
-    /// when a value drew a warning or an error: a LOCAL load turns most errors of bad values
-    /// into warnings and stores a clipped value, and fails whole on others (a CHECK
-    /// constraint). The load is then undone (to its savepoint) and the caller INSERTs instead,
-    /// which refuse what does not fit.
+    /// Loads `file` by `sql` (a [`load_statement`]) after a savepoint: whether it went in
+    /// whole. Not when the server refuses LOAD DATA (then never again), nor when a value drew a
+    /// warning or an error: the session is strict, so a value that does not fit fails the load
+    /// (or, if a server's mode lets one through, draws a warning and is stored clipped). The load
+    /// is then undone (to its savepoint) and the caller INSERTs instead, which refuse what does
+    /// not fit, row by row. `deadline` is a statement's; `load_deadline` the load's own (it
+    /// carries as many values as several statements).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn load_or_undo(
         &self,
         conn: &mut Conn,
         what: &'static str,
         deadline: Duration,
+        load_deadline: Duration,
         sql: &str,
         file: Vec<u8>,
         packet: usize,
@@ -157,9 +150,10 @@ impl BulkConnections {
             return Ok(false);
         }
         exec(conn, what, deadline, "SAVEPOINT tickpipe_load", Vec::new()).await?;
-        match load_data(conn, what, deadline, sql, file, packet).await {
+        match load_data(conn, what, load_deadline, sql, file, packet).await {
             Ok(Done { warnings: 0 }) => return Ok(true),
             Ok(Done { .. }) | Err(StoreError::Data { .. }) => {}
+            Err(e) if e.number().is_some_and(|n| LOAD_FILE_REFUSED.contains(&n)) => {}
             Err(e) if e.number().is_some_and(|n| LOAD_DATA_REFUSED.contains(&n)) => {
                 if self.load_data.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
@@ -171,8 +165,28 @@ impl BulkConnections {
             Err(e) => return Err(e),
         }
         let undo = "ROLLBACK TO SAVEPOINT tickpipe_load";
-        exec(conn, what, deadline, undo, Vec::new()).await?;
+        exec(conn, what, load_deadline, undo, Vec::new()).await?;
         Ok(false)
+    }
+
+    /// Ends a transaction's use of `conn`: back to the idle ones after a commit; dropped after
+    /// an error (closing it rolls back what it began; a statement may still run, or hang, on
+    /// the server), with the idle ones too when the connection broke (the server restarted or
+    /// the network failed: they are likely dead as well). A server's error (a lock wait, a
+    /// deadlock) leaves the others be.
+    pub(super) fn finish<T>(&self, conn: Conn, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => {
+                let mut idle = self.idle.lock().expect("no panic holds it");
+                if idle.len() < KEPT_IDLE {
+                    idle.push(conn);
+                }
+            }
+            Err(StoreError::Transient { number: None, .. }) => {
+                self.idle.lock().expect("no panic holds it").clear()
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -219,10 +233,9 @@ async fn load_data(
         .collect();
     conn.set_infile_handler(async move { Ok(futures::stream::iter(packets).boxed()) });
     let done = exec(conn, what, deadline, sql, Vec::new()).await;
-    if done.is_err() {
-        // A refused load leaves the handler, and the batch it holds, on the connection.
-        conn.set_infile_handler(async { Ok(futures::stream::empty().boxed()) });
-    }
+    // The file was sent, or the load failed before the server asked for it: either way a later
+    // request (one no statement of ours made) is refused, never answered with this file.
+    conn.set_infile_handler(async { Err(mysql_async::LocalInfileError::NoHandler.into()) });
     done
 }
 
@@ -237,24 +250,22 @@ pub(super) async fn select<T: mysql_async::prelude::FromRow + Send + 'static>(
     within(what, deadline, conn.exec(sql, params)).await
 }
 
-/// Column `index` of `row`, as `T`: a value that is not one is a data error, not a panic.
+/// Column `index` of `row`, as `T`: a value that is not one (a NULL, a DECIMAL past
+/// `Decimal`'s range) stops the caller as sqlx's decoding errors did, never a panic.
 pub(super) fn column<T: FromValue>(
     row: &mut Row,
     index: usize,
     what: &'static str,
 ) -> Result<T, StoreError> {
+    let unreadable = |message: String| StoreError::Permanent {
+        what,
+        number: None,
+        source: format!("reading a stored value, column {index}: {message}").into(),
+    };
     match row.take_opt(index) {
         Some(Ok(value)) => Ok(value),
-        Some(Err(e)) => Err(StoreError::Data {
-            what,
-            number: 0,
-            message: format!("column {index}: {e}"),
-        }),
-        None => Err(StoreError::Data {
-            what,
-            number: 0,
-            message: format!("no column {index}"),
-        }),
+        Some(Err(e)) => Err(unreadable(e.to_string())),
+        None => Err(unreadable("no such column".into())),
     }
 }
 

@@ -139,8 +139,8 @@ impl Store {
             let first_bar = rollup::minute(from.and_utc());
             super::alerts::raise(&mut conn, symbol, first_bar, rules, deadline).await?;
             // Let go of the range taken (not one taken since: a crashed run's is taken again), and
-            // of the row when nothing is stale. A writer's open transaction may hold the row: the
-            // recompute commits anyway, and the range is simply taken again later.
+            // of the row when nothing is stale. A writer's open transaction may hold the row past
+            // the wait: the recompute commits anyway, and the range is simply taken again later.
             let wait = "SET SESSION innodb_lock_wait_timeout = 5";
             bulk::exec(
                 &mut conn,
@@ -163,10 +163,16 @@ impl Store {
                 ),
             ];
             for (sql, params) in releases {
-                match bulk::exec(&mut conn, "releasing a stale range", deadline, sql, params).await
-                {
-                    Err(StoreError::Transient { .. }) | Ok(_) => {}
-                    Err(e) => return Err(e),
+                let released =
+                    bulk::exec(&mut conn, "releasing a stale range", deadline, sql, params).await;
+                if let Err(e) = released {
+                    // Only a lock wait leaves the recompute to commit, and only when the server
+                    // undid the one statement (with innodb_rollback_on_timeout it undid them all).
+                    if e.number() != Some(LOCK_WAIT_TIMEOUT)
+                        || rolls_back_on_timeout(&mut conn, deadline).await?
+                    {
+                        return Err(e);
+                    }
                 }
             }
             let wait = "SET SESSION innodb_lock_wait_timeout = DEFAULT";
@@ -189,14 +195,22 @@ impl Store {
             Ok(Refreshed::Done)
         }
         .await;
-        // A failed recompute's connection is dropped, never reused: closing it rolls back what
-        // it began (a statement may still run, or hang, on the server).
-        match &result {
-            Ok(_) => self.bulk.give_back(conn),
-            Err(StoreError::Transient { .. }) => self.bulk.forget_idle(),
-            Err(_) => {}
-        }
+        self.bulk.finish(conn, &result);
         result
+    }
+}
+
+/// ER_LOCK_WAIT_TIMEOUT.
+const LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+/// Whether the server rolls a whole transaction back when a lock wait times out.
+async fn rolls_back_on_timeout(conn: &mut Conn, deadline: Duration) -> Result<bool> {
+    const WHAT: &str = "reading innodb_rollback_on_timeout";
+    let sql = "SELECT @@innodb_rollback_on_timeout";
+    let rows: Vec<Row> = bulk::select(conn, WHAT, deadline, sql, Vec::new()).await?;
+    match rows.into_iter().next() {
+        Some(mut row) => Ok(column::<i64>(&mut row, 0, WHAT)? != 0),
+        None => Ok(true),
     }
 }
 
@@ -387,14 +401,15 @@ impl BarWriter<'_> {
             return Ok(());
         }
         let store = self.store;
-        // The deadline is a statement's, and the load carries as many bars as several.
-        let deadline = store.statement_timeout * (1 + bars.len() / BARS_PER_STATEMENT) as u32;
+        let deadline = store.statement_timeout;
+        let load_deadline = deadline * (1 + bars.len() / BARS_PER_STATEMENT) as u32;
         let sql = bulk::load_statement("bars_1m", BAR_COLUMNS);
         let file = bar_file(self.symbol, &bars);
         let packet = store.max_statement_bytes.min(LOAD_PACKET);
+        let what = "loading bars_1m";
         let loaded = store
             .bulk
-            .load_or_undo(conn, "loading bars_1m", deadline, &sql, file, packet)
+            .load_or_undo(conn, what, deadline, load_deadline, &sql, file, packet)
             .await?;
         if !loaded {
             for chunk in bars.chunks(BARS_PER_STATEMENT) {
