@@ -17,6 +17,7 @@ use mysql_async::{Conn, Value};
 use super::Store;
 use super::bulk::{self, Statement, datetime, decimal, placeholders, text};
 use super::error::StoreError;
+use super::infile;
 use super::lease::{self, Member, Unit};
 use crate::tick::{Reject, Tick};
 
@@ -210,7 +211,7 @@ impl Store {
     async fn load_rows(&self, conn: &mut Conn, rows: &[&Tick]) -> Result<bool, StoreError> {
         let deadline = self.statement_timeout;
         let load_deadline = deadline * (1 + rows.len() / ROWS_PER_STATEMENT) as u32;
-        let sql = bulk::load_statement("stock_data", LOADED_COLUMNS);
+        let sql = infile::statement("stock_data", LOADED_COLUMNS);
         let packet = self.max_statement_bytes.min(bulk::LOAD_PACKET);
         let file = load_file(rows);
         let what = "writing a batch";
@@ -323,13 +324,13 @@ fn last_per_key(ticks: &[Tick]) -> Vec<&Tick> {
 pub fn load_file(rows: &[&Tick]) -> Vec<u8> {
     let mut file = Vec::with_capacity(rows.len() * 96);
     for t in rows {
-        bulk::write_datetime(&mut file, t.timestamp);
+        infile::write_datetime(&mut file, t.timestamp);
         file.push(b'\t');
         // A checked symbol has no control characters; escaped all the same.
-        bulk::write_text_field(&mut file, &t.symbol);
+        infile::write_text_field(&mut file, &t.symbol);
         for value in [t.open, t.high, t.low, t.close, t.volume] {
             file.push(b'\t');
-            bulk::write_decimal_field(&mut file, value);
+            infile::write_decimal_field(&mut file, value);
         }
         file.push(b'\n');
     }

@@ -7,6 +7,7 @@ mod alerts;
 mod batch;
 mod bulk;
 mod error;
+mod infile;
 mod lease;
 mod read;
 mod rollups;

@@ -18,6 +18,7 @@ use super::Store;
 use super::batch::prepared_shapes;
 use super::bulk::{self, LOAD_PACKET, Statement, column, datetime, decimal, placeholders, text};
 use super::error::{StoreError, timed};
+use super::infile;
 use super::lease::{self, Member, Unit};
 use crate::alerts::AlertRule;
 use crate::rollup::{self, Bar, IndicatorState, Indicators, LOOKBACK, VolumeSum};
@@ -403,7 +404,7 @@ impl BarWriter<'_> {
         let store = self.store;
         let deadline = store.statement_timeout;
         let load_deadline = deadline * (1 + bars.len() / BARS_PER_STATEMENT) as u32;
-        let sql = bulk::load_statement("bars_1m", BAR_COLUMNS);
+        let sql = infile::statement("bars_1m", BAR_COLUMNS);
         let file = bar_file(self.symbol, &bars);
         let packet = store.max_statement_bytes.min(LOAD_PACKET);
         let what = "loading bars_1m";
@@ -436,7 +437,7 @@ fn bar_file(symbol: &str, bars: &[(Bar, Indicators)]) -> Vec<u8> {
     fn decimal_field(file: &mut Vec<u8>, value: Option<Decimal>) {
         file.push(b'\t');
         match value {
-            Some(value) => bulk::write_decimal_field(file, value),
+            Some(value) => infile::write_decimal_field(file, value),
             None => file.extend_from_slice(b"\\N"),
         }
     }
@@ -454,9 +455,9 @@ fn bar_file(symbol: &str, bars: &[(Bar, Indicators)]) -> Vec<u8> {
     }
     let mut file = Vec::with_capacity(bars.len() * 192);
     for (b, i) in bars {
-        bulk::write_text_field(&mut file, symbol);
+        infile::write_text_field(&mut file, symbol);
         file.push(b'\t');
-        bulk::write_datetime(&mut file, b.start);
+        infile::write_datetime(&mut file, b.start);
         for price in [b.open, b.high, b.low, b.close] {
             decimal_field(&mut file, Some(price));
         }
