@@ -359,9 +359,10 @@ async fn rows_mysql_refuses_are_found_in_their_batch_quarantined_and_the_rest_co
     .await;
 }
 
-/// A batch goes in as one LOAD DATA LOCAL INFILE, which stores a value out of a column's range
-/// clipped, with a warning, where an INSERT refuses it: such a batch must go in as INSERTs —
-/// also on a server whose default mode is neither strict nor backslash-escaping.
+/// A batch goes in as one LOAD DATA LOCAL INFILE, which, outside a strict session, stores a
+/// value out of a column's range clipped with a warning where an INSERT refuses it: the value
+/// must be quarantined, never stored clipped — also on a server whose default mode is neither
+/// strict nor backslash-escaping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_a_bulk_load_would_clip_is_quarantined_whatever_the_servers_mode() {
     let _turn = SHARED_TABLES.lock().await;

@@ -5,9 +5,9 @@
 //! own. A replayed row is written again and marks its symbol stale from its minute: the rollups
 //! are recomputed to the same figures (a re-run over old files recomputes from their start).
 //!
-//! The rows go in as one `LOAD DATA LOCAL INFILE` from memory (`bulk`). When the server refuses
-//! that, or a value draws a warning, they go in as multi-row INSERTs instead: every statement
-//! then carries at most [`Store::max_statement_bytes`](super::Store) of values, and one MySQL
+//! The rows go in as one `LOAD DATA LOCAL INFILE` from memory (`bulk`). When the server
+//! refuses that, or a value draws a warning or an error, they go in as multi-row INSERTs
+//! instead: every statement then carries at most [`Store::max_statement_bytes`](super::Store) of values, and one MySQL
 //! refuses for its data is split in halves until the records it refuses are found (MySQL undoes
 //! only the failed statement, so the transaction goes on); those are quarantined with the
 //! server's reason and the rest commits. Every statement has a deadline.
@@ -119,7 +119,7 @@ impl Store {
             topic: reached.topic.clone(),
             partition: reached.partition,
         });
-        lease::check_bulk(conn, member, partitions, deadline).await?;
+        lease::check(conn, member, partitions, deadline).await?;
         let rows = last_per_key(ticks);
         let refused: Vec<(&Tick, String)> =
             if rows.is_empty() || self.load_rows(conn, &rows).await? {
@@ -203,11 +203,9 @@ impl Store {
         Ok(Committed { refused_rows })
     }
 
-    /// Loads `rows` in one `LOAD DATA LOCAL INFILE` from memory: whether they are in. Not when
-    /// the server refuses LOAD DATA (then never again), nor when a value drew a warning or an
-    /// error: a LOCAL load turns most errors of bad values into warnings and stores a clipped
-    /// value, and fails whole on others (a CHECK constraint). The load is then undone (to its
-    /// savepoint) and the rows go in as INSERTs, which find the ones MySQL refuses.
+    /// Loads `rows` in one `LOAD DATA LOCAL INFILE` from memory: whether they are in (see
+    /// [`BulkConnections::load_or_undo`](super::bulk::BulkConnections::load_or_undo) for when
+    /// they are not: the rows then go in as INSERTs, which find the ones MySQL refuses).
     async fn load_rows(&self, conn: &mut Conn, rows: &[&Tick]) -> Result<bool, StoreError> {
         let deadline = self.statement_timeout;
         let load_deadline = deadline * (1 + rows.len() / ROWS_PER_STATEMENT) as u32;
@@ -320,7 +318,7 @@ fn last_per_key(ticks: &[Tick]) -> Vec<&Tick> {
     rows
 }
 
-/// `rows` as the batch's load file ([`LOADED_COLUMNS`]): `2024-01-02 09:15:00.000000⇥HDFC⇥1520.5⇥…⇥1200⏎`.
+/// `rows` as the batch's load file (`LOADED_COLUMNS`): `2024-01-02 09:15:00⇥HDFC⇥1520.5⇥…⇥1200⏎`.
 pub fn load_file(rows: &[&Tick]) -> Vec<u8> {
     let mut file = Vec::with_capacity(rows.len() * 96);
     for t in rows {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::NaiveDateTime;
 use rand::Rng;
-use sqlx::{AssertSqlSafe, MySqlConnection, Row};
+use sqlx::Row;
 
 use super::Store;
 use super::error::{StoreError, timed};
@@ -536,32 +536,6 @@ const LOCK_NOT_TAKEN: [u16; 2] = [1205, 3572];
 /// Inside a transaction: `units` are still `member`'s, and stay so until the transaction ends
 /// (their rows are held shared; a taker fails to lock them until the commit).
 pub(super) async fn check(
-    tx: &mut MySqlConnection,
-    member: &Member,
-    units: impl IntoIterator<Item = Unit>,
-    deadline: Duration,
-) -> Result<(), StoreError> {
-    let units = unit_names(units);
-    if units.is_empty() {
-        return Ok(());
-    }
-    let mut query = sqlx::query_scalar(AssertSqlSafe(check_statement(units.len())))
-        .bind(&member.pipeline)
-        .bind(&member.owner);
-    for unit in &units {
-        query = query.bind(unit);
-    }
-    let held: Vec<String> = timed(
-        "checking the processor's leases",
-        deadline,
-        query.fetch_all(&mut *tx),
-    )
-    .await?;
-    all_held(units, &held)
-}
-
-/// [`check`] on a batch write's connection (`bulk`).
-pub(super) async fn check_bulk(
     conn: &mut mysql_async::Conn,
     member: &Member,
     units: impl IntoIterator<Item = Unit>,

@@ -67,137 +67,142 @@ impl Store {
         rules: &[AlertRule],
     ) -> Result<Refreshed> {
         let deadline = self.statement_timeout;
-        let mut tx = timed("starting a transaction", deadline, self.pool.begin()).await?;
-        // Only the rollup stage's holder takes ranges: one that lost it (paused and taken
-        // over) must not move a range the new holder is recomputing.
-        lease::check(&mut tx, member, [Unit::Rollups], deadline).await?;
-        let taken: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>)> = timed(
-            "taking a stale range",
-            deadline,
-            sqlx::query_as(
-                "SELECT From_Minute, Working_From FROM rollup_pending \
-                 WHERE Bank_Name = ? FOR UPDATE SKIP LOCKED",
-            )
-            .bind(symbol)
-            .fetch_optional(&mut *tx),
-        )
-        .await?;
-        let Some(taken) = taken else {
-            // Gone (done by now), or locked by a writer whose transaction is open.
-            let present = timed(
-                "reading a stale range",
-                deadline,
-                sqlx::query("SELECT 1 FROM rollup_pending WHERE Bank_Name = ?")
-                    .bind(symbol)
-                    .fetch_optional(&mut *tx),
-            )
-            .await?;
-            return Ok(if present.is_some() {
-                Refreshed::Skipped
-            } else {
-                Refreshed::Done
-            });
-        };
-        let Some(from) = taken.0.into_iter().chain(taken.1).min() else {
-            return Ok(Refreshed::Done);
-        };
-        timed(
-            "taking a stale range",
-            deadline,
-            sqlx::query(
-                "UPDATE rollup_pending SET Working_From = ?, From_Minute = NULL \
-                 WHERE Bank_Name = ?",
-            )
-            .bind(from)
-            .bind(symbol)
-            .execute(&mut *tx),
-        )
-        .await?;
-        timed("taking a stale range", deadline, tx.commit()).await?;
-
-        // A new transaction, READ COMMITTED: each read sees every row committed before it,
-        // so every row committed before the range was taken (a row committed later marks the
-        // range stale again). No gap locks: two symbols recomputed at once, each clearing its
-        // bars from a minute on, never lock each other's gaps (REPEATABLE READ deadlocked them
-        // on the gap past the newest bar). On a bulk connection: the bars go in by LOAD DATA.
+        // Both transactions on one bulk connection: the bars go in by LOAD DATA.
         let mut conn = self.bulk.take(deadline).await?;
         let result = async {
-            for begin in [
-                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                "START TRANSACTION",
-            ] {
-                bulk::exec(
-                    &mut conn,
-                    "starting a transaction",
-                    deadline,
-                    begin,
-                    Vec::new(),
-                )
-                .await?;
-            }
-            lease::check_bulk(&mut conn, member, [Unit::Rollups], deadline).await?;
-            self.refresh(&mut conn, symbol, from.and_utc()).await?;
-            let first_bar = rollup::minute(from.and_utc());
-            super::alerts::raise(&mut conn, symbol, first_bar, rules, deadline).await?;
-            // Let go of the range taken (not one taken since: a crashed run's is taken again), and
-            // of the row when nothing is stale. A writer's open transaction may hold the row past
-            // the wait: the recompute commits anyway, and the range is simply taken again later.
-            let wait = "SET SESSION innodb_lock_wait_timeout = 5";
-            bulk::exec(
-                &mut conn,
-                "releasing a stale range",
-                deadline,
-                wait,
-                Vec::new(),
-            )
-            .await?;
-            let releases = [
-                (
-                    "UPDATE rollup_pending SET Working_From = NULL \
-                     WHERE Bank_Name = ? AND Working_From = ?",
-                    vec![text(symbol), datetime(from.and_utc())],
-                ),
-                (
-                    "DELETE FROM rollup_pending \
-                     WHERE Bank_Name = ? AND From_Minute IS NULL AND Working_From IS NULL",
-                    vec![text(symbol)],
-                ),
-            ];
-            for (sql, params) in releases {
-                let released =
-                    bulk::exec(&mut conn, "releasing a stale range", deadline, sql, params).await;
-                if let Err(e) = released {
-                    // Only a lock wait leaves the recompute to commit, and only when the server
-                    // undid the one statement (with innodb_rollback_on_timeout it undid them all).
-                    if e.number() != Some(LOCK_WAIT_TIMEOUT)
-                        || rolls_back_on_timeout(&mut conn, deadline).await?
-                    {
-                        return Err(e);
-                    }
-                }
-            }
-            let wait = "SET SESSION innodb_lock_wait_timeout = DEFAULT";
-            bulk::exec(
-                &mut conn,
-                "releasing a stale range",
-                deadline,
-                wait,
-                Vec::new(),
-            )
-            .await?;
-            bulk::exec(
-                &mut conn,
-                "committing rollups",
-                deadline,
-                "COMMIT",
-                Vec::new(),
-            )
-            .await?;
-            Ok(Refreshed::Done)
+            let from = match self.take_range(&mut conn, symbol, member).await? {
+                Ok(from) => from,
+                Err(nothing_taken) => return Ok(nothing_taken),
+            };
+            self.recompute(&mut conn, symbol, from, member, rules).await
         }
         .await;
         self.bulk.finish(conn, &result);
         result
+    }
+
+    /// Takes `symbol`'s stale range in a short transaction of its own: from where to recompute,
+    /// or, when there is nothing to take, why (done by now, or held by a writer's open
+    /// transaction).
+    async fn take_range(
+        &self,
+        conn: &mut Conn,
+        symbol: &str,
+        member: &Member,
+    ) -> Result<std::result::Result<NaiveDateTime, Refreshed>> {
+        const WHAT: &str = "taking a stale range";
+        let deadline = self.statement_timeout;
+        bulk::exec(conn, WHAT, deadline, "START TRANSACTION", Vec::new()).await?;
+        // Only the rollup stage's holder takes ranges: one that lost it (paused and taken
+        // over) must not move a range the new holder is recomputing.
+        lease::check(conn, member, [Unit::Rollups], deadline).await?;
+        let taken: Vec<Row> = bulk::select(
+            conn,
+            WHAT,
+            deadline,
+            "SELECT From_Minute, Working_From FROM rollup_pending \
+             WHERE Bank_Name = ? FOR UPDATE SKIP LOCKED",
+            vec![text(symbol)],
+        )
+        .await?;
+        let from = match taken.into_iter().next() {
+            Some(mut row) => {
+                let stale: Option<NaiveDateTime> = column(&mut row, 0, WHAT)?;
+                let working: Option<NaiveDateTime> = column(&mut row, 1, WHAT)?;
+                stale
+                    .into_iter()
+                    .chain(working)
+                    .min()
+                    .ok_or(Refreshed::Done)
+            }
+            None => {
+                // Gone (done by now), or locked by a writer whose transaction is open.
+                let sql = "SELECT 1 FROM rollup_pending WHERE Bank_Name = ?";
+                let present: Vec<Row> =
+                    bulk::select(conn, WHAT, deadline, sql, vec![text(symbol)]).await?;
+                Err(if present.is_empty() {
+                    Refreshed::Done
+                } else {
+                    Refreshed::Skipped
+                })
+            }
+        };
+        let Ok(from) = from else {
+            bulk::exec(conn, WHAT, deadline, "ROLLBACK", Vec::new()).await?;
+            return Ok(from);
+        };
+        bulk::exec(
+            conn,
+            WHAT,
+            deadline,
+            "UPDATE rollup_pending SET Working_From = ?, From_Minute = NULL \
+             WHERE Bank_Name = ?",
+            vec![datetime(from.and_utc()), text(symbol)],
+        )
+        .await?;
+        bulk::exec(conn, WHAT, deadline, "COMMIT", Vec::new()).await?;
+        Ok(Ok(from))
+    }
+
+    /// Recomputes `symbol`'s rollups from `from` (a range [`Self::take_range`] took) and lets
+    /// go of the range, in one transaction.
+    async fn recompute(
+        &self,
+        conn: &mut Conn,
+        symbol: &str,
+        from: NaiveDateTime,
+        member: &Member,
+        rules: &[AlertRule],
+    ) -> Result<Refreshed> {
+        let deadline = self.statement_timeout;
+        // A new transaction, READ COMMITTED: each read sees every row committed before it,
+        // so every row committed before the range was taken (a row committed later marks the
+        // range stale again). No gap locks: two symbols recomputed at once, each clearing its
+        // bars from a minute on, never lock each other's gaps (REPEATABLE READ deadlocked them
+        // on the gap past the newest bar).
+        for begin in [
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "START TRANSACTION",
+        ] {
+            bulk::exec(conn, "starting a transaction", deadline, begin, Vec::new()).await?;
+        }
+        lease::check(conn, member, [Unit::Rollups], deadline).await?;
+        self.refresh(conn, symbol, from.and_utc()).await?;
+        let first_bar = rollup::minute(from.and_utc());
+        super::alerts::raise(conn, symbol, first_bar, rules, deadline).await?;
+        // Let go of the range taken (not one taken since: a crashed run's is taken again), and
+        // of the row when nothing is stale. A writer's open transaction may hold the row past
+        // the wait: the recompute commits anyway, and the range is simply taken again later.
+        let wait = "SET SESSION innodb_lock_wait_timeout = 5";
+        bulk::exec(conn, "releasing a stale range", deadline, wait, Vec::new()).await?;
+        let releases = [
+            (
+                "UPDATE rollup_pending SET Working_From = NULL \
+                 WHERE Bank_Name = ? AND Working_From = ?",
+                vec![text(symbol), datetime(from.and_utc())],
+            ),
+            (
+                "DELETE FROM rollup_pending \
+                 WHERE Bank_Name = ? AND From_Minute IS NULL AND Working_From IS NULL",
+                vec![text(symbol)],
+            ),
+        ];
+        for (sql, params) in releases {
+            let released = bulk::exec(conn, "releasing a stale range", deadline, sql, params).await;
+            if let Err(e) = released {
+                // Only a lock wait leaves the recompute to commit, and only when the server
+                // undid the one statement (with innodb_rollback_on_timeout it undid them all).
+                if e.number() != Some(LOCK_WAIT_TIMEOUT)
+                    || rolls_back_on_timeout(conn, deadline).await?
+                {
+                    return Err(e);
+                }
+            }
+        }
+        let wait = "SET SESSION innodb_lock_wait_timeout = DEFAULT";
+        bulk::exec(conn, "releasing a stale range", deadline, wait, Vec::new()).await?;
+        bulk::exec(conn, "committing rollups", deadline, "COMMIT", Vec::new()).await?;
+        Ok(Refreshed::Done)
     }
 }
 
