@@ -18,7 +18,6 @@ pub use kafka::{find_java, kafka_libs};
 
 use std::fs::File;
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -605,15 +604,17 @@ fn choose_ports(config: &Config, state: &StateDir) -> Result<Ports> {
 fn lock_state_dir(state: &StateDir) -> Result<File> {
     let file = File::create(state.lock_file())
         .with_context(|| format!("creating {}", state.lock_file().display()))?;
-    // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!(
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
             "another `tickpipe up` is running on state directory {} (stop it first, or use \
              another --state-dir)",
             state.root.display()
-        );
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", state.lock_file().display()))
+        }
     }
-    Ok(file)
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -21,6 +21,34 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tickpipe");
 /// Per symbol: rows, sum of Volume, sum of Close.
 pub type Totals = BTreeMap<String, (i64, Decimal, Decimal)>;
 
+/// Where the shared appliances' state directories start: a static is never dropped, so each
+/// test binary's stays behind (~270 MB of database and log), and the next run removes it.
+const SHARED_PREFIX: &str = "tp-shared-";
+
+/// Removes the state directories of shared appliances from earlier runs: those no `up` holds
+/// (its lock on `up.lock` lasts as long as the process). One without a lock file is left for
+/// an hour: its `up` may be starting.
+fn remove_stale_shared_dirs() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for dir in entries.flatten() {
+        if !dir.file_name().to_string_lossy().starts_with(SHARED_PREFIX) {
+            continue;
+        }
+        let stale = match std::fs::File::open(dir.path().join("up.lock")) {
+            Ok(lock) => lock.try_lock().is_ok(),
+            Err(_) => dir
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() > Duration::from_secs(3600)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+}
+
 /// A running `tickpipe up` on its own state directory.
 pub struct Appliance {
     pub state_dir: tempfile::TempDir,
@@ -92,9 +120,14 @@ impl Appliance {
     pub fn shared() -> &'static Appliance {
         static SHARED: std::sync::OnceLock<Appliance> = std::sync::OnceLock::new();
         SHARED.get_or_init(|| {
+            remove_stale_shared_dirs();
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                tx.send(Appliance::start(&["--services-only"], &[]))
+                let state_dir = tempfile::Builder::new()
+                    .prefix(SHARED_PREFIX)
+                    .tempdir_in("/tmp")
+                    .unwrap();
+                tx.send(Appliance::start_in(state_dir, &["--services-only"], &[]))
                     .unwrap();
                 loop {
                     std::thread::park();
