@@ -13,10 +13,11 @@ pub(super) fn tickpipe(state: &Path) -> Command {
     let mut command = Command::new(exe);
     command.arg("--state-dir").arg(state);
     // Every stage dies with the bench, however it ends.
+    // SAFETY: only an async-signal-safe prctl between fork and exec.
     unsafe {
         command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
         });
     }
     command
@@ -49,7 +50,7 @@ pub(super) fn finish(mut child: Child) -> Result<Finished> {
     }
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // wait4, not Child::wait: it also reports the child's peak RSS.
+    // wait4, not Child::wait: it also reports the child's peak RSS (nix has no wait4).
     if unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) } < 0 {
         bail!("waiting for a child: {}", std::io::Error::last_os_error());
     }

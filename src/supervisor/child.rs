@@ -8,6 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::sys::prctl;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -99,19 +102,14 @@ fn spawn(spec: &ChildSpec) -> Result<Child> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .kill_on_drop(true);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+        .kill_on_drop(true)
+        // Own process group: a terminal's Ctrl-C goes to the supervisor alone.
+        .process_group(0);
+    // SAFETY: only an async-signal-safe prctl between fork and exec.
     unsafe {
         command.pre_exec(|| {
-            // Own process group: a terminal's Ctrl-C goes to the supervisor alone.
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
             // If the supervisor dies (even by SIGKILL), the child is told to stop.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
         });
     }
     let child = command
@@ -127,8 +125,7 @@ fn spawn(spec: &ChildSpec) -> Result<Child> {
 
 async fn terminate(child: &mut Child, name: &str, timeout: Duration) {
     let Some(pid) = child.id() else { return };
-    // SAFETY: signalling our own child by its pid.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(_) => tracing::info!(service = name, "stopped"),
         Err(_) => {
@@ -159,15 +156,14 @@ pub async fn stop_orphan(pid_file: &Path, marker: &str, timeout: Duration) {
         pid,
         "stopping a service left running by an earlier `tickpipe up`"
     );
-    // SAFETY: a pid whose command line names our state directory.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    // A pid whose command line names our state directory.
+    let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
     let deadline = Instant::now() + timeout;
     while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if Path::new(&format!("/proc/{pid}")).exists() {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = std::fs::remove_file(pid_file);

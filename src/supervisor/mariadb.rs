@@ -267,8 +267,7 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 fn current_user() -> String {

@@ -99,10 +99,11 @@ impl Appliance {
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
         // The appliance dies with the test process, however that ends.
+        // SAFETY: only an async-signal-safe prctl between fork and exec.
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
             });
         }
         let child = command.spawn().expect("starting tickpipe up");
