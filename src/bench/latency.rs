@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::child::{finish, log_file, tail, tickpipe};
+use super::child::{finish, interrupt, log_file, tail, tickpipe};
 use super::{Bench, Latency, number};
 use crate::generate;
 
@@ -39,7 +39,7 @@ impl Bench<'_> {
         // The newest rows' quotes reach the page within a poll or two.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (seen, watch_ended) = dashboard.stop()?;
-        unsafe { libc::kill(processor.id() as i32, libc::SIGINT) };
+        interrupt(&processor);
         let out = finish(processor)?.stdout;
         let summary: Value = serde_json::from_str(out.trim())
             .with_context(|| format!("the processor printed no JSON summary: {out}"))?;

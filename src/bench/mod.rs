@@ -29,7 +29,7 @@ use crate::generate::{self, GenerateSpec, Layout};
 use crate::proc_stat::cpu_seconds;
 use crate::state::{Endpoints, StateDir};
 use crate::store;
-use child::{finish, log_file, tail, tickpipe};
+use child::{finish, interrupt, log_file, tail, tickpipe};
 pub use render::render;
 
 /// What to measure.
@@ -219,7 +219,7 @@ impl<'a> Bench<'a> {
                 .find_map(|l| l.strip_prefix("VmHWM:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         });
-        unsafe { libc::kill(self.up.id() as i32, libc::SIGINT) };
+        interrupt(&self.up);
         let _ = finish(self.up);
         peak_kb.unwrap_or(0.0) / 1024.0
     }
