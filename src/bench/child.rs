@@ -34,7 +34,8 @@ pub(super) fn tail(work: &Path, stage: &str) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// Asks a stage to stop as Ctrl-C would: it commits what it holds and prints its summary.
+/// Asks a stage to stop as Ctrl-C would (a processor then commits what it holds and prints
+/// its summary).
 pub(super) fn interrupt(child: &Child) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);

@@ -22,12 +22,13 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tickpipe");
 pub type Totals = BTreeMap<String, (i64, Decimal, Decimal)>;
 
 /// Where the shared appliances' state directories start: a static is never dropped, so each
-/// test binary's stays behind (~270 MB of database and log), and the next run removes it.
+/// test binary's stays behind (~270 MB of database and log), until a run 10 minutes later.
 const SHARED_PREFIX: &str = "tp-shared-";
 
-/// Removes the state directories of shared appliances from earlier runs: those no `up` holds
-/// (its lock on `up.lock` lasts as long as the process). One without a lock file is left for
-/// an hour: its `up` may be starting.
+/// Removes the state directories of shared appliances from earlier runs: those unchanged for
+/// 10 minutes that no `up` holds (its lock on `up.lock` lasts as long as the process; its
+/// services stop with it). Only those old enough are tried: a try of the lock could make an
+/// `up` starting in a new one fail to take it.
 fn remove_stale_shared_dirs() {
     let Ok(entries) = std::fs::read_dir("/tmp") else {
         return;
@@ -36,14 +37,16 @@ fn remove_stale_shared_dirs() {
         if !dir.file_name().to_string_lossy().starts_with(SHARED_PREFIX) {
             continue;
         }
-        let stale = match std::fs::File::open(dir.path().join("up.lock")) {
-            Ok(lock) => lock.try_lock().is_ok(),
-            Err(_) => dir
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|at| at.elapsed().unwrap_or_default() > Duration::from_secs(3600)),
-        };
-        if stale {
+        let untouched = dir
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().unwrap_or_default() > Duration::from_secs(600));
+        if !untouched {
+            continue;
+        }
+        let held = std::fs::File::open(dir.path().join("up.lock"))
+            .is_ok_and(|lock| lock.try_lock().is_err());
+        if !held {
             let _ = std::fs::remove_dir_all(dir.path());
         }
     }
