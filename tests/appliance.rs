@@ -141,8 +141,8 @@ async fn up_ephemeral_json_prints_working_endpoints_and_leaves_nothing_behind() 
     assert_eq!(ready.dashboard, None, "--services-only");
     use_the_endpoints(&ready).await;
 
-    // SAFETY: kill has no preconditions; the pid is our own child's.
-    assert_eq!(unsafe { libc::kill(up.id() as i32, libc::SIGTERM) }, 0);
+    let up_pid = nix::unistd::Pid::from_raw(up.id() as i32);
+    nix::sys::signal::kill(up_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(up.wait().unwrap().success());
     assert_gone(&ready);
 }

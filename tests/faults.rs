@@ -693,7 +693,7 @@ struct Stopped(i32);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
+        let _ = send(self.0, Signal::SIGCONT);
     }
 }
 
@@ -753,7 +753,7 @@ async fn a_stalled_mariadb_is_reported_within_the_deadline_and_nothing_is_lost()
         .parse()
         .unwrap();
     let stalled = Stopped(mysqld);
-    unsafe { libc::kill(mysqld, libc::SIGSTOP) };
+    let _ = send(mysqld, Signal::SIGSTOP);
     let second = tempfile::tempdir().unwrap();
     generate(second.path(), 2, 1, 42);
     for file in csv_files(second.path()) {
@@ -779,7 +779,7 @@ async fn a_stalled_mariadb_is_reported_within_the_deadline_and_nothing_is_lost()
 
     // Ctrl-C while MySQL is stalled: out within the deadline, nothing half-done.
     let asked = Instant::now();
-    unsafe { libc::kill(processor.id() as i32, libc::SIGINT) };
+    let _ = send(processor.id(), Signal::SIGINT);
     loop {
         if processor.try_wait().unwrap().is_some() {
             break;
@@ -1542,11 +1542,7 @@ async fn three_processors_share_the_partitions_and_one_killed_mid_stream_loses_n
     // Stopped cleanly, the survivors give their work up.
     for (i, processor) in processors.iter_mut().enumerate() {
         if i != victim {
-            // SAFETY: kill has no preconditions; the pid is our own child's.
-            assert_eq!(
-                unsafe { libc::kill(processor.id() as i32, libc::SIGINT) },
-                0
-            );
+            send(processor.id(), Signal::SIGINT).unwrap();
             let said = std::fs::read_to_string(appliance.dir().join(format!("trio-{i}.log")));
             assert!(processor.wait().unwrap().success(), "{said:?}");
         }

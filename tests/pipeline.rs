@@ -158,7 +158,7 @@ async fn up_stores_every_row_once_quarantines_bad_lines_and_stops_cleanly() {
         .trim()
         .parse()
         .unwrap();
-    unsafe { libc::kill(kafka_pid, libc::SIGKILL) };
+    let _ = send(kafka_pid, Signal::SIGKILL);
     std::thread::sleep(Duration::from_secs(1));
     up.wait_status(&[], Duration::from_secs(90), |s| {
         s["broker"]["healthy"] == true
@@ -569,7 +569,7 @@ async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
         records_in(s, "faults_ticks") > 0
     });
     let kafka = supervised_pid(appliance, "kafka");
-    unsafe { libc::kill(kafka, libc::SIGKILL) };
+    let _ = send(kafka, Signal::SIGKILL);
     let produced = producer.wait_with_output().unwrap();
     assert!(
         produced.status.success(),
@@ -595,14 +595,14 @@ async fn broker_and_mysql_killed_mid_stream_lose_and_duplicate_nothing() {
     );
     pool.close().await;
     let mysql = supervised_pid(appliance, "mysql");
-    unsafe { libc::kill(mysql, libc::SIGKILL) };
+    let _ = send(mysql, Signal::SIGKILL);
     wait_restarted(appliance, "mysql", mysql);
     appliance.wait_status(&env, Duration::from_secs(120), |s| s["lag"] == 0);
     assert!(
         processor.try_wait().unwrap().is_none(),
         "the processor gave up"
     );
-    unsafe { libc::kill(processor.id() as i32, libc::SIGTERM) };
+    let _ = send(processor.id(), Signal::SIGTERM);
     assert!(processor.wait().unwrap().success());
 
     let pool = appliance.root_pool().await;

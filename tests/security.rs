@@ -75,9 +75,8 @@ async fn assert_bi_cannot_touch_the_leases(appliance: &Appliance) {
     bi.close().await;
 }
 
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: kill has no preconditions; the pid is our own child's.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+fn signal(child: &Child, signal: Signal) {
+    send(child.id(), signal).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +108,7 @@ async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_i
 
     // MariaDB killed and restarted: the leases are rows, still there; the holder renews itself.
     let mysql = supervised_pid(&appliance, "mysql");
-    unsafe { libc::kill(mysql, libc::SIGKILL) };
+    let _ = send(mysql, Signal::SIGKILL);
     wait_restarted(&appliance, "mysql", mysql);
     let root = appliance.root_pool().await;
     assert_refused(&appliance, &env, first.id());
@@ -148,13 +147,13 @@ async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_i
     }
     wait_holdings_showing(&root, "claim_ticks", "still shared by two", both, &logs).await;
     // The helper stops cleanly: its share goes back to the first at once.
-    signal(&helper, libc::SIGINT);
+    signal(&helper, Signal::SIGINT);
     assert!(helper.wait().unwrap().success());
     wait_all_held_by(&root, "claim_ticks", first.id()).await;
 
     // The holder paused past its lease's expiry: a new processor takes its work over and
     // stores what arrives; the old one, resumed, stops without committing anything.
-    signal(&first, libc::SIGSTOP);
+    signal(&first, Signal::SIGSTOP);
     tokio::time::sleep(tickpipe::store::LEASE_TTL + Duration::from_secs(2)).await;
     let mut second = start_processor(&appliance, &env, "second.log");
     wait_all_held_by(&root, "claim_ticks", second.id()).await;
@@ -169,7 +168,7 @@ async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_i
         ],
         &env,
     );
-    signal(&first, libc::SIGCONT);
+    signal(&first, Signal::SIGCONT);
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = first.try_wait().unwrap() {
@@ -195,7 +194,7 @@ async fn a_processors_leases_hold_across_a_mariadb_restart_and_a_paused_holder_i
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Stopped cleanly, the holder gives its work up: the next processor need not wait.
-    signal(&second, libc::SIGINT);
+    signal(&second, Signal::SIGINT);
     assert!(second.wait().unwrap().success());
     let left: i64 = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM processor_leases) + (SELECT COUNT(*) FROM processors)",
@@ -591,14 +590,9 @@ fn open_files(pid: u32) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_keeps_its_pace_under_2000_idle_connections_and_500_dashboards() {
     // This test's own sockets: 2,500 of them (the soft limit raised towards the hard one).
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    limit.rlim_cur = limit.rlim_max.min(8192);
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(8192), hard).unwrap();
     let first = tempfile::tempdir().unwrap();
     generate(first.path(), 1, 1, 3);
     let appliance = Appliance::start(

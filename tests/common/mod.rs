@@ -18,6 +18,14 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tickpipe");
 
+pub use nix::sys::signal::Signal;
+
+/// Sends `signal` to the process `pid` (a test's child, or a service by its pid file's pid).
+pub fn send(pid: impl TryInto<i32>, signal: Signal) -> nix::Result<()> {
+    let pid = pid.try_into().map_err(|_| nix::Error::ESRCH)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+}
+
 /// Per symbol: rows, sum of Volume, sum of Close.
 pub type Totals = BTreeMap<String, (i64, Decimal, Decimal)>;
 
@@ -334,7 +342,7 @@ impl Appliance {
     /// Sends SIGINT and waits for `up` to exit; returns whether it exited with 0.
     pub fn interrupt(&mut self) -> bool {
         let mut child = self.child.take().unwrap();
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let _ = send(child.id(), Signal::SIGINT);
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -575,14 +583,12 @@ pub fn run_measured(mut command: Command, max_open_files: Option<u64>) -> (Outpu
     if let Some(limit) = max_open_files {
         unsafe {
             command.pre_exec(move || {
-                let rlimit = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    limit,
+                    limit,
+                )
+                .map_err(std::io::Error::from)
             });
         }
     }
