@@ -30,7 +30,8 @@ struct Trade {
 
 /// Tick-level CSVs (one to four rows a minute, some without volume) over two UTC days, in the
 /// `timestamp,open,high,low,close,volume` layout named after the symbol.
-fn write_trades(dir: &Path, symbols: &[&str], seed: u64) -> Vec<Trade> {
+/// `days` trading sessions of 130 minutes from 4 March 2024, one to four trades a minute.
+fn write_trades(dir: &Path, symbols: &[&str], days: u64, seed: u64) -> Vec<Trade> {
     let mut state = seed | 1;
     let mut random = move |n: u64| {
         // xorshift64: reproducible and independent of tickpipe's generator.
@@ -45,8 +46,8 @@ fn write_trades(dir: &Path, symbols: &[&str], seed: u64) -> Vec<Trade> {
         let mut file = std::fs::File::create(dir.join(format!("{symbol}.csv"))).unwrap();
         writeln!(file, "timestamp,open,high,low,close,volume").unwrap();
         let mut price: i64 = 50_000 + random(50_000) as i64;
-        for day in [(2024, 3, 4), (2024, 3, 5)] {
-            let date = NaiveDate::from_ymd_opt(day.0, day.1, day.2).unwrap();
+        let first = NaiveDate::from_ymd_opt(2024, 3, 4).unwrap();
+        for date in first.iter_days().take(days as usize) {
             for minute in 0..130 {
                 let start =
                     date.and_hms_opt(9, 15, 0).unwrap() + chrono::TimeDelta::minutes(minute);
@@ -193,7 +194,10 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
     env.push(("TICKPIPE_PROCESS__BATCH_ROWS".into(), "97".into()));
     let env = as_refs(&env);
     let dir = tempfile::tempdir().unwrap();
-    let trades = write_trades(dir.path(), &["ALPHA", "BETA", "GAMMA"], 7);
+    // Six sessions (~5,900 rows, ~60 batches): the kill after the first batch lands
+    // mid-stream even when the test is scheduled late (two sessions once all went in first).
+    const SESSIONS: u64 = 6;
+    let trades = write_trades(dir.path(), &["ALPHA", "BETA", "GAMMA"], SESSIONS, 7);
     let pattern = format!("{}/*.csv", dir.path().display());
     appliance.run(&["produce", "--data", &pattern], &env);
 
@@ -205,8 +209,8 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while stored_rows(&pool).await < 500 && start.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while stored_rows(&pool).await == 0 && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     process.kill().unwrap();
     process.wait().unwrap();
@@ -276,7 +280,11 @@ async fn rollups_match_independent_figures_after_a_crash_and_a_replay() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(days.len(), 6, "two sessions of three symbols");
+    assert_eq!(
+        days.len(),
+        3 * SESSIONS as usize,
+        "a row per session and symbol"
+    );
     for d in days {
         let (symbol, date): (String, NaiveDate) = (d.get(0), d.get(1));
         let bars: Vec<&Expected> = expected
@@ -330,7 +338,7 @@ async fn api_serves_what_is_stored_refuses_bad_parameters_and_exports_metrics() 
     let env = topics_env("api");
     let env = as_refs(&env);
     let dir = tempfile::tempdir().unwrap();
-    let trades = write_trades(dir.path(), &["DELTA", "EPSILON"], 11);
+    let trades = write_trades(dir.path(), &["DELTA", "EPSILON"], 2, 11);
     let pattern = format!("{}/*.csv", dir.path().display());
     appliance.run(&["produce", "--data", &pattern], &env);
     appliance.run(&["process", "--drain"], &env);
