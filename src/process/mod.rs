@@ -459,10 +459,10 @@ struct Start {
 
 /// The writer of each partition: the most behind first, each to the writer with the least
 /// backlog so far (then the fewest partitions), no writer taking more than its even share of
-/// a topic's partitions (live rates are unknown: with nothing behind, this is round robin). Symbols hash unevenly onto
-/// partitions: the bench's 20 put 65 % of the rows on every other one of 6, so on one of two
-/// writers by partition number. Shared by backlog it is 45/55, and a 1 M-row backfill's rows
-/// commit ~7 % sooner.
+/// a topic's partitions (live rates are unknown: with nothing behind, this is round robin).
+/// Symbols hash unevenly onto partitions: the bench's 20 put 65 % of the rows on every other
+/// one of 6, so on one of two writers by partition number. Shared by backlog it is 45/55, and
+/// a 1 M-row backfill's rows commit ~7 % sooner.
 fn lanes_by_backlog(starts: &[Start], writers: usize) -> Vec<usize> {
     let backlog = |i: usize| (starts[i].latest - starts[i].start).max(0);
     let mut order: Vec<usize> = (0..starts.len()).collect();
