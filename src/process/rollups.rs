@@ -6,8 +6,8 @@
 //! downtime) the stage steps back: one symbol at a time, resting as long as each round took,
 //! for at most [`STEP_BACK_AT_MOST`] at a time before a full round. The rows then get most of
 //! the machine and the rollups follow in long ranges. On the bench's 1 M-row backfill the rows
-//! commit ~1.9× faster than beside a full-speed stage, and the rollups are done within ~1.7×
-//! the rows' time; the whole takes as long either way (~10 s: the bar writes are MariaDB's
+//! commit ~1.9× faster than beside a full-speed stage, and the rollups are done within
+//! 1.7–1.8× the rows' time; the whole takes as long either way (~10 s: the bar writes are MariaDB's
 //! largest cost). Resting half as long gave the rows ~5 % less; twice as long ~12 % more, with
 //! the rollups at 1.8–1.96×, too near the 2× they must keep. Caught up, every round follows at
 //! once.

@@ -5,12 +5,12 @@
 //! own. A replayed row is written again and marks its symbol stale from its minute: the rollups
 //! are recomputed to the same figures (a re-run over old files recomputes from their start).
 //!
-//! The rows go in as one `LOAD DATA LOCAL INFILE` from memory (`bulk`). When the server
-//! refuses that, or a value draws a warning or an error, they go in as multi-row INSERTs
-//! instead: every statement then carries at most [`Store::max_statement_bytes`](super::Store) of values, and one MySQL
-//! refuses for its data is split in halves until the records it refuses are found (MySQL undoes
-//! only the failed statement, so the transaction goes on); those are quarantined with the
-//! server's reason and the rest commits. Every statement has a deadline.
+//! The rows go in as one `LOAD DATA LOCAL INFILE` from memory (`bulk`). When the server refuses
+//! that, or a value draws a warning or an error, they go in as multi-row INSERTs instead: every
+//! statement then carries at most [`Store::max_statement_bytes`](super::Store) of values, and
+//! one MySQL refuses for its data is split in halves until the records it refuses are found
+//! (MySQL undoes only the failed statement, so the transaction goes on); those are quarantined
+//! with the server's reason and the rest commits. Every statement has a deadline.
 
 use mysql_async::{Conn, Value};
 

@@ -118,8 +118,8 @@ impl BulkConnections {
         Ok(conn)
     }
 
-    /// Loads `file` by `sql` (an [`infile::statement`](super::infile::statement)) after a savepoint: whether it went in
-    /// whole. Not when the server refuses LOAD DATA (then never again), nor when a value drew a
+    /// Loads `file` by `sql` (an [`infile::statement`](super::infile::statement)) after a
+    /// savepoint: whether it went in whole. Not when the server refuses LOAD DATA (then never again), nor when a value drew a
     /// warning or an error: the session is strict, so a value that does not fit fails the load
     /// (or, if a server's mode lets one through, draws a warning and is stored clipped). The load
     /// is then undone (to its savepoint) and the caller INSERTs instead, which refuse what does

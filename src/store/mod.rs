@@ -287,8 +287,9 @@ pub async fn connect_pool(
             per_attempt,
             MySqlPoolOptions::new()
                 // Opened as needed, up to what a processor can use at once: reads and short
-                // transactions (the rollup stage taking ranges, the membership's renewal, the
-                // API's reads); the batch writes and recomputes have their own (`bulk`).
+                // transactions (the stale symbols listed, the membership's renewal, the API's
+                // reads); the batch writes and the rollups' ranges and recomputes have their
+                // own (`bulk`).
                 .max_connections(22)
                 .acquire_timeout(Duration::from_secs(10))
                 // Every session works in UTC, whatever the server's zone.
