@@ -337,9 +337,9 @@ pub fn evaluate(
 /// bars of the lookback before it carried over, and its last bar held back to the next page,
 /// so the symbol's newest bar (which may still grow) is never judged. Pages in time order,
 /// the first starting as [`evaluate`]'s bars do.
-pub struct Paged<'r> {
-    rules: &'r [AlertRule],
-    symbol: &'r str,
+pub struct Paged {
+    rules: Vec<AlertRule>,
+    symbol: String,
     lookback: chrono::TimeDelta,
     carry: Vec<BarPoint>,
     judge_from: DateTime<Utc>,
@@ -347,16 +347,16 @@ pub struct Paged<'r> {
     pub fired: Vec<Fired>,
 }
 
-impl<'r> Paged<'r> {
+impl Paged {
     pub fn new(
-        rules: &'r [AlertRule],
-        symbol: &'r str,
+        rules: Vec<AlertRule>,
+        symbol: &str,
         from: DateTime<Utc>,
         lookback: Duration,
-    ) -> Paged<'r> {
+    ) -> Paged {
         Paged {
             rules,
-            symbol,
+            symbol: symbol.to_string(),
             lookback: chrono::TimeDelta::from_std(lookback).unwrap_or_default(),
             carry: Vec::new(),
             judge_from: from,
@@ -372,7 +372,7 @@ impl<'r> Paged<'r> {
         let held_back = *self.carry.last().expect("bars");
         let judged = &self.carry[..self.carry.len() - 1];
         self.fired
-            .extend(evaluate(self.rules, self.symbol, judged, self.judge_from));
+            .extend(evaluate(&self.rules, &self.symbol, judged, self.judge_from));
         self.judge_from = held_back.minute.max(self.judge_from);
         // The held-back bar is judged next, against the bar before it: keep the lookback
         // before that one, and the bar before (as the first page started).
@@ -383,6 +383,11 @@ impl<'r> Paged<'r> {
             .rposition(|bar| bar.minute < before_held - self.lookback)
             .unwrap_or(0);
         self.carry.drain(..keep_from);
+    }
+
+    /// The rules judged.
+    pub fn rules(&self) -> &[AlertRule] {
+        &self.rules
     }
 }
 
@@ -587,7 +592,7 @@ mod tests {
         );
         let lookback = rules.iter().map(AlertRule::lookback).max().unwrap();
         for size in [1, 2, 3, 7, 50, 1000] {
-            let mut paged = Paged::new(&rules, "BANK", bars[0].minute, lookback);
+            let mut paged = Paged::new(rules.clone(), "BANK", bars[0].minute, lookback);
             for page in bars.chunks(size) {
                 paged.page(page.to_vec());
             }

@@ -80,6 +80,15 @@ impl VolumeSum {
             .ok_or(OutOfRange("a volume sum as a decimal"))
     }
 
+    /// As a double, correctly rounded from the exact sum: what `CAST(Volume AS DOUBLE)` of the
+    /// stored DECIMAL gives (MySQL, too, reads the decimal's text with a correctly rounding
+    /// `strtod`).
+    pub fn to_f64(self) -> f64 {
+        self.to_string()
+            .parse()
+            .expect("a volume sum's text is a number")
+    }
+
     /// Reads the text of a stored DECIMAL (`CAST(Volume AS CHAR)`).
     pub fn parse(text: &str) -> Result<VolumeSum, String> {
         let bad = || format!("{text:?} is not a stored volume");

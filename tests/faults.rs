@@ -1565,7 +1565,8 @@ fn crossings(closes: &[Decimal], price: Decimal) -> Vec<usize> {
 /// Alerts on committed data, exactly once: a crossing rule over a symbol whose closes cross its
 /// price several times fires once per crossing — with a processor SIGKILLed after the rows
 /// arrive, a drain, a replay of the same file and a drain again — and a row another writer
-/// stores (plain SQL) that crosses again raises one more, through the rollup stage alone.
+/// stores (plain SQL) that crosses again raises one more, through the rollup stage alone; so
+/// does a crossing in the newest bar once a later bar's rows are recomputed on their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_fire_once_per_crossing_across_a_crash_a_replay_and_another_writer() {
     let _turn = SHARED_TABLES.lock().await;
@@ -1683,4 +1684,23 @@ async fn alerts_fire_once_per_crossing_across_a_crash_a_replay_and_another_write
     assert_eq!(alerts.len(), 5, "{alerts:?}");
     assert_eq!(alerts[0].0, "2024-01-02 09:17:00", "{alerts:?}");
     assert_eq!(alerts[0].1, "crossed above 100 (99.5 → 102)", "{alerts:?}");
+
+    // A crossing in the newest bar waits for a later bar (the newest may still grow); that
+    // later bar's rows, in a minute of their own, are recomputed alone, from their minute on,
+    // and the bar before them is judged then.
+    let app = appliance.pool("tickpipe_app", &app_password).await;
+    insert_flat_row(&app, "ALERTBANK", at(33), "99", "10").await;
+    run(&["process", "--rollups-only", "--drain"]);
+    assert_eq!(
+        stored(root.clone()).await.len(),
+        5,
+        "the newest bar is not judged yet"
+    );
+    insert_flat_row(&app, "ALERTBANK", at(34), "99", "10").await;
+    app.close().await;
+    run(&["process", "--rollups-only", "--drain"]);
+    let alerts = stored(root.clone()).await;
+    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(alerts[5].0, "2024-01-02 09:33:00", "{alerts:?}");
+    assert_eq!(alerts[5].1, "crossed below 100 (101 → 99)", "{alerts:?}");
 }

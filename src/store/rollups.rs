@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use super::Store;
+use super::alerts::AlertJudge;
 use super::batch::prepared_shapes;
 use super::bulk::{self, LOAD_PACKET, Statement, column, datetime, decimal, placeholders, text};
 use super::error::{StoreError, timed};
@@ -167,9 +168,13 @@ impl Store {
             bulk::exec(conn, "starting a transaction", deadline, begin, Vec::new()).await?;
         }
         lease::check(conn, member, [Unit::Rollups], deadline).await?;
-        self.refresh(conn, symbol, from.and_utc()).await?;
         let first_bar = rollup::minute(from.and_utc());
-        super::alerts::raise(conn, symbol, first_bar, rules, deadline).await?;
+        let mut alerts = AlertJudge::start(conn, symbol, first_bar, rules, deadline).await?;
+        self.refresh(conn, symbol, from.and_utc(), alerts.as_mut())
+            .await?;
+        if let Some(alerts) = alerts {
+            alerts.store(conn, symbol, deadline).await?;
+        }
         // Let go of the range taken (not one taken since: a crashed run's is taken again), and
         // of the row when nothing is stale. A writer's open transaction may hold the row past
         // the wait: the recompute commits anyway, and the range is simply taken again later.
@@ -236,8 +241,15 @@ impl Store {
     /// in memory, not the history.
     ///
     /// A figure too large to represent stops the symbol's rollups at that bar (logged; the rows
-    /// themselves are stored): the bars before it stay exact.
-    async fn refresh(&self, conn: &mut Conn, symbol: &str, since: DateTime<Utc>) -> Result<()> {
+    /// themselves are stored): the bars before it stay exact. Each bar written is handed to
+    /// `alerts` too.
+    async fn refresh(
+        &self,
+        conn: &mut Conn,
+        symbol: &str,
+        since: DateTime<Utc>,
+        alerts: Option<&mut AlertJudge>,
+    ) -> Result<()> {
         let deadline = self.statement_timeout;
         let from = rollup::minute(since);
         bulk::exec(
@@ -253,6 +265,7 @@ impl Store {
             store: self,
             symbol,
             bars: Vec::new(),
+            alerts,
         };
         // The bar still open at the end of a page (its minute may go on in the next one).
         let mut open: Option<Bar> = None;
@@ -385,15 +398,19 @@ const BAR_COLUMNS: &str = "Bank_Name, `Timestamp`, Open, High, Low, Close, Volum
 
 /// Bars and their indicators on their way to `bars_1m`: loaded [`BARS_PER_LOAD`] at a time,
 /// or, when MySQL refuses the load (or a value in it), upserted [`BARS_PER_STATEMENT`] at a
-/// time.
+/// time; and to the alerts' judge.
 struct BarWriter<'s> {
     store: &'s Store,
     symbol: &'s str,
     bars: Vec<(Bar, Indicators)>,
+    alerts: Option<&'s mut AlertJudge>,
 }
 
 impl BarWriter<'_> {
     async fn push(&mut self, conn: &mut Conn, bar: Bar, indicators: Indicators) -> Result<()> {
+        if let Some(alerts) = self.alerts.as_mut() {
+            alerts.bar(bar.start, bar.close, bar.volume);
+        }
         self.bars.push((bar, indicators));
         if self.bars.len() >= BARS_PER_LOAD {
             self.flush(conn).await?;
