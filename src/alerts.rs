@@ -592,7 +592,7 @@ mod tests {
         );
         let lookback = rules.iter().map(AlertRule::lookback).max().unwrap();
         for size in [1, 2, 3, 7, 50, 1000] {
-            let mut paged = Paged::new(rules.clone(), "BANK", bars[0].minute, lookback);
+            let mut paged = Paged::new(rules.to_vec(), "BANK", bars[0].minute, lookback);
             for page in bars.chunks(size) {
                 paged.page(page.to_vec());
             }
