@@ -126,10 +126,11 @@ impl Endpoint {
 pub struct Broker {
     client: Arc<Client>,
     pub bootstrap: String,
-    /// Each partition's client, opened once and shared by whoever asks for it (rskafka's
-    /// partition clients reconnect by themselves). Each holds a connection of its own, and
-    /// each connection's SCRAM login derives its key anew (8,192 rounds of SHA-512, ~7 ms):
-    /// opened per call, a processor's start made 37 connections, ~350 ms of its drain.
+    /// Each partition's client for short calls (offsets, produce), opened once and shared by
+    /// whoever asks (rskafka's partition clients reconnect by themselves). Each holds a
+    /// connection of its own, and each connection's SCRAM login derives its key anew (8,192
+    /// rounds of SHA-512, ~7 ms): opened per call, a processor's start made 37 connections,
+    /// ~350 ms of its drain.
     partitions: Arc<Mutex<HashMap<(String, i32), PartitionSlot>>>,
 }
 
@@ -263,7 +264,8 @@ impl Broker {
         bail!("topic {topic} was created but does not show in the metadata")
     }
 
-    /// The client bound to one partition's leader (opened on first use).
+    /// The shared client bound to one partition's leader (opened on first use), for calls that
+    /// answer at once.
     pub async fn partition(&self, topic: &str, partition: i32) -> Result<Arc<PartitionClient>> {
         let slot = self
             .partitions
@@ -273,18 +275,27 @@ impl Broker {
             .or_default()
             .clone();
         let client = slot
-            .get_or_try_init(|| async {
-                let client = timed(
-                    "finding a partition leader",
-                    self.client
-                        .partition_client(topic, partition, UnknownTopicHandling::Retry),
-                )
-                .await
-                .with_context(|| format!("opening {topic}/{partition}"))?;
-                anyhow::Ok(Arc::new(client))
-            })
+            .get_or_try_init(|| self.fetching_partition(topic, partition))
             .await?;
         Ok(client.clone())
+    }
+
+    /// A client bound to one partition's leader on a connection of its own, for a fetch loop:
+    /// a fetch waiting for new records holds its connection (the broker answers a
+    /// connection's requests in order), and nothing else may wait behind it.
+    pub async fn fetching_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<PartitionClient>> {
+        let client = timed(
+            "finding a partition leader",
+            self.client
+                .partition_client(topic, partition, UnknownTopicHandling::Retry),
+        )
+        .await
+        .with_context(|| format!("opening {topic}/{partition}"))?;
+        Ok(Arc::new(client))
     }
 
     /// Earliest and next (high watermark) offsets of every partition of a topic (asked of all

@@ -273,6 +273,16 @@ async fn consume(
             (tx, lane)
         })
         .unzip();
+    // Each fetch loop waits for new records on a connection of its own; opened all at once.
+    let mut fetch_clients = if options.from_stdin {
+        Vec::new()
+    } else {
+        let opening = starts
+            .iter()
+            .map(|s| broker.fetching_partition(&s.topic, s.partition));
+        futures::future::try_join_all(opening).await?
+    }
+    .into_iter();
     let mut fetchers = tokio::task::JoinSet::new();
     let mut routes = BTreeMap::new();
     for (start, lane) in starts.into_iter().zip(lane_of) {
@@ -303,7 +313,7 @@ async fn consume(
             continue;
         }
         let source = fetch::Source {
-            client: broker.partition(&topic, partition).await?,
+            client: fetch_clients.next().expect("a client per partition"),
             kind,
             broker: broker.clone(),
             topic_id,
