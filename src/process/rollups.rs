@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::ProcessStats;
@@ -149,8 +150,9 @@ async fn round(
     Ok(Round { done })
 }
 
-/// Recomputes `symbols`, [`AT_ONCE`] at a time, counting each one's committed rows as in its
-/// rollups when done: what became of each.
+/// Recomputes `symbols`, `at_once` at a time (each next symbol to the first recompute that
+/// is done, so none waits while another goes on alone), counting each one's committed rows as
+/// in its rollups when done: what became of each.
 async fn refresh_all<'s>(
     store: &Store,
     stats: &ProcessStats,
@@ -160,27 +162,24 @@ async fn refresh_all<'s>(
     symbols: impl IntoIterator<Item = &'s String>,
     at_once: usize,
 ) -> Result<Vec<(String, Refreshed)>> {
-    let mut shares = vec![Vec::new(); at_once];
-    for (i, symbol) in symbols.into_iter().enumerate() {
-        shares[i % at_once].push(symbol.clone());
-    }
-    let shares = shares.into_iter().map(|share| async move {
-        let mut outcomes = Vec::new();
-        for symbol in share {
+    let refreshes: Vec<_> = symbols
+        .into_iter()
+        .map(|symbol| async move {
             // Taken before the range: every row counted here is committed, so in the
             // recompute.
-            let awaiting = stats.awaiting_rollups(&symbol);
-            let outcome = refresh(store, &symbol, member, rules, cancel).await?;
+            let awaiting = stats.awaiting_rollups(symbol);
+            let outcome = refresh(store, symbol, member, rules, cancel).await?;
             match outcome {
                 Refreshed::Done => stats.rolled_up(&awaiting),
-                Refreshed::Skipped => stats.not_yet_rolled_up(&symbol, awaiting),
+                Refreshed::Skipped => stats.not_yet_rolled_up(symbol, awaiting),
             }
-            outcomes.push((symbol, outcome));
-        }
-        anyhow::Ok(outcomes)
-    });
-    let outcomes = futures::future::try_join_all(shares).await?;
-    Ok(outcomes.into_iter().flatten().collect())
+            anyhow::Ok((symbol.clone(), outcome))
+        })
+        .collect();
+    futures::stream::iter(refreshes)
+        .buffer_unordered(at_once.max(1))
+        .try_collect()
+        .await
 }
 
 async fn stale(store: &Store, limit: usize, cancel: &CancellationToken) -> Result<Vec<String>> {
