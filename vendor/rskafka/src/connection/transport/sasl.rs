@@ -1,10 +1,13 @@
-use std::{fmt::Debug, sync::Arc};
+use std::{collections::HashMap, fmt::Debug, sync::Arc};
 
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use rsasl::{
-    callback::SessionCallback,
+    callback::{Context, Request, SessionCallback, SessionData},
     config::SASLConfig,
-    property::{AuthzId, OAuthBearerKV, OAuthBearerToken},
+    mechanisms::scram::properties::{Iterations, Salt, SaltedPassword},
+    prelude::SessionError,
+    property::{AuthId, AuthzId, OAuthBearerKV, OAuthBearerToken, Password},
 };
 
 use crate::messenger::SaslError;
@@ -37,24 +40,108 @@ pub enum SaslConfig {
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// SCRAM's salted passwords derived for these credentials (tickpipe patch), shared by
+    /// every connection of the client.
+    salted: SaltedPasswords,
 }
 
 impl Credentials {
     pub fn new(username: String, password: String) -> Self {
-        Self { username, password }
+        Self {
+            username,
+            password,
+            salted: SaltedPasswords::default(),
+        }
+    }
+}
+
+/// SCRAM's salted passwords, by hash, salt and iteration count (tickpipe patch). Deriving one is
+/// PBKDF2 over thousands of rounds (~7 ms for 8,192 of SHA-512 as rsasl does it), and every
+/// connection of a client logs in with the same salt: derived once, each later login skips it.
+/// The salted password grants no more than the plain password these credentials hold anyway.
+#[derive(Debug, Clone, Default)]
+struct SaltedPasswords(Arc<Mutex<HashMap<(ScramHash, Vec<u8>, u32), Vec<u8>>>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ScramHash {
+    Sha256,
+    Sha512,
+}
+
+impl SaltedPasswords {
+    /// `Hi(password, salt, iterations)` of RFC 5802: PBKDF2 with HMAC of `hash`, as long as
+    /// the hash's output.
+    fn get(&self, hash: ScramHash, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        let key = (hash, salt.to_vec(), iterations);
+        if let Some(salted) = self.0.lock().get(&key) {
+            return salted.clone();
+        }
+        let salted = match hash {
+            ScramHash::Sha256 => {
+                pbkdf2::pbkdf2_hmac_array::<sha2::Sha256, 32>(password, salt, iterations).to_vec()
+            }
+            ScramHash::Sha512 => {
+                pbkdf2::pbkdf2_hmac_array::<sha2::Sha512, 64>(password, salt, iterations).to_vec()
+            }
+        };
+        self.0.lock().insert(key, salted.clone());
+        salted
+    }
+}
+
+/// A SCRAM login's answers: the salted password from [`SaltedPasswords`], else the credentials.
+struct ScramCredentials {
+    credentials: Credentials,
+    hash: ScramHash,
+}
+
+impl SessionCallback for ScramCredentials {
+    fn callback(
+        &self,
+        _session_data: &SessionData,
+        context: &Context<'_>,
+        request: &mut Request<'_>,
+    ) -> Result<(), SessionError> {
+        if request.is::<SaltedPassword>() {
+            if let (Some(salt), Some(iterations)) =
+                (context.get_ref::<Salt>(), context.get_ref::<Iterations>())
+            {
+                let password = self.credentials.password.as_bytes();
+                let salted = self
+                    .credentials
+                    .salted
+                    .get(self.hash, password, salt, *iterations);
+                request.satisfy::<SaltedPassword>(&salted)?;
+            }
+            return Ok(());
+        }
+        request
+            .satisfy::<AuthId>(self.credentials.username.as_str())?
+            .satisfy::<Password>(self.credentials.password.as_bytes())?;
+        Ok(())
     }
 }
 
 impl SaslConfig {
     pub(crate) async fn get_sasl_config(&self) -> Result<Arc<SASLConfig>, SaslError> {
         match self {
-            Self::Plain(credentials)
-            | Self::ScramSha256(credentials)
-            | Self::ScramSha512(credentials) => Ok(SASLConfig::with_credentials(
+            Self::Plain(credentials) => Ok(SASLConfig::with_credentials(
                 None,
                 credentials.username.clone(),
                 credentials.password.clone(),
             )?),
+            Self::ScramSha256(credentials) | Self::ScramSha512(credentials) => {
+                let hash = match self {
+                    Self::ScramSha256(_) => ScramHash::Sha256,
+                    _ => ScramHash::Sha512,
+                };
+                Ok(SASLConfig::builder()
+                    .with_default_mechanisms()
+                    .with_callback(ScramCredentials {
+                        credentials: credentials.clone(),
+                        hash,
+                    })?)
+            }
             Self::Oauthbearer(credentials) => {
                 // Fetch the token first, since that's an async call.
                 let token = (*credentials.callback)()
