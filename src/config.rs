@@ -309,7 +309,7 @@ impl Default for ProcessConfig {
             batch_rows: 5000,
             batch_linger: Duration::from_millis(100),
             fetch_bytes: 1024 * 1024,
-            writers: 2,
+            writers: 3,
         }
     }
 }

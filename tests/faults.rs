@@ -1703,4 +1703,27 @@ async fn alerts_fire_once_per_crossing_across_a_crash_a_replay_and_another_write
     assert_eq!(alerts.len(), 6, "{alerts:?}");
     assert_eq!(alerts[5].0, "2024-01-02 09:33:00", "{alerts:?}");
     assert_eq!(alerts[5].1, "crossed below 100 (101 → 99)", "{alerts:?}");
+
+    // The later bar's row deleted: 09:33 is the newest bar again, its alert kept (a bar
+    // judged already is not taken back for want of a later one), and not raised twice when a
+    // later bar comes back.
+    let ids = |root: sqlx::MySqlPool| async move {
+        sqlx::query_scalar::<_, u64>("SELECT Id FROM alerts WHERE Rule = 'cross-100' ORDER BY Id")
+            .fetch_all(&root)
+            .await
+            .unwrap()
+    };
+    let before = ids(root.clone()).await;
+    let app = appliance.pool("tickpipe_app", &app_password).await;
+    sqlx::query("DELETE FROM stock_data WHERE Bank_Name = 'ALERTBANK' AND `Timestamp` = ?")
+        .bind(at(34))
+        .execute(&app)
+        .await
+        .unwrap();
+    run(&["process", "--rollups-only", "--drain"]);
+    assert_eq!(ids(root.clone()).await, before, "the alert at 09:33 stays");
+    insert_flat_row(&app, "ALERTBANK", at(34), "99", "10").await;
+    app.close().await;
+    run(&["process", "--rollups-only", "--drain"]);
+    assert_eq!(ids(root.clone()).await, before, "and is not raised again");
 }

@@ -43,7 +43,12 @@ pub(super) struct AlertJudge {
     judge: alerts::Paged,
     /// Recomputed bars not judged yet.
     page: Vec<BarPoint>,
-    from: DateTime<Utc>,
+    /// The first bar judged: the stored one before the recompute's, else its first.
+    judged_from: DateTime<Utc>,
+    /// The recompute's first bar: from it on, a stored alert the rules no longer raise is
+    /// taken back. The bar before is judged only when a later bar exists, so its alerts are
+    /// added when missing, never taken back.
+    recomputed_from: DateTime<Utc>,
 }
 
 impl AlertJudge {
@@ -84,7 +89,8 @@ impl AlertJudge {
         let mut judge = AlertJudge {
             judge: alerts::Paged::new(applicable, symbol, judge_from, lookback),
             page: Vec::new(),
-            from: judge_from,
+            judged_from: judge_from,
+            recomputed_from: from,
         };
         let mut after = Value::NULL;
         loop {
@@ -150,7 +156,7 @@ impl AlertJudge {
         deadline: Duration,
     ) -> Result<(), StoreError> {
         self.judge.page(std::mem::take(&mut self.page));
-        let from = self.from;
+        let from = self.judged_from;
         let applicable = self.judge.rules();
         let fired = &self.judge.fired;
         const STORED: &str = "reading stored alerts";
@@ -174,7 +180,9 @@ impl AlertJudge {
                 .any(|f| f.rule == rule && f.minute.naive_utc() == minute);
             if raised {
                 stored_keys.insert((rule, minute));
-            } else if applicable.iter().any(|r| r.name == rule) {
+            } else if minute >= self.recomputed_from.naive_utc()
+                && applicable.iter().any(|r| r.name == rule)
+            {
                 bulk::exec(
                     conn,
                     "taking an alert back",

@@ -59,8 +59,14 @@ impl Credentials {
 /// PBKDF2 over thousands of rounds (~7 ms for 8,192 of SHA-512 as rsasl does it), and every
 /// connection of a client logs in with the same salt: derived once, each later login skips it.
 /// The salted password grants no more than the plain password these credentials hold anyway.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 struct SaltedPasswords(Arc<Mutex<HashMap<(ScramHash, Vec<u8>, u32), Vec<u8>>>>);
+
+impl Debug for SaltedPasswords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SaltedPasswords(..)")
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ScramHash {
