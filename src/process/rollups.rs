@@ -5,12 +5,11 @@
 //! While this processor's writers catch up a backlog (a replay, a backfill, a restart after
 //! downtime) the stage steps back: one symbol at a time, resting as long as each round took,
 //! for at most [`STEP_BACK_AT_MOST`] at a time before a full round. The rows then get most of
-//! the machine and the rollups follow in long ranges. On the bench's 1 M-row backfill the rows
-//! commit ~1.9× faster than beside a full-speed stage, and the rollups are done within
-//! 1.7–1.8× the rows' time; the whole takes as long either way (~10 s: the bar writes are MariaDB's
-//! largest cost). Resting half as long gave the rows ~5 % less; twice as long ~12 % more, with
-//! the rollups at 1.8–1.96×, too near the 2× they must keep. Caught up, every round follows at
-//! once.
+//! the machine and the rollups follow in long ranges. On the bench's 1 M-row backfill (three
+//! writers) the rollups are done within 1.8–1.9× the rows' time, and the whole drain takes
+//! ~8.5 s however the stage is scheduled (the bar writes are MariaDB's largest cost): resting
+//! 1.5 or 2 rounds gave the rows up to 10 % more, with the rollups at 1.8–2.06×, past the 2×
+//! they must keep. Caught up, every round follows at once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -29,9 +28,8 @@ const IDLE: Duration = Duration::from_millis(100);
 /// Stale symbols taken per round.
 const PER_ROUND: usize = 256;
 /// Symbols recomputed at once, each on its own connection: MySQL computes one while tickpipe
-/// reads or sends the other. More cost MariaDB more CPU for the same work (its latches
-/// contend): a 1 M-row backfill's rollups took 5.9–6.2 s at 2, 3 or 4 at once, with
-/// MariaDB's CPU at 6.8, 7.2 and 7.4–8.0 s (5.6 s, but 7.8 s of wall time, one at a time).
+/// reads or sends the other. More cost MariaDB more CPU for little time: a 1 M-row backfill's
+/// rollups alone took 5.0, 4.9 and 4.8 s at 2, 3 and 4 at once.
 const AT_ONCE: usize = 2;
 /// Symbols recomputed at once while the writers catch up a backlog.
 const AT_ONCE_CATCHING_UP: usize = 1;
