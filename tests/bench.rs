@@ -99,3 +99,23 @@ fn bench_measures_every_stage_beside_its_anchor() {
     // Nothing of the bench appliance is left behind.
     assert!(common::processes_mentioning("tickpipe-bench-").is_empty());
 }
+
+/// A rate given twice is refused before anything starts: its step would measure its topic's
+/// re-creation, not the pipeline.
+#[test]
+fn bench_refuses_a_rate_given_twice() {
+    let state = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["bench", "--rates", "5000,1000,5000"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--rates: 5000 is given twice"), "{stderr}");
+    assert!(
+        std::fs::read_dir(state.path()).unwrap().next().is_none(),
+        "nothing started: {stderr}"
+    );
+}

@@ -129,6 +129,16 @@ pub struct PeakRss {
 }
 
 pub async fn run(config: &Config, spec: &BenchSpec) -> Result<Report> {
+    // Each rate's step has a topic of its own (`latency_<rate>`): a rate given twice would
+    // measure its topic's re-creation (seconds), not the pipeline.
+    if let Some(rate) = spec
+        .rates
+        .iter()
+        .enumerate()
+        .find_map(|(i, rate)| spec.rates[..i].contains(rate).then_some(rate))
+    {
+        bail!("--rates: {rate} is given twice; give each rate once");
+    }
     let work = std::env::temp_dir().join(format!("tickpipe-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = Bench::start(config, spec, &work).await;
