@@ -274,15 +274,15 @@ impl Broker {
             .or_default()
             .clone();
         let client = slot
-            .get_or_try_init(|| self.fetching_partition(topic, partition))
+            .get_or_try_init(|| self.open_partition(topic, partition))
             .await?;
         Ok(client.clone())
     }
 
-    /// A client bound to one partition's leader on a connection of its own, for a fetch loop:
-    /// a fetch waiting for new records holds its connection (the broker answers a
-    /// connection's requests in order), and nothing else may wait behind it.
-    pub async fn fetching_partition(
+    /// A new client bound to one partition's leader, on a connection of its own: what a fetch
+    /// loop needs, since a fetch waiting for new records holds its connection (the broker
+    /// answers a connection's requests in order) and nothing else may wait behind it.
+    pub async fn open_partition(
         &self,
         topic: &str,
         partition: i32,

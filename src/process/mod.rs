@@ -279,7 +279,7 @@ async fn consume(
     } else {
         let opening = starts
             .iter()
-            .map(|s| broker.fetching_partition(&s.topic, s.partition));
+            .map(|s| broker.open_partition(&s.topic, s.partition));
         futures::future::try_join_all(opening).await?
     }
     .into_iter();
