@@ -1,11 +1,15 @@
-//! Micro-benchmarks of the per-record hot paths: CSV row → Tick, Tick → JSON, JSON → Tick, and
-//! a batch → the file its LOAD DATA reads. `cargo bench`.
+//! Micro-benchmarks of the per-record hot paths: CSV row → Tick, Tick → JSON, JSON → Tick, a
+//! batch → the file its LOAD DATA reads, and the rollup stage's work per bar (a stored row →
+//! its bar and indicators, the default alert rules judging it, bars → their LOAD DATA file).
+//! `cargo bench`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
+use tickpipe::alerts::{BarPoint, Paged, default_rules};
 use tickpipe::ingest::csv_file::{CsvFile, Line};
-use tickpipe::store::load_file;
+use tickpipe::rollup::{Bar, IndicatorState, Indicators};
+use tickpipe::store::{bar_file, load_file};
 use tickpipe::tick::Tick;
 
 const ROWS: usize = 10_000;
@@ -90,7 +94,58 @@ fn hot_paths(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // Each row its own minute, as in the bench's data: a bar per row.
+    let rows: Vec<Bar> = ticks
+        .iter()
+        .map(|t| Bar::from_row(t.timestamp, [t.open, t.high, t.low, t.close], t.volume).unwrap())
+        .collect();
+    let indicated: Vec<(Bar, Indicators)> = {
+        let mut state = IndicatorState::default();
+        rows.iter()
+            .map(|bar| (bar.clone(), state.next(bar).unwrap()))
+            .collect()
+    };
+    let mut group = c.benchmark_group("per bar");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.bench_function("row → bar and indicators", |b| {
+        b.iter(|| {
+            let mut state = IndicatorState::default();
+            ticks
+                .iter()
+                .map(|t| {
+                    let bar =
+                        Bar::from_row(t.timestamp, [t.open, t.high, t.low, t.close], t.volume)
+                            .unwrap();
+                    state.next(black_box(&bar)).unwrap().ema_20
+                })
+                .sum::<f64>()
+        })
+    });
+    group.bench_function("bar → judged by the default alert rules", |b| {
+        b.iter(|| {
+            let start = rows[0].start;
+            let mut judge = Paged::new(default_rules(), "HDFCBANK", start, LOOKBACK);
+            judge.page(
+                rows.iter()
+                    .map(|bar| BarPoint {
+                        minute: bar.start,
+                        close: bar.close,
+                        volume: bar.volume.to_f64(),
+                    })
+                    .collect(),
+            );
+            black_box(judge.fired.len())
+        })
+    });
+    group.bench_function("bars → LOAD DATA file", |b| {
+        b.iter(|| black_box(bar_file("HDFCBANK", &indicated).len()))
+    });
+    group.finish();
 }
+
+/// The default rules' longest lookback (30 minutes), as the rollup stage gives it.
+const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 fn ticks_of(text: &str) -> usize {
     ticks(text).len()

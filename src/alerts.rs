@@ -303,15 +303,25 @@ pub fn evaluate(
     bars: &[BarPoint],
     from: DateTime<Utc>,
 ) -> Vec<Fired> {
+    // The bars' times as nanoseconds, for the rules' windows: chrono's date arithmetic for
+    // each bar and rule was a third of the judging's time.
+    let times: Vec<i128> = bars.iter().map(|bar| nanos(bar.minute)).collect();
     let mut fired = Vec::new();
     for rule in rules.iter().filter(|r| r.applies_to(symbol)) {
         let mut was_past = None;
         let mut window = Window::default();
+        // A factor is a small decimal: a double holds it.
+        let volume_factor = match &rule.when {
+            Condition::Volume { times, .. } => times.to_f64().unwrap_or(f64::INFINITY),
+            _ => f64::INFINITY,
+        };
         for (i, bar) in bars.iter().enumerate() {
             let now = match &rule.when {
                 Condition::Crosses { price } => crossing(bars, i, *price),
-                Condition::Moves { percent, within } => moved(bars, i, *percent, *within),
-                Condition::Volume { times, over } => window.spiked(bars, i, *times, *over),
+                Condition::Moves { percent, within } => moved(bars, &times, i, *percent, *within),
+                Condition::Volume { over, .. } => {
+                    window.spiked(bars, &times, i, volume_factor, *over)
+                }
             };
             // A crossing is an edge already; the others fire on the first bar past.
             let edge = matches!(
@@ -331,6 +341,11 @@ pub fn evaluate(
         }
     }
     fired
+}
+
+/// `at` as nanoseconds since the epoch (an `i128` holds every `DateTime`).
+fn nanos(at: DateTime<Utc>) -> i128 {
+    i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos())
 }
 
 /// [`evaluate`] a page of bars at a time, in bounded memory: each page is judged with the
@@ -404,30 +419,43 @@ fn crossing(bars: &[BarPoint], i: usize, price: Decimal) -> Option<String> {
 }
 
 /// The close against the newest bar at or before `within` earlier — one no older than twice
-/// `within` (across a gap in trading there is nothing to compare with).
-fn moved(bars: &[BarPoint], i: usize, percent: Decimal, within: Duration) -> Option<String> {
+/// `within` (across a gap in trading there is nothing to compare with). `times`: the bars'
+/// [`nanos`].
+fn moved(
+    bars: &[BarPoint],
+    times: &[i128],
+    i: usize,
+    percent: Decimal,
+    within: Duration,
+) -> Option<String> {
     let bar = bars[i];
-    let within_delta = chrono::TimeDelta::from_std(within).ok()?;
-    let then = bar.minute - within_delta;
-    let earlier = bars[..i]
-        .iter()
+    let within_nanos = within.as_nanos() as i128;
+    let then = times[i] - within_nanos;
+    let earlier = (0..i)
         .rev()
-        .take_while(|b| b.minute >= then - within_delta)
-        .find(|b| b.minute <= then)?;
+        .take_while(|&j| times[j] >= then - within_nanos)
+        .find(|&j| times[j] <= then)
+        .map(|j| bars[j])?;
     if earlier.close.is_zero() {
         return None;
     }
+    // |close / earlier − 1| × 100 > percent, without a division for every bar (exactly: the
+    // products of 8-place prices fit a decimal).
+    let moved_by = (bar.close - earlier.close)
+        .abs()
+        .checked_mul(Decimal::ONE_HUNDRED)?;
+    if moved_by <= percent.checked_mul(earlier.close.abs())? {
+        return None;
+    }
     let change = (bar.close / earlier.close - Decimal::ONE) * Decimal::ONE_HUNDRED;
-    (change.abs() > percent).then(|| {
-        format!(
-            "moved {}{:.2}% in {} ({} → {})",
-            if change > Decimal::ZERO { "+" } else { "" },
-            change.round_dp(2),
-            humantime::format_duration(within),
-            earlier.close.normalize(),
-            bar.close.normalize()
-        )
-    })
+    Some(format!(
+        "moved {}{:.2}% in {} ({} → {})",
+        if change > Decimal::ZERO { "+" } else { "" },
+        change.round_dp(2),
+        humantime::format_duration(within),
+        earlier.close.normalize(),
+        bar.close.normalize()
+    ))
 }
 
 /// The bars of a volume rule's window before the bar looked at, slid along in one pass.
@@ -439,16 +467,18 @@ struct Window {
 
 impl Window {
     /// Bar `i` against the average of the bars of the `over` before it (kept as bars go by).
+    /// `times`: the bars' [`nanos`].
     fn spiked(
         &mut self,
         bars: &[BarPoint],
+        times: &[i128],
         i: usize,
-        times: Decimal,
+        factor: f64,
         over: Duration,
     ) -> Option<String> {
         let bar = bars[i];
-        let since = bar.minute - chrono::TimeDelta::from_std(over).ok()?;
-        while self.start < i && bars[self.start].minute < since {
+        let since = times[i] - over.as_nanos() as i128;
+        while self.start < i && times[self.start] < since {
             self.sum -= bars[self.start].volume;
             self.start += 1;
         }
@@ -461,7 +491,6 @@ impl Window {
         };
         self.sum += bar.volume;
         let average = average?;
-        let factor = times.to_f64()?;
         (average > 0.0 && bar.volume > factor * average).then(|| {
             format!(
                 "volume {} is {:.1}× its {} average",

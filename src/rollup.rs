@@ -27,6 +27,11 @@ use crate::tick::VOLUME_SCALE;
 pub const LOOKBACK: usize = 50;
 /// The moving averages' windows (bars): SMA_20 and SMA_50.
 const SMA_WINDOWS: [usize; 2] = [20, 50];
+/// 1/20 and 1/50, exact: a mean is a multiplication, not a division for every bar.
+const SMA_RECIPROCALS: [Decimal; 2] = [
+    Decimal::from_parts(5, 0, 0, false, 2),
+    Decimal::from_parts(2, 0, 0, false, 2),
+];
 /// Decimal places of stored SMA and VWAP values.
 const INDICATOR_DP: u32 = 8;
 
@@ -84,9 +89,20 @@ impl VolumeSum {
     /// stored DECIMAL gives (MySQL, too, reads the decimal's text with a correctly rounding
     /// `strtod`).
     pub fn to_f64(self) -> f64 {
+        // Both exact doubles: IEEE division rounds the exact quotient correctly, as `strtod`
+        // rounds the exact decimal (the same number).
+        const EXACT: u128 = 1 << f64::MANTISSA_DIGITS;
+        if self.0.unsigned_abs() <= EXACT {
+            return self.0 as f64 / Self::UNIT as f64;
+        }
         self.to_string()
             .parse()
             .expect("a volume sum's text is a number")
+    }
+
+    /// Appends the sum as [`Display`](fmt::Display) writes it.
+    pub fn write_text(self, out: &mut Vec<u8>) {
+        crate::tick::write_fixed_point(out, self.0, VOLUME_SCALE, true);
     }
 
     /// Reads the text of a stored DECIMAL (`CAST(Volume AS CHAR)`).
@@ -114,16 +130,9 @@ impl VolumeSum {
 /// Plain decimal text without trailing zeros (`1200`, `35.92724`): what MySQL and JSON take.
 impl fmt::Display for VolumeSum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let (whole, fraction) = (
-            (self.0 / Self::UNIT).unsigned_abs(),
-            (self.0 % Self::UNIT).unsigned_abs(),
-        );
-        if fraction == 0 {
-            return write!(f, "{sign}{whole}");
-        }
-        let fraction = format!("{fraction:0width$}", width = VOLUME_SCALE as usize);
-        write!(f, "{sign}{whole}.{}", fraction.trim_end_matches('0'))
+        let mut text = Vec::with_capacity(40);
+        self.write_text(&mut text);
+        f.write_str(std::str::from_utf8(&text).expect("digits, a sign and a point are ASCII"))
     }
 }
 
@@ -280,6 +289,8 @@ pub struct IndicatorState {
     /// Sums of the last [`SMA_WINDOWS`] closes (exact: sums of decimals), kept as bars come
     /// rather than added up again for every bar.
     sums: [Decimal; 2],
+    /// The newest close as a double (for its log return and the EMA).
+    last_close: f64,
     ema_20: Option<f64>,
     session: Option<NaiveDate>,
     session_volume: VolumeSum,
@@ -312,8 +323,8 @@ impl IndicatorState {
     pub fn next(&mut self, bar: &Bar) -> Result<Indicators, OutOfRange> {
         self.push_close(bar.close)?;
 
-        // A close converts to f64 (any Decimal does); a non-finite stored EMA restarts it.
-        let close = bar.close.to_f64().unwrap_or(f64::NAN);
+        // A non-finite stored EMA restarts it.
+        let close = self.last_close;
         let ema_20 = match self.ema_20.filter(|e| e.is_finite()) {
             None => close,
             Some(previous) => previous + (2.0 / 21.0) * (close - previous),
@@ -373,11 +384,13 @@ impl IndicatorState {
             self.closes.pop_front();
             self.returns.pop_front();
         }
-        if let Some(previous) = self.closes.back() {
-            let ratio = close.to_f64().unwrap_or(f64::NAN) / previous.to_f64().unwrap_or(f64::NAN);
-            self.returns.push_back(ratio.ln());
+        // A close converts to f64 (any Decimal does).
+        let close_f64 = close.to_f64().unwrap_or(f64::NAN);
+        if !self.closes.is_empty() {
+            self.returns.push_back((close_f64 / self.last_close).ln());
         }
         self.closes.push_back(close);
+        self.last_close = close_f64;
         Ok(())
     }
 
@@ -389,7 +402,7 @@ impl IndicatorState {
         }
         // n is 20 or 50: the mean of 8-place closes has a finite expansion, so the sum's
         // order of additions cannot change it.
-        Some((self.sums[window] / Decimal::from(n)).round_dp(INDICATOR_DP))
+        Some((self.sums[window] * SMA_RECIPROCALS[window]).round_dp(INDICATOR_DP))
     }
 
     /// Sample standard deviation of the last `n` one-bar log returns.
@@ -593,6 +606,28 @@ mod tests {
             huge.to_decimal().unwrap(),
             dec!(12345678901234567890123.456789)
         );
+    }
+
+    #[test]
+    fn the_moving_averages_reciprocals_are_exact() {
+        for (n, reciprocal) in SMA_WINDOWS.into_iter().zip(SMA_RECIPROCALS) {
+            assert_eq!(reciprocal * Decimal::from(n), Decimal::ONE);
+            assert_eq!(reciprocal, Decimal::ONE / Decimal::from(n));
+        }
+    }
+
+    #[test]
+    fn volume_sums_convert_to_the_double_their_text_reads_as() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let edge = 1i128 << 53;
+        let mut sums: Vec<i128> = vec![0, 1, -1, edge - 1, edge, edge + 1, -edge, -edge - 1];
+        sums.extend((0..100_000).map(|_| rng.random::<i128>() >> rng.random_range(40..=127)));
+        for sum in sums {
+            let sum = VolumeSum(sum);
+            let text: f64 = sum.to_string().parse().unwrap();
+            assert_eq!(sum.to_f64().to_bits(), text.to_bits(), "{sum}");
+        }
     }
 
     #[test]

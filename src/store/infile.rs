@@ -66,16 +66,7 @@ pub(super) fn write_datetime(file: &mut Vec<u8>, at: DateTime<Utc>) {
 /// Writes `value` as a field of a load file, without trailing zeros after the point
 /// (`636.73000000` is `636.73`): the same number, and fewer digits for MySQL to read.
 pub(super) fn write_decimal_field(file: &mut Vec<u8>, value: rust_decimal::Decimal) {
-    let start = file.len();
-    crate::tick::write_decimal(file, value);
-    if file[start..].contains(&b'.') {
-        while file.last() == Some(&b'0') {
-            file.pop();
-        }
-        if file.last() == Some(&b'.') {
-            file.pop();
-        }
-    }
+    crate::tick::write_fixed_point(file, value.mantissa(), value.scale(), true);
 }
 
 #[cfg(test)]

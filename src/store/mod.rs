@@ -20,7 +20,7 @@ pub use batch::{Batch, Committed, Incident, Reached, load_file};
 pub use error::StoreError;
 pub use lease::{Holder, LEASE_TTL, Member, Processor, RENEW_EVERY, Role, Seen, Sharing, Unit};
 pub use read::Quote;
-pub use rollups::Refreshed;
+pub use rollups::{Refreshed, bar_file};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

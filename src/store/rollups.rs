@@ -453,9 +453,9 @@ impl BarWriter<'_> {
     }
 }
 
-/// `bars` of `symbol` as a load file of [`BAR_COLUMNS`]: decimals as MySQL prints them, sums
+/// `bars` of `symbol` as a load file of [`BAR_COLUMNS`] (public for the benches): decimals as MySQL prints them, sums
 /// of volumes too (DECIMAL(38,8) holds more digits than a `Decimal`), `\N` for NULL.
-fn bar_file(symbol: &str, bars: &[(Bar, Indicators)]) -> Vec<u8> {
+pub fn bar_file(symbol: &str, bars: &[(Bar, Indicators)]) -> Vec<u8> {
     fn decimal_field(file: &mut Vec<u8>, value: Option<Decimal>) {
         file.push(b'\t');
         match value {
@@ -483,15 +483,22 @@ fn bar_file(symbol: &str, bars: &[(Bar, Indicators)]) -> Vec<u8> {
         for price in [b.open, b.high, b.low, b.close] {
             decimal_field(&mut file, Some(price));
         }
-        write!(file, "\t{}", b.volume).expect("writing to memory");
+        file.push(b'\t');
+        b.volume.write_text(&mut file);
         decimal_field(&mut file, Some(b.turnover));
-        write!(file, "\t{}", b.ticks.min(i32::MAX as i64)).expect("writing to memory");
+        file.push(b'\t');
+        file.extend_from_slice(
+            itoa::Buffer::new()
+                .format(b.ticks.min(i32::MAX as i64))
+                .as_bytes(),
+        );
         decimal_field(&mut file, i.sma_20);
         decimal_field(&mut file, i.sma_50);
         double_field(&mut file, Some(i.ema_20));
         decimal_field(&mut file, i.vwap);
         double_field(&mut file, i.volatility_20);
-        write!(file, "\t{}", i.session_volume).expect("writing to memory");
+        file.push(b'\t');
+        i.session_volume.write_text(&mut file);
         decimal_field(&mut file, Some(i.session_turnover));
         file.push(b'\n');
     }

@@ -9,6 +9,7 @@ mod wire;
 pub use reject::Reject;
 pub use text::{
     decimal_text, parse_decimal, parse_timestamp, parse_volume, shorten, write_decimal,
+    write_fixed_point,
 };
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -192,7 +193,8 @@ fn check_digits(name: &str, value: Decimal, integer_digits: u32, scale: u32) -> 
             "{name} {value} has more than {scale} decimal places"
         ));
     }
-    if value.trunc().abs() >= Decimal::from(10i128.pow(integer_digits)) {
+    // |trunc(v)| ≥ 10^n exactly when |v| ≥ 10^n: no truncation needed.
+    if value.abs() >= Decimal::from(10i128.pow(integer_digits)) {
         return Err(format!(
             "{name} {value} has more than {integer_digits} integer digits"
         ));

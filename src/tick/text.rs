@@ -15,31 +15,27 @@ pub(super) fn truncate_chars(s: &str, max: usize) -> String {
 /// Appends `value` as `Decimal`'s `Display` writes it (`-1520.50`, `0.0001`), several times
 /// faster: its mantissa's digits with the point put in.
 pub fn write_decimal(out: &mut Vec<u8>, value: Decimal) {
-    let mantissa = value.mantissa();
-    let scale = value.scale() as usize;
-    let mut digits = [0u8; 40];
-    let mut start = digits.len();
-    let mut rest = mantissa.unsigned_abs();
-    // 128-bit division is a library call: the low 19 digits go through u64.
-    while rest > u128::from(u64::MAX) {
-        let mut low = (rest % 10_000_000_000_000_000_000) as u64;
-        rest /= 10_000_000_000_000_000_000;
-        for _ in 0..19 {
-            start -= 1;
-            digits[start] = b'0' + (low % 10) as u8;
-            low /= 10;
+    write_fixed_point(out, value.mantissa(), value.scale(), false);
+}
+
+/// Appends `mantissa` × 10^-`scale` as plain decimal text; `trimmed`: without the zeros that
+/// end its fraction (`636.73` for `636.73000000`, `100` for `100.00000000`): the same number,
+/// in fewer digits for MySQL to read. Takes an `i128` so that sums wider than a `Decimal`
+/// (volume sums) are written the same way.
+pub fn write_fixed_point(out: &mut Vec<u8>, mantissa: i128, scale: u32, trimmed: bool) {
+    let mut buffer = itoa::Buffer::new();
+    let mut digits = buffer.format(mantissa.unsigned_abs()).as_bytes();
+    let mut scale = scale as usize;
+    if trimmed {
+        if mantissa == 0 {
+            out.push(b'0');
+            return;
+        }
+        while scale > 0 && digits.last() == Some(&b'0') {
+            digits = &digits[..digits.len() - 1];
+            scale -= 1;
         }
     }
-    let mut low = rest as u64;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (low % 10) as u8;
-        low /= 10;
-        if low == 0 {
-            break;
-        }
-    }
-    let digits = &digits[start..];
     if mantissa < 0 {
         out.push(b'-');
     }
@@ -237,6 +233,39 @@ mod tests {
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 value.to_string(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn trimmed_decimals_are_the_normalized_display() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut values = vec![
+            Decimal::ZERO,
+            Decimal::new(0, 8),
+            Decimal::new(-0, 3),
+            Decimal::new(63673000000, 8),
+            Decimal::new(10000000000, 8),
+            Decimal::new(-50000000, 8),
+        ];
+        for _ in 0..100_000 {
+            let mantissa = rng.random::<i128>() >> rng.random_range(32..=127);
+            // Trailing zeros in the mantissa, as stored decimals have them.
+            let mantissa = mantissa / 10i128.pow(rng.random_range(0..=4))
+                * 10i128.pow(rng.random_range(0..=4));
+            if let Ok(value) = Decimal::try_from_i128_with_scale(mantissa, rng.random_range(0..=28))
+            {
+                values.push(value);
+            }
+        }
+        for value in values {
+            let mut out = Vec::new();
+            write_fixed_point(&mut out, value.mantissa(), value.scale(), true);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                value.normalize().to_string(),
                 "{value:?}"
             );
         }
