@@ -19,6 +19,8 @@
 //!
 //! [KIP-32]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-32+-+Add+timestamps+to+Kafka+message
 //! [KIP-98]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-98+-+Exactly+Once+Delivery+and+Transactional+Messaging
+#[cfg(any(feature = "compression-gzip", feature = "compression-lz4", feature = "compression-zstd"))]
+use std::io::BufReader;
 use std::io::{Cursor, Read, Write};
 
 #[cfg(test)]
@@ -630,7 +632,8 @@ where
             RecordBatchCompression::Gzip => {
                 use flate2::read::GzDecoder;
 
-                let mut decoder = GzDecoder::new(reader);
+                // PATCH (tickpipe): buffered, see `DECOMPRESSED_BUFFER`.
+                let mut decoder = BufReader::with_capacity(DECOMPRESSED_BUFFER, GzDecoder::new(reader));
                 let records = Self::read_records(&mut decoder, is_control, n_records)?;
 
                 ensure_eof(&mut decoder, "Data left in gzip block")?;
@@ -641,13 +644,14 @@ where
             RecordBatchCompression::Lz4 => {
                 use lz4::Decoder;
 
-                let mut decoder = Decoder::new(reader)?;
+                // PATCH (tickpipe): buffered, see `DECOMPRESSED_BUFFER`.
+                let mut decoder = BufReader::with_capacity(DECOMPRESSED_BUFFER, Decoder::new(reader)?);
                 let records = Self::read_records(&mut decoder, is_control, n_records)?;
 
                 // the lz4 decoder requires us to consume the whole inner stream until we reach EOF
                 ensure_eof(&mut decoder, "Data left in LZ4 block")?;
 
-                let (_reader, res) = decoder.finish();
+                let (_reader, res) = decoder.into_inner().finish();
                 res?;
 
                 records
@@ -720,7 +724,8 @@ where
             RecordBatchCompression::Zstd => {
                 use zstd::Decoder;
 
-                let mut decoder = Decoder::new(reader)?;
+                // PATCH (tickpipe): buffered, see `DECOMPRESSED_BUFFER`.
+                let mut decoder = BufReader::with_capacity(DECOMPRESSED_BUFFER, Decoder::new(reader)?);
                 let records = Self::read_records(&mut decoder, is_control, n_records)?;
 
                 ensure_eof(&mut decoder, "Data left in zstd block")?;
@@ -919,6 +924,12 @@ where
 
 /// Ensure that given reader is at EOF.
 #[allow(dead_code)] // only use by some features
+/// PATCH (tickpipe): bytes decompressed at a time. Records are parsed a few bytes at a time (varints, then
+/// keys and values), and the decoders decompress on every `read`: without a buffer between them, lz4 ran
+/// `LZ4F_decompress` (and its checksum) once per varint byte.
+#[cfg(any(feature = "compression-gzip", feature = "compression-lz4", feature = "compression-zstd"))]
+const DECOMPRESSED_BUFFER: usize = 64 << 10;
+
 fn ensure_eof<R>(reader: &mut R, msg: &str) -> Result<(), ReadError>
 where
     R: Read,
