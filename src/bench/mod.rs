@@ -341,11 +341,22 @@ impl<'a> Bench<'a> {
         Ok(())
     }
 
-    /// Lets MariaDB write out what the drains and anchors left in its buffer pool before the
-    /// latency steps, which measure live operation: otherwise its background flushing of
-    /// millions of rows stalled their commits now and then (at 1 M rows, 5 k rows/s steps
-    /// with p99s of 161 and 176 ms, where the same steps on a settled server stay under 60 ms).
+    /// Lets the machine finish what the throughput phases left behind before the latency
+    /// steps, which measure live operation: the pipeline's tables emptied (their millions of
+    /// rows dropped), the kernel's dirty page cache written out (Kafka's logs of the runs and
+    /// the producer anchor: hundreds of MB), and MariaDB's buffer pool flushed. Otherwise their
+    /// write-back stalled the steps' commits now and then (at 1 M rows, 5 k rows/s steps with
+    /// p99s of 96–176 ms, where the same steps on a settled machine stay under 60 ms).
     async fn settle(&self) -> Result<()> {
+        self.empty_tables().await?;
+        let started = Instant::now();
+        let dirty_mb = page_cache_dirty_mb();
+        // Blocking, and seconds long: off the runtime's other tasks.
+        tokio::task::block_in_place(nix::unistd::sync);
+        eprintln!(
+            "bench: the kernel wrote out {dirty_mb:.0} MB of dirty page cache in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         const DIRTY: &str = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
              WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'";
         let dirty = || async {
@@ -487,4 +498,17 @@ fn median(runs: &[(f64, f64)], with_mb: bool) -> Throughput {
         mb_per_second: with_mb.then_some(middle.1),
         runs: runs.iter().map(|r| r.0).collect(),
     }
+}
+
+/// The kernel's page cache waiting to be written (`Dirty` + `Writeback` of /proc/meminfo), MB.
+fn page_cache_dirty_mb() -> f64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("Dirty:") + kb("Writeback:")) / 1024.0
 }

@@ -156,11 +156,15 @@ impl Tick {
             source: text(Field::Source)?
                 .map(Cow::into_owned)
                 .unwrap_or_default(),
-            produced_at: match text(Field::ProducedAt)? {
-                Some(t) => t
-                    .parse()
-                    .map_err(|_| format!("produced_at {t:?} is not microseconds"))?,
-                None => 0,
+            produced_at: match &fields[Field::ProducedAt as usize] {
+                // As tickpipe writes it: no detour through text.
+                Some((_, Scalar::Number(n))) if n.is_i64() => n.as_i64().unwrap_or_default(),
+                _ => match text(Field::ProducedAt)? {
+                    Some(t) => t
+                        .parse()
+                        .map_err(|_| format!("produced_at {t:?} is not microseconds"))?,
+                    None => 0,
+                },
             },
         };
         let rounded = tick.fit_decimals(reading.excess_decimals)?;
