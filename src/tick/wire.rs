@@ -44,6 +44,19 @@ impl Field {
     /// The field a message's key names: case, `_`, `-` and spaces do not matter. Read without
     /// allocating (every key of every record comes here).
     fn named(key: &str) -> Option<Field> {
+        // As tickpipe writes them: no normalizing.
+        match key {
+            "timestamp" => return Some(Field::Timestamp),
+            "symbol" => return Some(Field::Symbol),
+            "open" => return Some(Field::Open),
+            "high" => return Some(Field::High),
+            "low" => return Some(Field::Low),
+            "close" => return Some(Field::Close),
+            "volume" => return Some(Field::Volume),
+            "source" => return Some(Field::Source),
+            "produced_at" => return Some(Field::ProducedAt),
+            _ => {}
+        }
         // The longest name (`producedat`) is 10 bytes: a longer key names no field.
         let mut name = [0u8; 10];
         let mut len = 0;
