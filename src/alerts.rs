@@ -439,8 +439,9 @@ fn moved(
     if earlier.close.is_zero() {
         return None;
     }
-    // |close / earlier − 1| × 100 > percent, without a division for every bar (exactly: the
-    // products of 8-place prices fit a decimal).
+    // |close / earlier − 1| × 100 > percent, without a division for every bar, and exactly
+    // (the products of 8-place prices fit a decimal): the quotient, rounded to 28 digits,
+    // could disagree within ~1e-27 of the threshold.
     let moved_by = (bar.close - earlier.close)
         .abs()
         .checked_mul(Decimal::ONE_HUNDRED)?;

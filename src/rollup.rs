@@ -401,7 +401,9 @@ impl IndicatorState {
             return None;
         }
         // n is 20 or 50: the mean of 8-place closes has a finite expansion, so the sum's
-        // order of additions cannot change it.
+        // order of additions cannot change it. The product may keep trailing zeros a quotient
+        // would not (2.00 for 2): the same value and stored text, but normalize it before a
+        // `to_f64`, whose result depends on the scale.
         Some((self.sums[window] * SMA_RECIPROCALS[window]).round_dp(INDICATOR_DP))
     }
 

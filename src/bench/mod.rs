@@ -507,7 +507,13 @@ fn page_cache_dirty_mb() -> f64 {
         meminfo
             .lines()
             .find_map(|line| line.strip_prefix(key))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .unwrap_or(0.0)
     };
     (kb("Dirty:") + kb("Writeback:")) / 1024.0

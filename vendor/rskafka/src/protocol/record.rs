@@ -922,14 +922,14 @@ where
     }
 }
 
-/// Ensure that given reader is at EOF.
-#[allow(dead_code)] // only use by some features
 /// PATCH (tickpipe): bytes decompressed at a time. Records are parsed a few bytes at a time (varints, then
 /// keys and values), and the decoders decompress on every `read`: without a buffer between them, lz4 ran
 /// `LZ4F_decompress` (and its checksum) once per varint byte.
 #[cfg(any(feature = "compression-gzip", feature = "compression-lz4", feature = "compression-zstd"))]
 const DECOMPRESSED_BUFFER: usize = 64 << 10;
 
+/// Ensure that given reader is at EOF.
+#[allow(dead_code)] // only use by some features
 fn ensure_eof<R>(reader: &mut R, msg: &str) -> Result<(), ReadError>
 where
     R: Read,
