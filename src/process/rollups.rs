@@ -6,10 +6,10 @@
 //! downtime) the stage steps back: one symbol at a time, resting as long as each round took,
 //! for at most [`STEP_BACK_AT_MOST`] at a time before a full round. The rows then get most of
 //! the machine and the rollups follow in long ranges. On the bench's 1 M-row backfill (three
-//! writers) the rollups are done within 1.8–1.9× the rows' time, and the whole drain takes
-//! ~8.5 s however the stage is scheduled (the bar writes are MariaDB's largest cost): resting
-//! 1.5 or 2 rounds gave the rows up to 10 % more, with the rollups at 1.8–2.06×, past the 2×
-//! they must keep. Caught up, every round follows at once.
+//! writers) the rollups are done within 1.7–1.9× the rows' time, and the whole drain takes
+//! ~8 s however the stage is scheduled (the bar writes are MariaDB's largest cost): resting
+//! 1.5 or 2 rounds, or three recomputes at once after the rows, moved only the split between
+//! the two, within the runs' noise. Caught up, every round follows at once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
