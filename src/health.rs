@@ -92,15 +92,14 @@ impl StageBoard {
         });
     }
 
-    /// Changes the board and rewrites its file.
+    /// Changes the board and rewrites its file, under the board's lock: two stages changing at
+    /// once wrote the same partial file, one rename then failed, and the older board could be
+    /// the one left in the file.
     fn update(&self, change: impl FnOnce(&mut BTreeMap<String, StageHealth>)) {
-        let snapshot = {
-            let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
-            change(&mut stages);
-            stages.clone()
-        };
+        let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut stages);
         if let Some(file) = &self.file
-            && let Err(e) = write_atomically(file, &snapshot)
+            && let Err(e) = write_atomically(file, &stages)
         {
             tracing::warn!("could not write {}: {e}", file.display());
         }
@@ -152,5 +151,37 @@ mod tests {
         assert_eq!(read["processor"].last_error.as_deref(), Some("boom"));
         assert_eq!(read["processor"].state, StageState::Running);
         assert!(!board.degraded());
+    }
+
+    #[test]
+    fn stages_changing_at_once_each_find_their_change_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stages.json");
+        let board = Arc::new(StageBoard::persisted(file.clone()));
+        let writers: Vec<_> = ["processor", "producer", "dashboard", "rollups"]
+            .into_iter()
+            .map(|stage| {
+                let board = Arc::clone(&board);
+                let file = file.clone();
+                std::thread::spawn(move || {
+                    board.set(stage, StageState::Running, None);
+                    for i in 0..300 {
+                        board.count(stage, &[("rows", i)]);
+                        // What `tickpipe status` reads now has this change (or a later one).
+                        let read = StageBoard::read(&file).unwrap();
+                        assert_eq!(read[stage].counts["rows"], i, "{stage}");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert!(!dir.path().join("stages.json.partial").exists());
+        let read = StageBoard::read(&file).unwrap();
+        assert_eq!(read.len(), 4);
+        for (stage, health) in board.snapshot() {
+            assert_eq!(read[&stage].counts, health.counts, "{stage}");
+        }
     }
 }
