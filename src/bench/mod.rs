@@ -345,8 +345,8 @@ impl<'a> Bench<'a> {
     /// steps, which measure live operation: the pipeline's tables emptied (their millions of
     /// rows dropped), the kernel's dirty page cache written out (Kafka's logs of the runs and
     /// the producer anchor: hundreds of MB), and MariaDB's buffer pool flushed. Otherwise their
-    /// write-back stalled the steps' commits now and then (at 1 M rows, 5 k rows/s steps with
-    /// p99s of 96–176 ms, where the same steps on a settled machine stay under 60 ms).
+    /// write-back stalled the steps' commits now and then (at 1 M rows, steps with p99s of
+    /// 96–183 ms, at 10 M 836–988 ms, where the same steps on a settled machine stay near 50).
     async fn settle(&self) -> Result<()> {
         self.empty_tables().await?;
         let started = Instant::now();

@@ -453,8 +453,9 @@ impl BarWriter<'_> {
     }
 }
 
-/// `bars` of `symbol` as a load file of [`BAR_COLUMNS`] (public for the benches): decimals as MySQL prints them, sums
-/// of volumes too (DECIMAL(38,8) holds more digits than a `Decimal`), `\N` for NULL.
+/// `bars` of `symbol` as a load file of [`BAR_COLUMNS`] (public for the benches): decimals
+/// as MySQL prints them, sums of volumes too (DECIMAL(38,8) holds more digits than a
+/// `Decimal`), `\N` for NULL.
 pub fn bar_file(symbol: &str, bars: &[(Bar, Indicators)]) -> Vec<u8> {
     fn decimal_field(file: &mut Vec<u8>, value: Option<Decimal>) {
         file.push(b'\t');
