@@ -1313,6 +1313,162 @@ async fn rollups_follow_rows_from_any_writer_even_after_a_crash() {
     );
 }
 
+/// The capture of other writers' rows, both ways. On the appliance it is MariaDB's binary log:
+/// no trigger on `stock_data`, and the processor's own rows stay out of the log (they are
+/// marked in their batch). A log purged past the rollup stage's position is a full recompute.
+/// Switched to the triggers (a server without a binary log) and back, nothing is missed.
+#[tokio::test(flavor = "multi_thread")]
+async fn other_writers_rows_are_captured_from_the_binary_log_or_by_triggers() {
+    let _turn = SHARED_TABLES.lock().await;
+    let appliance = Appliance::shared();
+    let root = fresh_pipeline(appliance, "capture").await;
+    let env = topics_env("capture");
+    let env = as_refs(&env);
+    let [root_password, app_password, _] = appliance.passwords();
+    let target = tickpipe::store::MysqlTarget {
+        host: "localhost".into(),
+        port: 0,
+        socket: Some(appliance.dir().join("mysql/mysql.sock")),
+        database: "stock_market".into(),
+        user: "root".into(),
+        password: root_password.clone(),
+    };
+    let schema = tickpipe::store::Store::connect(&target, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let triggers = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+             WHERE EVENT_OBJECT_SCHEMA = 'stock_market' AND EVENT_OBJECT_TABLE = 'stock_data'",
+        )
+        .fetch_all(&root)
+        .await
+        .unwrap()
+    };
+    let log_end = || async {
+        let row = sqlx::raw_sql("SHOW MASTER STATUS")
+            .fetch_one(&root)
+            .await
+            .unwrap();
+        (row.get::<String, _>(0), row.get::<u64, _>(1))
+    };
+    assert!(
+        matches!(
+            schema.capture().await.unwrap(),
+            tickpipe::store::Capture::Binlog(_)
+        ),
+        "the appliance captures from its binary log"
+    );
+    assert!(triggers().await.is_empty(), "and stock_data has no trigger");
+
+    // The processor's rows stay out of the log.
+    let ours = tempfile::tempdir().unwrap();
+    generate(ours.path(), 2, 1, 64);
+    let before = log_end().await;
+    produce_and_drain(appliance, &env, &format!("{}/*.csv", ours.path().display()));
+    let stored = stored_rows(&root).await;
+    let after = log_end().await;
+    assert!(stored > 500, "{stored} rows");
+    assert_eq!(before.0, after.0, "no new log file for {stored} rows");
+    assert!(
+        after.1 - before.1 < stored as u64 * 8,
+        "the processor's {stored} rows took {} bytes of the binary log",
+        after.1 - before.1
+    );
+    assert_rollups_match_the_rows(&root).await;
+
+    // Another writer's rows, then the log purged past the stage's position: every symbol is
+    // recomputed, the other writer's included.
+    let app = appliance.pool("tickpipe_app", &app_password).await;
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 5, 6)
+        .unwrap()
+        .and_hms_opt(10, 0, 0)
+        .unwrap();
+    for minute in 0..30 {
+        let at = start + chrono::TimeDelta::minutes(minute);
+        insert_flat_row(
+            &app,
+            "PURGEDBANK",
+            at,
+            &format!("{}.5", 50 + minute % 3),
+            "2",
+        )
+        .await;
+    }
+    sqlx::raw_sql("FLUSH BINARY LOGS")
+        .execute(&root)
+        .await
+        .unwrap();
+    let (newest, _) = log_end().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "PURGE BINARY LOGS TO '{newest}'"
+    )))
+    .execute(&root)
+    .await
+    .unwrap();
+    appliance.run(&["process", "--rollups-only", "--drain"], &env);
+    assert_rollups_match_the_rows(&root).await;
+    let quotes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM latest_quotes")
+        .fetch_one(&root)
+        .await
+        .unwrap();
+    assert_eq!(quotes, 3, "tickpipe's two symbols and the other writer's");
+
+    // By triggers, as on a server without a binary log: created, and the rows of a writer
+    // followed; back to the log, they are dropped again.
+    schema.capture_by_triggers().await.unwrap();
+    assert_eq!(triggers().await.len(), 3);
+    for minute in 0..20 {
+        let at = start + chrono::TimeDelta::minutes(minute);
+        insert_flat_row(
+            &app,
+            "TRIGGERBANK",
+            at,
+            &format!("{}.25", 70 + minute % 5),
+            "4",
+        )
+        .await;
+    }
+    sqlx::query(
+        "DELETE FROM stock_data WHERE Bank_Name = 'PURGEDBANK' ORDER BY `Timestamp` DESC LIMIT 3",
+    )
+    .execute(&app)
+    .await
+    .unwrap();
+    let marked: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM rollup_pending WHERE Bank_Name IN ('TRIGGERBANK', 'PURGEDBANK')",
+    )
+    .fetch_one(&root)
+    .await
+    .unwrap();
+    assert_eq!(marked, 2, "the triggers mark the rows as they commit");
+    appliance.run(&["process", "--rollups-only", "--drain"], &env);
+    assert_rollups_match_the_rows(&root).await;
+    schema.choose_capture(true).await.unwrap();
+    assert!(triggers().await.is_empty());
+    insert_flat_row(
+        &app,
+        "TRIGGERBANK",
+        start - chrono::TimeDelta::minutes(1),
+        "1.5",
+        "1",
+    )
+    .await;
+    app.close().await;
+    appliance.run(&["process", "--rollups-only", "--drain"], &env);
+    assert_rollups_match_the_rows(&root).await;
+    let first: chrono::NaiveDateTime =
+        sqlx::query_scalar("SELECT MIN(`Timestamp`) FROM bars_1m WHERE Bank_Name = 'TRIGGERBANK'")
+            .fetch_one(&root)
+            .await
+            .unwrap();
+    assert_eq!(
+        first,
+        start - chrono::TimeDelta::minutes(1),
+        "read from the log again"
+    );
+}
+
 /// `process --rollups-only`: the rollup stage alone, for rows another processor writes (a Spark
 /// job, a JDBC sink): their bars and quotes follow, and the topic is not consumed.
 #[tokio::test(flavor = "multi_thread")]

@@ -81,6 +81,9 @@ impl Bench<'_> {
         .await?;
         store::execute_admin(&self.root, "TRUNCATE TABLE stock_data_load".into()).await?;
         let mut sql = String::new();
+        if self.managed {
+            sql.push_str("SET sql_log_bin = 0;");
+        }
         for file in files {
             // The generated files' columns are the table's, in its order.
             sql.push_str(&format!(

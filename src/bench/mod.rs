@@ -165,6 +165,8 @@ struct Bench<'a> {
     up_ready: Duration,
     broker: Broker,
     root: MySqlPool,
+    /// The managed server (whose binary log the anchors leave).
+    managed: bool,
     mysql: store::MysqlTarget,
     config: Config,
 }
@@ -206,7 +208,16 @@ impl<'a> Bench<'a> {
             }
             Mode::External => endpoints.mysql.clone(),
         };
-        let root = store::connect_pool(&mysql, true, config.mysql.startup_timeout).await?;
+        // On the managed server the anchors leave its binary log, as the processor's sessions
+        // do: both load a table without a trigger and without the log.
+        let managed = config.mysql.mode == Mode::Managed;
+        let root = store::connect_pool_skipping_binlog(
+            &mysql,
+            true,
+            config.mysql.startup_timeout,
+            managed,
+        )
+        .await?;
         Ok(Bench {
             spec,
             work,
@@ -215,6 +226,7 @@ impl<'a> Bench<'a> {
             up_ready,
             broker,
             root,
+            managed,
             mysql,
             config,
         })

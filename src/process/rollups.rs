@@ -1,6 +1,8 @@
 //! The rollup stage: keeps `bars_1m` (bars and indicators) and `latest_quotes` following
-//! `stock_data`, whoever wrote it, by recomputing the symbols the table's trigger marked stale
-//! (`rollup_pending`), each in transactions of its own, beside the writers.
+//! `stock_data`, whoever wrote it, by recomputing the symbols marked stale (`rollup_pending`:
+//! by tickpipe's writers, and for other writers' rows by the table's triggers or from the
+//! server's binary log, which each round reads first), each in transactions of its own,
+//! beside the writers.
 //!
 //! While this processor's writers catch up a backlog (a replay, a backfill, a restart after
 //! downtime) the stage steps back: one symbol at a time, resting as long as each round took,
@@ -96,6 +98,7 @@ pub async fn catch_up(
     rules: &[AlertRule],
     cancel: &CancellationToken,
 ) -> Result<()> {
+    capture(store, cancel).await?;
     let mut left: BTreeSet<String> = stale(store, usize::MAX, cancel)
         .await?
         .into_iter()
@@ -133,6 +136,7 @@ async fn round(
     // Symbols with rows committed before the stale ones are read: those not stale then have
     // rollups that include them already (or the rows changed nothing).
     let committed_before = stats.symbols_awaiting_rollups();
+    capture(store, never).await?;
     let stale = stale(store, PER_ROUND, never).await?;
     let done = refresh_all(store, stats, member, rules, never, &stale, at_once)
         .await?
@@ -178,6 +182,20 @@ async fn refresh_all<'s>(
         .buffer_unordered(at_once.max(1))
         .try_collect()
         .await
+}
+
+/// Other writers' rows committed so far marked stale (read from the binary log, where the
+/// capture is by the log; the triggers mark them as they commit).
+async fn capture(store: &Store, cancel: &CancellationToken) -> Result<()> {
+    retry::retry(
+        "reading other writers' rows from the binary log",
+        Backoff::service(Some(GIVE_UP)),
+        cancel,
+        || store.sweep_capture(),
+        StoreError::verdict,
+    )
+    .await
+    .map_err(|failure| failure.into_inner().into())
 }
 
 async fn stale(store: &Store, limit: usize, cancel: &CancellationToken) -> Result<Vec<String>> {

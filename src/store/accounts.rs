@@ -59,6 +59,20 @@ pub async fn ensure_database_and_users(
     Ok(())
 }
 
+/// Lets the app user read the managed server's binary log, and leave it: the rollup stage
+/// reads other writers' rows there (src/store/capture.rs), and tickpipe's writers, which mark
+/// their own, keep their rows out of it. The log is the appliance's own (nothing replicates
+/// from it), and the account statements stay out of it.
+pub async fn grant_binlog_reading(admin: &MySqlPool, app_user: &str) -> Result<()> {
+    ensure_identifier(app_user)?;
+    execute_admin(
+        admin,
+        format!("GRANT REPLICATION SLAVE, BINLOG MONITOR, BINLOG ADMIN ON *.* TO '{app_user}'@'%'"),
+    )
+    .await
+    .with_context(|| format!("granting {app_user} the binary log's reading"))
+}
+
 /// What BI tools (and the dashboard, `status`, `/metrics`, which read as the BI user) read: the
 /// rows, the rollups, the views, what was refused and the committed offsets (for lag). Not the
 /// processors' leases or the rollups' stale ranges: no other account may see, lock or take them.

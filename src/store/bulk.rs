@@ -44,13 +44,15 @@ pub(super) struct BulkConnections {
     opts: Opts,
     idle: Mutex<Vec<Conn>>,
     idle_transaction: Duration,
+    /// The sessions leave the binary log (the appliance's own: `rollup_capture`).
+    skip_binlog: bool,
     /// Cleared once the server refuses `LOAD DATA LOCAL INFILE` (`local_infile` off): the rows
     /// then go in as multi-row INSERTs.
     load_data: AtomicBool,
 }
 
 impl BulkConnections {
-    pub(super) fn new(target: &MysqlTarget, idle_transaction: Duration) -> Self {
+    pub(super) fn new(target: &MysqlTarget, idle_transaction: Duration, skip_binlog: bool) -> Self {
         let mut opts = OptsBuilder::default()
             .user(Some(&target.user))
             .db_name(Some(&target.database))
@@ -80,8 +82,14 @@ impl BulkConnections {
             opts: opts.into(),
             idle: Mutex::new(Vec::new()),
             idle_transaction,
+            skip_binlog,
             load_data: AtomicBool::new(true),
         }
+    }
+
+    /// How this pipeline's connections log in (the binary log's reader connects alike).
+    pub(super) fn opts(&self) -> Opts {
+        self.opts.clone()
     }
 
     /// An idle connection, or a new one.
@@ -113,6 +121,15 @@ impl BulkConnections {
             Err(e) if e.number() == Some(super::UNKNOWN_VARIABLE) => {}
             other => {
                 other?;
+            }
+        }
+        if self.skip_binlog {
+            let skip = "SET SESSION sql_log_bin = 0";
+            match exec(&mut conn, "connecting to MySQL", deadline, skip, Vec::new()).await {
+                Err(e) if e.number() == Some(super::NOT_ALLOWED) => {}
+                other => {
+                    other?;
+                }
             }
         }
         Ok(conn)

@@ -46,6 +46,10 @@ pub enum StoreError {
          new holder's to store)"
     )]
     LeaseLost { what: String },
+    /// The rollups' capture of other writers' rows cannot go on as it was set up (the server
+    /// dropped its binary log, `stock_data` lost its key columns): `tickpipe up` sets it up again.
+    #[error("{0}")]
+    Capture(String),
     /// Anything else (a missing table, a missing privilege, a bug): retrying cannot help.
     #[error("{what}: {source}")]
     Permanent {
@@ -150,6 +154,7 @@ impl StoreError {
             StoreError::Data { .. }
             | StoreError::Setup { .. }
             | StoreError::LeaseLost { .. }
+            | StoreError::Capture(_)
             | StoreError::Permanent { .. } => Verdict::Stop,
         }
     }

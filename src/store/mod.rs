@@ -5,7 +5,9 @@
 mod accounts;
 mod alerts;
 mod batch;
+mod binlog;
 mod bulk;
+mod capture;
 mod error;
 mod infile;
 mod lease;
@@ -13,10 +15,13 @@ mod read;
 mod rollups;
 
 pub use accounts::{
-    ensure_database_and_users, execute_admin, grant_bi_reads, native_password_hash,
+    ensure_database_and_users, execute_admin, grant_bi_reads, grant_binlog_reading,
+    native_password_hash,
 };
 pub use alerts::StoredAlert;
 pub use batch::{Batch, Committed, Incident, Reached, load_file};
+pub use binlog::Position;
+pub use capture::Capture;
 pub use error::StoreError;
 pub use lease::{Holder, LEASE_TTL, Member, Processor, RENEW_EVERY, Role, Seen, Sharing, Unit};
 pub use read::Quote;
@@ -146,14 +151,23 @@ impl Store {
 
     /// Connects to the target's database, retrying until `deadline`.
     pub async fn connect(target: &MysqlTarget, deadline: Duration) -> Result<Self> {
-        let pool = connect_pool(target, true, deadline).await?;
+        let mut pool = connect_pool(target, true, deadline).await?;
+        let skip_binlog = writers_skip_binlog(&pool).await?;
+        if skip_binlog {
+            pool.close().await;
+            pool = connect_pool_skipping_binlog(target, true, deadline, true).await?;
+        }
         let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
             .fetch_one(&pool)
             .await
             .context("reading max_allowed_packet")?;
         Ok(Store {
             pool,
-            bulk: Arc::new(bulk::BulkConnections::new(target, lease::IDLE_TRANSACTION)),
+            bulk: Arc::new(bulk::BulkConnections::new(
+                target,
+                lease::IDLE_TRANSACTION,
+                skip_binlog,
+            )),
             statement_timeout: Self::DEFAULT_STATEMENT_TIMEOUT,
             max_statement_bytes: (packet.max(64 * 1024) as usize / 2).min(4 << 20),
         })
@@ -268,12 +282,39 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./sql")
 }
 
+/// Whether the server's binary log is the appliance's own, which tickpipe's sessions leave
+/// (`rollup_capture`; false before the migrations made it).
+async fn writers_skip_binlog(pool: &MySqlPool) -> Result<bool> {
+    let skip = sqlx::query_scalar("SELECT Writers_Skip_Binlog FROM rollup_capture WHERE Id = 1")
+        .fetch_optional(pool)
+        .await;
+    match skip {
+        Ok(skip) => Ok(skip.unwrap_or(false)),
+        Err(e) if server_error_number(&e) == Some(NO_SUCH_TABLE) => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("reading rollup_capture")),
+    }
+}
+
+/// ER_NO_SUCH_TABLE.
+const NO_SUCH_TABLE: u16 = 1146;
+
 /// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes. A
 /// refusal (wrong credentials, an unknown database) is not retried: it will not fix itself.
 pub async fn connect_pool(
     target: &MysqlTarget,
     with_database: bool,
     deadline: Duration,
+) -> Result<MySqlPool> {
+    connect_pool_skipping_binlog(target, with_database, deadline, false).await
+}
+
+/// [`connect_pool`], whose sessions leave the binary log when `skip_binlog` (the appliance's
+/// log, which only the rollups' capture reads; a session not allowed to is logged).
+pub async fn connect_pool_skipping_binlog(
+    target: &MysqlTarget,
+    with_database: bool,
+    deadline: Duration,
+    skip_binlog: bool,
 ) -> Result<MySqlPool> {
     let where_ = match &target.socket {
         Some(socket) => format!("socket {}", socket.display()),
@@ -293,7 +334,7 @@ pub async fn connect_pool(
                 .max_connections(22)
                 .acquire_timeout(Duration::from_secs(10))
                 // Every session works in UTC, whatever the server's zone.
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
                         // UTC; and tickpipe's writers mark a batch's stale rollups themselves,
                         // once per symbol (stock_data's trigger marks every other writer's rows).
@@ -309,6 +350,14 @@ pub async fn connect_pool(
                             Err(e) if server_error_number(&e) == Some(UNKNOWN_VARIABLE) => {}
                             other => {
                                 other?;
+                            }
+                        }
+                        if skip_binlog {
+                            match conn.execute("SET SESSION sql_log_bin = 0").await {
+                                Err(e) if server_error_number(&e) == Some(NOT_ALLOWED) => {}
+                                other => {
+                                    other?;
+                                }
                             }
                         }
                         Ok(())
@@ -346,6 +395,9 @@ pub async fn connect_pool(
 
 /// ER_UNKNOWN_SYSTEM_VARIABLE.
 pub(super) const UNKNOWN_VARIABLE: u16 = 1193;
+
+/// ER_SPECIFIC_ACCESS_DENIED_ERROR (a session variable this account may not set).
+pub(super) const NOT_ALLOWED: u16 = 1227;
 
 /// Whether an error (anywhere in its chain) is MySQL refusing the login: access denied.
 pub fn is_access_denied(error: &anyhow::Error) -> bool {

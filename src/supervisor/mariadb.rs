@@ -121,6 +121,17 @@ fn run_server(
         // with INSERT can load (the BI user cannot); the file a client sends is its own.
         "--local-infile=1".into(),
         "--max-connections=200".into(),
+        // The binary log, in ROW format, is how the rollup stage learns of rows other writers
+        // commit (src/store/capture.rs): no trigger on stock_data costs every row's writer.
+        // tickpipe's own sessions leave it (they mark their rows themselves); synced at each
+        // commit, so a machine's crash cannot keep a commit the log lost.
+        "--log-bin=binlog".into(),
+        "--server-id=1".into(),
+        "--binlog-format=ROW".into(),
+        "--binlog-row-image=FULL".into(),
+        "--sync-binlog=1".into(),
+        // A rollup stage away longer than this recomputes every symbol (its position purged).
+        "--binlog-expire-logs-seconds=604800".into(),
     ];
     match port {
         Some(port) => args.extend([

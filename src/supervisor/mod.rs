@@ -413,6 +413,9 @@ async fn start_mysql(
             let target = MysqlTarget::from_url(&config.mysql.url)?;
             let store = Store::connect(&target, config.mysql.startup_timeout).await?;
             store.migrate().await?;
+            // A server of the user's: its binary log may feed replicas, so it is read, never
+            // left.
+            store.choose_capture(false).await?;
             store.pool.close().await;
             return Ok((None, target));
         }
@@ -450,7 +453,12 @@ async fn set_up_database(
     root: &MysqlTarget,
     credentials: &crate::state::Credentials,
 ) -> Result<()> {
-    let admin = store::connect_pool(root, false, config.mysql.startup_timeout).await?;
+    let managed = config.mysql.mode == Mode::Managed;
+    // The accounts' statements stay out of the managed server's binary log, which the app
+    // user may read (the rollups' capture).
+    let admin =
+        store::connect_pool_skipping_binlog(root, false, config.mysql.startup_timeout, managed)
+            .await?;
     store::ensure_database_and_users(
         &admin,
         &config.mysql.database,
@@ -460,6 +468,11 @@ async fn set_up_database(
     .await?;
     let schema = Store::connect(root, config.mysql.startup_timeout).await?;
     schema.migrate().await?;
+    if managed {
+        store::grant_binlog_reading(&admin, APP_USER).await?;
+    }
+    // The managed server's log is the appliance's own: tickpipe's writers leave it.
+    schema.choose_capture(managed).await?;
     schema.pool.close().await;
     store::grant_bi_reads(&admin, &config.mysql.database, BI_USER).await?;
     admin.close().await;

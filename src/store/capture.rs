@@ -1,0 +1,321 @@
+//! How the rollup stage learns which rows of `stock_data` other writers committed (tickpipe's
+//! own writers mark their batches' symbols in the batch's transaction): `rollup_capture`.
+//!
+//! - **The binary log**, where the server keeps one in ROW format with full row images (the
+//!   appliance's MariaDB does): the rollup stage reads the table's row events from where it
+//!   last stopped, marks their symbols stale and stores the new position in one transaction, so
+//!   a crash reads the same events again and marks nothing twice that matters (a mark is a
+//!   minimum). A position the server has purged is a full recompute. The writers pay nothing
+//!   per row; on the appliance, whose log only this capture reads, tickpipe's sessions leave
+//!   the log altogether.
+//! - **stock_data's triggers** (0007) everywhere else: they mark each row in its writer's own
+//!   transaction, at ~0.85 µs of MariaDB's time a row even when they do nothing.
+//!
+//! Switching is safe both ways: to the log, its position is taken before the triggers are
+//! dropped (a row between is marked twice); to the triggers, they are created before every
+//! symbol is marked stale (a row the log held and nobody read is recomputed).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDateTime;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::Store;
+use super::binlog::{self, KeyColumns, Position};
+use super::error::{StoreError, timed};
+
+/// How other writers' rows reach `rollup_pending`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capture {
+    /// `stock_data`'s triggers mark them in the writers' own transactions.
+    Triggers,
+    /// The rollup stage reads them from the server's binary log, from this position on.
+    Binlog(Position),
+}
+
+/// Longest one sweep reads before storing what it found: a large backlog goes in several.
+const SWEEP_BUDGET: Duration = Duration::from_secs(5);
+
+/// Marks per INSERT (2 placeholders each).
+const MARKS_PER_STATEMENT: usize = 1000;
+
+/// The triggers of migration 0007, which creates them again (every statement of it can run
+/// twice).
+const TRIGGERS_MIGRATION: &str = include_str!("../../sql/0007_rollups_follow_the_table.sql");
+const TRIGGERS: [&str; 3] = [
+    "stock_data_marks_inserts",
+    "stock_data_marks_updates",
+    "stock_data_marks_deletes",
+];
+
+/// Every symbol stale from its first row or bar: what a capture missed is recomputed.
+const MARK_EVERY_SYMBOL: &str = "\
+    INSERT INTO rollup_pending (Bank_Name, From_Minute) \
+    SELECT Bank_Name, MIN(First_Minute) FROM ( \
+        SELECT Bank_Name, DATE_FORMAT(MIN(`Timestamp`), '%Y-%m-%d %H:%i:00') AS First_Minute \
+        FROM stock_data GROUP BY Bank_Name \
+        UNION ALL \
+        SELECT Bank_Name, MIN(`Timestamp`) FROM bars_1m GROUP BY Bank_Name) AS firsts \
+    GROUP BY Bank_Name \
+    ON DUPLICATE KEY UPDATE From_Minute = LEAST(COALESCE(From_Minute, VALUES(From_Minute)), \
+                                                VALUES(From_Minute))";
+
+/// ER_MASTER_FATAL_ERROR_READING_BINLOG: the position asked for is not in the log (purged).
+const POSITION_GONE: u16 = 1236;
+
+impl Store {
+    /// Sets the capture up, as the schema's owner after the migrations: the binary log where
+    /// the server offers it, the triggers elsewhere. `writers_skip_binlog`: the log is the
+    /// appliance's own (nothing replicates from it), so tickpipe's sessions leave it.
+    pub async fn choose_capture(&self, writers_skip_binlog: bool) -> Result<Capture> {
+        let capture = match (self.binlog_offered().await?, self.capture().await?) {
+            (Some(_), Capture::Binlog(position)) => {
+                // Again, in case a run stopped between the position and the drop.
+                self.drop_triggers().await?;
+                Capture::Binlog(position)
+            }
+            (Some(end), Capture::Triggers) => {
+                sqlx::query(
+                    "UPDATE rollup_capture SET Binlog_File = ?, Binlog_Pos = ? WHERE Id = 1",
+                )
+                .bind(&end.file)
+                .bind(end.offset)
+                .execute(&self.pool)
+                .await
+                .context("storing the binary log's position in rollup_capture")?;
+                self.drop_triggers().await?;
+                Capture::Binlog(end)
+            }
+            (None, Capture::Binlog(_)) => {
+                self.capture_by_triggers().await?;
+                Capture::Triggers
+            }
+            (None, Capture::Triggers) => Capture::Triggers,
+        };
+        sqlx::query("UPDATE rollup_capture SET Writers_Skip_Binlog = ? WHERE Id = 1")
+            .bind(writers_skip_binlog && matches!(capture, Capture::Binlog(_)))
+            .execute(&self.pool)
+            .await
+            .context("updating rollup_capture")?;
+        Ok(capture)
+    }
+
+    /// Switches to the triggers: created, then every symbol marked stale. Also what a server
+    /// without a readable binary log gets from [`Store::choose_capture`].
+    pub async fn capture_by_triggers(&self) -> Result<()> {
+        sqlx::raw_sql(TRIGGERS_MIGRATION)
+            .execute(&self.pool)
+            .await
+            .context("creating stock_data's triggers (migration 0007)")?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::raw_sql(MARK_EVERY_SYMBOL)
+            .execute(&mut *tx)
+            .await
+            .context("marking every symbol's rollups stale")?;
+        sqlx::query("UPDATE rollup_capture SET Binlog_File = NULL, Binlog_Pos = NULL WHERE Id = 1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How other writers' rows are captured now.
+    pub async fn capture(&self) -> Result<Capture, StoreError> {
+        let row = timed(
+            "reading rollup_capture",
+            self.statement_timeout,
+            sqlx::query("SELECT Binlog_File, Binlog_Pos FROM rollup_capture WHERE Id = 1")
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(match row {
+            Some(row) => match (row.try_get(0)?, row.try_get(1)?) {
+                (Some(file), Some(offset)) => Capture::Binlog(Position { file, offset }),
+                _ => Capture::Triggers,
+            },
+            None => Capture::Triggers,
+        })
+    }
+
+    /// With binary-log capture: marks in `rollup_pending` the symbols whose rows other writers
+    /// committed since the last sweep, up to the log's end when called, and stores the new
+    /// position with them. Nothing to do with triggers, or when the log has not moved.
+    pub async fn sweep_capture(&self) -> Result<(), StoreError> {
+        let Capture::Binlog(from) = self.capture().await? else {
+            return Ok(());
+        };
+        let end = self.binlog_end().await?.ok_or_else(|| {
+            StoreError::Capture(
+                "the server keeps no binary log any more: run `tickpipe up` to capture \
+                     other writers' rows by triggers"
+                    .into(),
+            )
+        })?;
+        let mut from = from;
+        while from < end {
+            let reached = self.sweep_once(&from, &end).await?;
+            match reached {
+                Some(reached) if reached > from => from = reached,
+                // Nothing whole read (cannot be, at a transaction's boundary): next round.
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// One sweep from `from` (`end`: the log's end when the sweep began), stored: where it
+    /// reached.
+    async fn sweep_once(
+        &self,
+        from: &Position,
+        end: &Position,
+    ) -> Result<Option<Position>, StoreError> {
+        let found = match binlog::sweep(
+            self.bulk.opts(),
+            &self.database_name().await?,
+            self.key_columns().await?,
+            from,
+            SWEEP_BUDGET,
+        )
+        .await
+        {
+            Err(e) if e.number() == Some(POSITION_GONE) => {
+                tracing::warn!(
+                    "the binary log no longer holds {}:{} ({e}): recomputing every symbol's rollups",
+                    from.file,
+                    from.offset
+                );
+                binlog::Sweep {
+                    recompute_all: true,
+                    reached: Some(end.clone()),
+                    ..Default::default()
+                }
+            }
+            other => other?,
+        };
+        let reached = found.reached.clone();
+        self.store_sweep(from, found).await?;
+        Ok(reached)
+    }
+
+    /// The sweep's marks and position, in one transaction; the position only if nobody moved it
+    /// meanwhile (marks are minimums: storing them twice changes nothing).
+    async fn store_sweep(&self, from: &Position, found: binlog::Sweep) -> Result<(), StoreError> {
+        const WHAT: &str = "storing the binary log's marks";
+        let classify = |e| StoreError::classify(WHAT, e);
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        if found.recompute_all {
+            sqlx::raw_sql(MARK_EVERY_SYMBOL)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        let marks: Vec<(String, NaiveDateTime)> = found.stale_from.into_iter().collect();
+        for chunk in marks.chunks(MARKS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO rollup_pending (Bank_Name, From_Minute) VALUES {} \
+                 ON DUPLICATE KEY UPDATE From_Minute = \
+                 LEAST(COALESCE(From_Minute, VALUES(From_Minute)), VALUES(From_Minute))",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut insert = sqlx::query(AssertSqlSafe(sql));
+            for (symbol, minute) in chunk {
+                insert = insert.bind(symbol).bind(minute);
+            }
+            insert.execute(&mut *tx).await.map_err(classify)?;
+        }
+        if let Some(reached) = found.reached {
+            sqlx::query(
+                "UPDATE rollup_capture SET Binlog_File = ?, Binlog_Pos = ? \
+                 WHERE Id = 1 AND Binlog_File = ? AND Binlog_Pos = ?",
+            )
+            .bind(&reached.file)
+            .bind(reached.offset)
+            .bind(&from.file)
+            .bind(from.offset)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    /// The binary log's end, if the server keeps one this capture can read: ROW format, full
+    /// row images, and `SHOW MASTER STATUS` allowed.
+    async fn binlog_offered(&self) -> Result<Option<Position>> {
+        let (on, format, image): (i64, String, String) =
+            sqlx::query_as("SELECT CAST(@@log_bin AS SIGNED), @@binlog_format, @@binlog_row_image")
+                .fetch_one(&self.pool)
+                .await
+                .context("reading the server's binary log settings")?;
+        if on != 1 || format != "ROW" || image != "FULL" {
+            return Ok(None);
+        }
+        Ok(self.binlog_end().await.ok().flatten())
+    }
+
+    /// `SHOW MASTER STATUS`: where the server's binary log ends (`None`: it keeps none).
+    async fn binlog_end(&self) -> Result<Option<Position>, StoreError> {
+        let row = timed(
+            "reading the binary log's end",
+            self.statement_timeout,
+            sqlx::raw_sql("SHOW MASTER STATUS").fetch_optional(&self.pool),
+        )
+        .await?;
+        row.map(|row| {
+            Ok(Position {
+                file: row.try_get(0)?,
+                offset: row.try_get(1)?,
+            })
+        })
+        .transpose()
+        .map_err(|e| StoreError::classify("reading the binary log's end", e))
+    }
+
+    async fn database_name(&self) -> Result<String, StoreError> {
+        timed(
+            "reading the database's name",
+            self.statement_timeout,
+            sqlx::query_scalar("SELECT DATABASE()").fetch_one(&self.pool),
+        )
+        .await
+    }
+
+    /// Where `Timestamp` and `Bank_Name` are among `stock_data`'s columns now.
+    async fn key_columns(&self) -> Result<KeyColumns, StoreError> {
+        let places: BTreeMap<String, u64> = timed(
+            "reading stock_data's columns",
+            self.statement_timeout,
+            sqlx::query_as(
+                "SELECT COLUMN_NAME, ORDINAL_POSITION FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'stock_data' \
+                 AND COLUMN_NAME IN ('Timestamp', 'Bank_Name')",
+            )
+            .fetch_all(&self.pool),
+        )
+        .await?
+        .into_iter()
+        .collect();
+        let place = |name: &str| places.get(name).map(|p| *p as usize - 1);
+        match (place("Timestamp"), place("Bank_Name")) {
+            (Some(timestamp), Some(symbol)) => Ok(KeyColumns { timestamp, symbol }),
+            _ => Err(StoreError::Capture(
+                "stock_data has no Timestamp or Bank_Name column: the binary log's rows cannot \
+                 be placed"
+                    .into(),
+            )),
+        }
+    }
+
+    async fn drop_triggers(&self) -> Result<()> {
+        for trigger in TRIGGERS {
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {trigger}")))
+                .execute(&self.pool)
+                .await
+                .with_context(|| format!("dropping the trigger {trigger}"))?;
+        }
+        Ok(())
+    }
+}
