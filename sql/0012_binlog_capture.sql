@@ -5,7 +5,9 @@
 CREATE TABLE IF NOT EXISTS rollup_capture (
     Id                  TINYINT UNSIGNED NOT NULL COMMENT 'always 1',
     Binlog_File         VARCHAR(255)     NULL COMMENT 'NULL: stock_data''s triggers mark the rows',
-    Binlog_Pos          BIGINT UNSIGNED  NULL COMMENT 'the next event of Binlog_File to read',
+    Binlog_Pos          BIGINT UNSIGNED  NULL COMMENT 'the next sweep reads from here',
+    Read_File           VARCHAR(255)     NULL COMMENT 'how far the last sweep read: the next one reads it again',
+    Read_Pos            BIGINT UNSIGNED  NULL,
     Writers_Skip_Binlog BOOLEAN          NOT NULL DEFAULT FALSE
                         COMMENT 'the log is the appliance''s own: tickpipe''s sessions leave it (they mark their rows themselves)',
     PRIMARY KEY (Id)

@@ -1446,6 +1446,11 @@ async fn other_writers_rows_are_captured_from_the_binary_log_or_by_triggers() {
     assert_rollups_match_the_rows(&root).await;
     schema.choose_capture(true).await.unwrap();
     assert!(triggers().await.is_empty());
+    // Read across a new log file.
+    sqlx::raw_sql("FLUSH BINARY LOGS")
+        .execute(&root)
+        .await
+        .unwrap();
     insert_flat_row(
         &app,
         "TRIGGERBANK",

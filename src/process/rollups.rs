@@ -98,7 +98,22 @@ pub async fn catch_up(
     rules: &[AlertRule],
     cancel: &CancellationToken,
 ) -> Result<()> {
+    // The log read to its end, then once more after the recomputes: a transaction's rows
+    // become visible a moment after the log has it (src/store/capture.rs).
+    while !capture(store, cancel).await? && !cancel.is_cancelled() {}
+    recompute_stale(store, stats, member, rules, cancel).await?;
     capture(store, cancel).await?;
+    recompute_stale(store, stats, member, rules, cancel).await
+}
+
+/// Recomputes, once each, the symbols stale now.
+async fn recompute_stale(
+    store: &Store,
+    stats: &ProcessStats,
+    member: &Member,
+    rules: &[AlertRule],
+    cancel: &CancellationToken,
+) -> Result<()> {
     let mut left: BTreeSet<String> = stale(store, usize::MAX, cancel)
         .await?
         .into_iter()
@@ -184,9 +199,10 @@ async fn refresh_all<'s>(
         .await
 }
 
-/// Other writers' rows committed so far marked stale (read from the binary log, where the
-/// capture is by the log; the triggers mark them as they commit).
-async fn capture(store: &Store, cancel: &CancellationToken) -> Result<()> {
+/// Other writers' rows committed so far marked stale (one sweep of the binary log, where the
+/// capture is by the log; the triggers mark them as they commit): whether the log was read to
+/// its end.
+async fn capture(store: &Store, cancel: &CancellationToken) -> Result<bool> {
     retry::retry(
         "reading other writers' rows from the binary log",
         Backoff::service(Some(GIVE_UP)),

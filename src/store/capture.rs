@@ -37,6 +37,8 @@ pub enum Capture {
 
 /// Longest one sweep reads before storing what it found: a large backlog goes in several.
 const SWEEP_BUDGET: Duration = Duration::from_secs(5);
+/// A sweep that has not ended by then (a stalled server) is abandoned and retried.
+const SWEEP_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Marks per INSERT (2 placeholders each).
 const MARKS_PER_STATEMENT: usize = 1000;
@@ -64,6 +66,9 @@ const MARK_EVERY_SYMBOL: &str = "\
 
 /// ER_MASTER_FATAL_ERROR_READING_BINLOG: the position asked for is not in the log (purged).
 const POSITION_GONE: u16 = 1236;
+/// ER_SPECIFIC_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR.
+const NOT_ALLOWED: u16 = 1227;
+const ACCESS_DENIED: u16 = 1045;
 
 impl Store {
     /// Sets the capture up, as the schema's owner after the migrations: the binary log where
@@ -78,7 +83,8 @@ impl Store {
             }
             (Some(end), Capture::Triggers) => {
                 sqlx::query(
-                    "UPDATE rollup_capture SET Binlog_File = ?, Binlog_Pos = ? WHERE Id = 1",
+                    "UPDATE rollup_capture SET Binlog_File = ?, Binlog_Pos = ?, Read_File = NULL, \
+                     Read_Pos = NULL WHERE Id = 1",
                 )
                 .bind(&end.file)
                 .bind(end.offset)
@@ -114,9 +120,12 @@ impl Store {
             .execute(&mut *tx)
             .await
             .context("marking every symbol's rollups stale")?;
-        sqlx::query("UPDATE rollup_capture SET Binlog_File = NULL, Binlog_Pos = NULL WHERE Id = 1")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE rollup_capture SET Binlog_File = NULL, Binlog_Pos = NULL, Read_File = NULL, \
+             Read_Pos = NULL WHERE Id = 1",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -139,49 +148,46 @@ impl Store {
         })
     }
 
-    /// With binary-log capture: marks in `rollup_pending` the symbols whose rows other writers
-    /// committed since the last sweep, up to the log's end when called, and stores the new
-    /// position with them. Nothing to do with triggers, or when the log has not moved.
-    pub async fn sweep_capture(&self) -> Result<(), StoreError> {
-        let Capture::Binlog(from) = self.capture().await? else {
-            return Ok(());
+    /// With binary-log capture, one sweep: marks in `rollup_pending` the symbols whose rows
+    /// other writers committed, read from the stored position to the log's end (or for
+    /// [`SWEEP_BUDGET`]), and stores the next position with them. Each transaction is read by
+    /// two sweeps: MariaDB sends a transaction's events a moment before its rows are visible to
+    /// other sessions, so a recompute right after the first could miss them; the next sweep
+    /// (the next round) marks them again. Returns whether the log has been read to the end it
+    /// had when called (always, with triggers).
+    pub async fn sweep_capture(&self) -> Result<bool, StoreError> {
+        let Some((from, read)) = self.binlog_positions().await? else {
+            return Ok(true);
         };
         let end = self.binlog_end().await?.ok_or_else(|| {
             StoreError::Capture(
                 "the server keeps no binary log any more: run `tickpipe up` to capture \
-                     other writers' rows by triggers"
+                 other writers' rows by triggers"
                     .into(),
             )
         })?;
-        let mut from = from;
-        while from < end {
-            let reached = self.sweep_once(&from, &end).await?;
-            match reached {
-                Some(reached) if reached > from => from = reached,
-                // Nothing whole read (cannot be, at a transaction's boundary): next round.
-                _ => break,
-            }
+        if from >= end {
+            return Ok(true);
         }
-        Ok(())
-    }
-
-    /// One sweep from `from` (`end`: the log's end when the sweep began), stored: where it
-    /// reached.
-    async fn sweep_once(
-        &self,
-        from: &Position,
-        end: &Position,
-    ) -> Result<Option<Position>, StoreError> {
-        let found = match binlog::sweep(
-            self.bulk.opts(),
-            &self.database_name().await?,
-            self.key_columns().await?,
-            from,
-            SWEEP_BUDGET,
+        let found = match tokio::time::timeout(
+            SWEEP_DEADLINE,
+            binlog::sweep(
+                self.bulk.opts(),
+                &self.database_name().await?,
+                self.key_columns().await?,
+                &from,
+                SWEEP_BUDGET,
+            ),
         )
         .await
         {
-            Err(e) if e.number() == Some(POSITION_GONE) => {
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    what: "reading the binary log",
+                    deadline: SWEEP_DEADLINE,
+                });
+            }
+            Ok(Err(e)) if e.number() == Some(POSITION_GONE) => {
                 tracing::warn!(
                     "the binary log no longer holds {}:{} ({e}): recomputing every symbol's rollups",
                     from.file,
@@ -193,16 +199,48 @@ impl Store {
                     ..Default::default()
                 }
             }
-            other => other?,
+            Ok(other) => other?,
         };
-        let reached = found.reached.clone();
-        self.store_sweep(from, found).await?;
-        Ok(reached)
+        let reached = found.reached.clone().unwrap_or_else(|| from.clone());
+        // The next sweep starts where this one's first reading began.
+        let next = read.clamp(from.clone(), reached.clone());
+        self.store_sweep(&from, &next, &reached, found).await?;
+        Ok(reached >= end)
     }
 
-    /// The sweep's marks and position, in one transaction; the position only if nobody moved it
-    /// meanwhile (marks are minimums: storing them twice changes nothing).
-    async fn store_sweep(&self, from: &Position, found: binlog::Sweep) -> Result<(), StoreError> {
+    /// Where the next sweep starts, and how far the last one read.
+    async fn binlog_positions(&self) -> Result<Option<(Position, Position)>, StoreError> {
+        let row = timed(
+            "reading rollup_capture",
+            self.statement_timeout,
+            sqlx::query(
+                "SELECT Binlog_File, Binlog_Pos, Read_File, Read_Pos FROM rollup_capture \
+                 WHERE Id = 1",
+            )
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let from = match (row.try_get(0)?, row.try_get(1)?) {
+            (Some(file), Some(offset)) => Position { file, offset },
+            _ => return Ok(None),
+        };
+        let read = match (row.try_get(2)?, row.try_get(3)?) {
+            (Some(file), Some(offset)) => Position { file, offset },
+            _ => from.clone(),
+        };
+        Ok(Some((from, read)))
+    }
+
+    /// The sweep's marks and positions, in one transaction; the positions only if nobody moved
+    /// them meanwhile (marks are minimums: storing them twice changes nothing).
+    async fn store_sweep(
+        &self,
+        from: &Position,
+        next: &Position,
+        reached: &Position,
+        found: binlog::Sweep,
+    ) -> Result<(), StoreError> {
         const WHAT: &str = "storing the binary log's marks";
         let classify = |e| StoreError::classify(WHAT, e);
         let mut tx = self.pool.begin().await.map_err(classify)?;
@@ -226,34 +264,40 @@ impl Store {
             }
             insert.execute(&mut *tx).await.map_err(classify)?;
         }
-        if let Some(reached) = found.reached {
-            sqlx::query(
-                "UPDATE rollup_capture SET Binlog_File = ?, Binlog_Pos = ? \
-                 WHERE Id = 1 AND Binlog_File = ? AND Binlog_Pos = ?",
-            )
-            .bind(&reached.file)
-            .bind(reached.offset)
-            .bind(&from.file)
-            .bind(from.offset)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
+        sqlx::query(
+            "UPDATE rollup_capture SET Binlog_File = ?, Binlog_Pos = ?, Read_File = ?, \
+             Read_Pos = ? WHERE Id = 1 AND Binlog_File = ? AND Binlog_Pos = ?",
+        )
+        .bind(&next.file)
+        .bind(next.offset)
+        .bind(&reached.file)
+        .bind(reached.offset)
+        .bind(&from.file)
+        .bind(from.offset)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         tx.commit().await.map_err(classify)
     }
 
     /// The binary log's end, if the server keeps one this capture can read: ROW format, full
     /// row images, and `SHOW MASTER STATUS` allowed.
     async fn binlog_offered(&self) -> Result<Option<Position>> {
-        let (on, format, image): (i64, String, String) =
-            sqlx::query_as("SELECT CAST(@@log_bin AS SIGNED), @@binlog_format, @@binlog_row_image")
-                .fetch_one(&self.pool)
-                .await
-                .context("reading the server's binary log settings")?;
+        let (on, format, image): (i64, String, String) = sqlx::query_as(
+            "SELECT CAST(@@GLOBAL.log_bin AS SIGNED), @@GLOBAL.binlog_format, \
+                 @@GLOBAL.binlog_row_image",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("reading the server's binary log settings")?;
         if on != 1 || format != "ROW" || image != "FULL" {
             return Ok(None);
         }
-        Ok(self.binlog_end().await.ok().flatten())
+        match self.binlog_end().await {
+            // Not allowed to read it: the triggers it is.
+            Err(e) if matches!(e.number(), Some(NOT_ALLOWED | ACCESS_DENIED)) => Ok(None),
+            other => Ok(other?),
+        }
     }
 
     /// `SHOW MASTER STATUS`: where the server's binary log ends (`None`: it keeps none).
@@ -299,8 +343,22 @@ impl Store {
         .into_iter()
         .collect();
         let place = |name: &str| places.get(name).map(|p| *p as usize - 1);
+        let columns: i64 = timed(
+            "reading stock_data's columns",
+            self.statement_timeout,
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'stock_data'",
+            )
+            .fetch_one(&self.pool),
+        )
+        .await?;
         match (place("Timestamp"), place("Bank_Name")) {
-            (Some(timestamp), Some(symbol)) => Ok(KeyColumns { timestamp, symbol }),
+            (Some(timestamp), Some(symbol)) => Ok(KeyColumns {
+                timestamp,
+                symbol,
+                columns: columns as u64,
+            }),
             _ => Err(StoreError::Capture(
                 "stock_data has no Timestamp or Bank_Name column: the binary log's rows cannot \
                  be placed"

@@ -200,9 +200,11 @@ async fn initialize(data: &Path) -> Result<()> {
 /// Gives root the generated password and removes every other root account. Root has no
 /// password on a new data directory; it has the stored one if an earlier start secured it.
 async fn secure_root(root: &MysqlTarget, deadline: Duration) -> Result<()> {
-    let pool = match store::connect_pool(&root.as_user("root", ""), false, deadline).await {
+    // The root password's hash stays out of the binary log, which the app user may read.
+    let connect = |target| store::connect_pool_skipping_binlog(target, false, deadline, true);
+    let pool = match connect(&root.as_user("root", "")).await {
         Ok(pool) => pool,
-        Err(e) if store::is_access_denied(&e) => store::connect_pool(root, false, deadline).await?,
+        Err(e) if store::is_access_denied(&e) => connect(root).await?,
         Err(e) => return Err(e),
     };
     let hash = native_password_hash(&root.password);
