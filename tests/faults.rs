@@ -1414,6 +1414,41 @@ async fn other_writers_rows_are_captured_from_the_binary_log_or_by_triggers() {
         .unwrap();
     assert_eq!(quotes, 3, "tickpipe's two symbols and the other writer's");
 
+    // An XA transaction's rows are logged at its PREPARE and visible at its COMMIT, after the
+    // sweeps in between have read them.
+    let mut xa = app.acquire().await.unwrap();
+    sqlx::raw_sql("XA START 'tickpipe-test'")
+        .execute(&mut *xa)
+        .await
+        .unwrap();
+    for minute in 0..5 {
+        sqlx::query(
+            "INSERT INTO stock_data (`Timestamp`, Bank_Name, Open, High, Low, Close, Volume) \
+             VALUES (?, 'XABANK', 9.5, 9.5, 9.5, 9.5, 1)",
+        )
+        .bind(start + chrono::TimeDelta::minutes(minute))
+        .execute(&mut *xa)
+        .await
+        .unwrap();
+    }
+    for statement in ["XA END 'tickpipe-test'", "XA PREPARE 'tickpipe-test'"] {
+        sqlx::raw_sql(statement).execute(&mut *xa).await.unwrap();
+    }
+    appliance.run(&["process", "--rollups-only", "--drain"], &env);
+    sqlx::raw_sql("XA COMMIT 'tickpipe-test'")
+        .execute(&mut *xa)
+        .await
+        .unwrap();
+    drop(xa);
+    appliance.run(&["process", "--rollups-only", "--drain"], &env);
+    assert_rollups_match_the_rows(&root).await;
+    let xa_bars: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM bars_1m WHERE Bank_Name = 'XABANK'")
+            .fetch_one(&root)
+            .await
+            .unwrap();
+    assert_eq!(xa_bars, 5, "the XA transaction's rows, once committed");
+
     // By triggers, as on a server without a binary log: created, and the rows of a writer
     // followed; back to the log, they are dropped again.
     schema.capture_by_triggers().await.unwrap();

@@ -113,9 +113,16 @@ pub(super) async fn sweep(
             }
             (_, Some(EventData::QueryEvent(query))) => {
                 let text = query.query();
-                if text.eq_ignore_ascii_case("BEGIN") {
+                let xa = text.get(..3).is_some_and(|w| w.eq_ignore_ascii_case("XA "));
+                if text.eq_ignore_ascii_case("BEGIN") || (xa && text[3..].starts_with("START")) {
                     in_transaction = true;
                     false
+                } else if xa {
+                    // An XA transaction's rows are logged at its PREPARE and become visible at
+                    // its COMMIT, perhaps long after both sweeps: recompute then.
+                    let commit = text[3..].starts_with("COMMIT");
+                    found.recompute_all |= commit;
+                    commit || text[3..].starts_with("ROLLBACK")
                 } else if !in_transaction
                     || text.eq_ignore_ascii_case("COMMIT")
                     || text.eq_ignore_ascii_case("ROLLBACK")
@@ -132,7 +139,7 @@ pub(super) async fn sweep(
                     false
                 }
             }
-            (_, Some(EventData::XidEvent(_))) => true,
+            (_, Some(EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_))) => true,
             (_, Some(EventData::RowsEvent(rows))) => {
                 let table = stream.get_tme(rows.table_id());
                 match table {

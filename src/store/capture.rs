@@ -52,19 +52,20 @@ const TRIGGERS: [&str; 3] = [
     "stock_data_marks_deletes",
 ];
 
-/// Every symbol stale from its first row or bar: what a capture missed is recomputed.
-const MARK_EVERY_SYMBOL: &str = "\
-    INSERT INTO rollup_pending (Bank_Name, From_Minute) \
+/// Every symbol's first minute with a row or a bar: marked stale, what a capture missed is
+/// recomputed. A plain (consistent, lock-free) read: a writer's open transaction does not hold
+/// it up.
+const EVERY_SYMBOL_FROM_ITS_START: &str = "\
     SELECT Bank_Name, MIN(First_Minute) FROM ( \
-        SELECT Bank_Name, DATE_FORMAT(MIN(`Timestamp`), '%Y-%m-%d %H:%i:00') AS First_Minute \
+        SELECT Bank_Name, \
+               CAST(DATE_FORMAT(MIN(`Timestamp`), '%Y-%m-%d %H:%i:00') AS DATETIME) AS First_Minute \
         FROM stock_data GROUP BY Bank_Name \
         UNION ALL \
         SELECT Bank_Name, MIN(`Timestamp`) FROM bars_1m GROUP BY Bank_Name) AS firsts \
-    GROUP BY Bank_Name \
-    ON DUPLICATE KEY UPDATE From_Minute = LEAST(COALESCE(From_Minute, VALUES(From_Minute)), \
-                                                VALUES(From_Minute))";
+    GROUP BY Bank_Name";
 
-/// ER_MASTER_FATAL_ERROR_READING_BINLOG: the position asked for is not in the log (purged).
+/// ER_MASTER_FATAL_ERROR_READING_BINLOG: the position asked for is not in the log (purged), or
+/// the server cannot send what is there.
 const POSITION_GONE: u16 = 1236;
 /// ER_SPECIFIC_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR.
 const NOT_ALLOWED: u16 = 1227;
@@ -115,11 +116,9 @@ impl Store {
             .execute(&self.pool)
             .await
             .context("creating stock_data's triggers (migration 0007)")?;
+        let every = self.every_symbol_from_its_start().await?;
         let mut tx = self.pool.begin().await?;
-        sqlx::raw_sql(MARK_EVERY_SYMBOL)
-            .execute(&mut *tx)
-            .await
-            .context("marking every symbol's rollups stale")?;
+        mark(&mut tx, every).await?;
         sqlx::query(
             "UPDATE rollup_capture SET Binlog_File = NULL, Binlog_Pos = NULL, Read_File = NULL, \
              Read_Pos = NULL WHERE Id = 1",
@@ -188,8 +187,10 @@ impl Store {
                 });
             }
             Ok(Err(e)) if e.number() == Some(POSITION_GONE) => {
+                // Purged, or an event MariaDB cannot send a replica like this one (an XA
+                // transaction's): everything up to the end is recomputed instead.
                 tracing::warn!(
-                    "the binary log no longer holds {}:{} ({e}): recomputing every symbol's rollups",
+                    "the binary log cannot be read from {}:{} ({e}): recomputing every symbol's rollups",
                     from.file,
                     from.offset
                 );
@@ -243,27 +244,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         const WHAT: &str = "storing the binary log's marks";
         let classify = |e| StoreError::classify(WHAT, e);
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut marks = found.stale_from;
         if found.recompute_all {
-            sqlx::raw_sql(MARK_EVERY_SYMBOL)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        let marks: Vec<(String, NaiveDateTime)> = found.stale_from.into_iter().collect();
-        for chunk in marks.chunks(MARKS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO rollup_pending (Bank_Name, From_Minute) VALUES {} \
-                 ON DUPLICATE KEY UPDATE From_Minute = \
-                 LEAST(COALESCE(From_Minute, VALUES(From_Minute)), VALUES(From_Minute))",
-                vec!["(?, ?)"; chunk.len()].join(", ")
-            );
-            let mut insert = sqlx::query(AssertSqlSafe(sql));
-            for (symbol, minute) in chunk {
-                insert = insert.bind(symbol).bind(minute);
+            for (symbol, minute) in self.every_symbol_from_its_start().await? {
+                let earliest = marks.entry(symbol).or_insert(minute);
+                *earliest = (*earliest).min(minute);
             }
-            insert.execute(&mut *tx).await.map_err(classify)?;
         }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        mark(&mut tx, marks).await.map_err(classify)?;
         sqlx::query(
             "UPDATE rollup_capture SET Binlog_File = ?, Binlog_Pos = ?, Read_File = ?, \
              Read_Pos = ? WHERE Id = 1 AND Binlog_File = ? AND Binlog_Pos = ?",
@@ -278,6 +267,19 @@ impl Store {
         .await
         .map_err(classify)?;
         tx.commit().await.map_err(classify)
+    }
+
+    /// Every symbol and its first minute with a row or a bar.
+    async fn every_symbol_from_its_start(
+        &self,
+    ) -> Result<BTreeMap<String, NaiveDateTime>, StoreError> {
+        let firsts: Vec<(String, NaiveDateTime)> = timed(
+            "reading every symbol's first minute",
+            self.statement_timeout,
+            sqlx::query_as(EVERY_SYMBOL_FROM_ITS_START).fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(firsts.into_iter().collect())
     }
 
     /// The binary log's end, if the server keeps one this capture can read: ROW format, full
@@ -376,4 +378,26 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Marks each symbol stale from its minute (or keeps an earlier mark).
+async fn mark(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    marks: BTreeMap<String, NaiveDateTime>,
+) -> Result<(), sqlx::Error> {
+    let marks: Vec<(String, NaiveDateTime)> = marks.into_iter().collect();
+    for chunk in marks.chunks(MARKS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO rollup_pending (Bank_Name, From_Minute) VALUES {} \
+             ON DUPLICATE KEY UPDATE From_Minute = \
+             LEAST(COALESCE(From_Minute, VALUES(From_Minute)), VALUES(From_Minute))",
+            vec!["(?, ?)"; chunk.len()].join(", ")
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for (symbol, minute) in chunk {
+            insert = insert.bind(symbol).bind(minute);
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -283,20 +283,25 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 }
 
 /// Whether the server's binary log is the appliance's own, which tickpipe's sessions leave
-/// (`rollup_capture`; false before the migrations made it).
+/// (`rollup_capture`).
 async fn writers_skip_binlog(pool: &MySqlPool) -> Result<bool> {
     let skip = sqlx::query_scalar("SELECT Writers_Skip_Binlog FROM rollup_capture WHERE Id = 1")
         .fetch_optional(pool)
         .await;
     match skip {
         Ok(skip) => Ok(skip.unwrap_or(false)),
-        Err(e) if server_error_number(&e) == Some(NO_SUCH_TABLE) => Ok(false),
+        // Before the migrations made it; or a reader (the BI user) that may not see it, and
+        // writes nothing.
+        Err(e) if matches!(server_error_number(&e), Some(NO_SUCH_TABLE | TABLE_DENIED)) => {
+            Ok(false)
+        }
         Err(e) => Err(anyhow::Error::new(e).context("reading rollup_capture")),
     }
 }
 
-/// ER_NO_SUCH_TABLE.
+/// ER_NO_SUCH_TABLE, ER_TABLEACCESS_DENIED_ERROR.
 const NO_SUCH_TABLE: u16 = 1146;
+const TABLE_DENIED: u16 = 1142;
 
 /// Connects a pool, retrying until the server answers `SELECT 1` or `deadline` passes. A
 /// refusal (wrong credentials, an unknown database) is not retried: it will not fix itself.
