@@ -1,15 +1,13 @@
 //! How the rollup stage learns which rows of `stock_data` other writers committed (tickpipe's
 //! own writers mark their batches' symbols in the batch's transaction): `rollup_capture`.
 //!
-//! - **The binary log**, where the server keeps one in ROW format with full row images (the
-//!   appliance's MariaDB does): the rollup stage reads the table's row events from where it
-//!   last stopped, marks their symbols stale and stores the new position in one transaction, so
-//!   a crash reads the same events again and marks nothing twice that matters (a mark is a
-//!   minimum). A position the server has purged is a full recompute. The writers pay nothing
-//!   per row; on the appliance, whose log only this capture reads, tickpipe's sessions leave
-//!   the log altogether.
-//! - **stock_data's triggers** (0007) everywhere else: they mark each row in its writer's own
-//!   transaction, at ~0.85 µs of MariaDB's time a row even when they do nothing.
+//! - **The binary log** of the appliance's MariaDB (ROW format, full row images): the rollup
+//!   stage reads the table's row events from where it last stopped, marks their symbols stale
+//!   and stores the new position in one transaction, so a crash reads the same events again
+//!   and marks nothing twice that matters (a mark is a minimum). The writers pay nothing per
+//!   row, and tickpipe's sessions, which mark their own, leave the log altogether.
+//! - **stock_data's triggers** (0007) on a server of the user's: they mark each row in its
+//!   writer's own transaction, at ~0.85 µs of MariaDB's time a row even when they do nothing.
 //!
 //! Switching is safe both ways: to the log, its position is taken before the triggers are
 //! dropped (a row between is marked twice); to the triggers, they are created before every
@@ -72,11 +70,17 @@ const NOT_ALLOWED: u16 = 1227;
 const ACCESS_DENIED: u16 = 1045;
 
 impl Store {
-    /// Sets the capture up, as the schema's owner after the migrations: the binary log where
-    /// the server offers it, the triggers elsewhere. `writers_skip_binlog`: the log is the
-    /// appliance's own (nothing replicates from it), so tickpipe's sessions leave it.
-    pub async fn choose_capture(&self, writers_skip_binlog: bool) -> Result<Capture> {
-        let capture = match (self.binlog_offered().await?, self.capture().await?) {
+    /// Sets the capture up, as the schema's owner after the migrations: the binary log on the
+    /// appliance's own server (`appliance`: nothing else reads its log, so tickpipe's sessions
+    /// leave it) when it keeps one as the capture needs; the triggers elsewhere. A server of
+    /// the user's keeps the triggers: its log may feed replicas, miss a cluster's other nodes,
+    /// or be read by accounts tickpipe does not manage.
+    pub async fn choose_capture(&self, appliance: bool) -> Result<Capture> {
+        let offered = match appliance {
+            true => self.binlog_offered().await?,
+            false => None,
+        };
+        let capture = match (offered, self.capture().await?) {
             (Some(_), Capture::Binlog(position)) => {
                 // Again, in case a run stopped between the position and the drop.
                 self.drop_triggers().await?;
@@ -102,7 +106,7 @@ impl Store {
             (None, Capture::Triggers) => Capture::Triggers,
         };
         sqlx::query("UPDATE rollup_capture SET Writers_Skip_Binlog = ? WHERE Id = 1")
-            .bind(writers_skip_binlog && matches!(capture, Capture::Binlog(_)))
+            .bind(matches!(capture, Capture::Binlog(_)))
             .execute(&self.pool)
             .await
             .context("updating rollup_capture")?;

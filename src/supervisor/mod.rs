@@ -413,8 +413,7 @@ async fn start_mysql(
             let target = MysqlTarget::from_url(&config.mysql.url)?;
             let store = Store::connect(&target, config.mysql.startup_timeout).await?;
             store.migrate().await?;
-            // A server of the user's: its binary log may feed replicas, so it is read, never
-            // left.
+            // A server of the user's: the triggers capture other writers' rows.
             store.choose_capture(false).await?;
             store.pool.close().await;
             return Ok((None, target));
@@ -471,7 +470,7 @@ async fn set_up_database(
     if managed {
         store::grant_binlog_reading(&admin, APP_USER).await?;
     }
-    // The managed server's log is the appliance's own: tickpipe's writers leave it.
+    // The managed server's log is the appliance's own: the rollups' capture reads it.
     schema.choose_capture(managed).await?;
     schema.pool.close().await;
     store::grant_bi_reads(&admin, &config.mysql.database, BI_USER).await?;
