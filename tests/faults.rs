@@ -1325,14 +1325,7 @@ async fn other_writers_rows_are_captured_from_the_binary_log_or_by_triggers() {
     let env = topics_env("capture");
     let env = as_refs(&env);
     let [root_password, app_password, _] = appliance.passwords();
-    let target = tickpipe::store::MysqlTarget {
-        host: "localhost".into(),
-        port: 0,
-        socket: Some(appliance.dir().join("mysql/mysql.sock")),
-        database: "stock_market".into(),
-        user: "root".into(),
-        password: root_password.clone(),
-    };
+    let target = appliance.mysql_target("root", &root_password);
     let schema = tickpipe::store::Store::connect(&target, Duration::from_secs(30))
         .await
         .unwrap();
@@ -1384,17 +1377,18 @@ async fn other_writers_rows_are_captured_from_the_binary_log_or_by_triggers() {
         .unwrap()
         .and_hms_opt(10, 0, 0)
         .unwrap();
-    for minute in 0..30 {
-        let at = start + chrono::TimeDelta::minutes(minute);
-        insert_flat_row(
-            &app,
-            "PURGEDBANK",
-            at,
-            &format!("{}.5", 50 + minute % 3),
-            "2",
-        )
-        .await;
-    }
+    // One row a minute from `start`, its price cycling over `cycle` values from `base`.
+    let write_minutes = |symbol: &'static str, minutes: i64, base: i64, cycle: i64| {
+        let app = &app;
+        async move {
+            for minute in 0..minutes {
+                let at = start + chrono::TimeDelta::minutes(minute);
+                let price = format!("{}.5", base + minute % cycle);
+                insert_flat_row(app, symbol, at, &price, "2").await;
+            }
+        }
+    };
+    write_minutes("PURGEDBANK", 30, 50, 3).await;
     sqlx::raw_sql("FLUSH BINARY LOGS")
         .execute(&root)
         .await
@@ -1453,17 +1447,7 @@ async fn other_writers_rows_are_captured_from_the_binary_log_or_by_triggers() {
     // followed; back to the log, they are dropped again.
     schema.capture_by_triggers().await.unwrap();
     assert_eq!(triggers().await.len(), 3);
-    for minute in 0..20 {
-        let at = start + chrono::TimeDelta::minutes(minute);
-        insert_flat_row(
-            &app,
-            "TRIGGERBANK",
-            at,
-            &format!("{}.25", 70 + minute % 5),
-            "4",
-        )
-        .await;
-    }
+    write_minutes("TRIGGERBANK", 20, 70, 5).await;
     sqlx::query(
         "DELETE FROM stock_data WHERE Bank_Name = 'PURGEDBANK' ORDER BY `Timestamp` DESC LIMIT 3",
     )

@@ -695,14 +695,7 @@ async fn a_blocked_mysql_stops_consumption_instead_of_growing_a_queue() {
     config.process.batch_rows = 1000;
     let writers = config.process.writers as u64;
     let [_, app_password, _] = appliance.passwords();
-    let target = tickpipe::store::MysqlTarget {
-        host: "localhost".into(),
-        port: 0,
-        socket: Some(appliance.dir().join("mysql/mysql.sock")),
-        database: "stock_market".into(),
-        user: "tickpipe_app".into(),
-        password: app_password,
-    };
+    let target = appliance.mysql_target("tickpipe_app", &app_password);
     let broker =
         tickpipe::broker::Broker::connect(&appliance.broker_admin(), Duration::from_secs(30))
             .await

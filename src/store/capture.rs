@@ -135,18 +135,8 @@ impl Store {
 
     /// How other writers' rows are captured now.
     pub async fn capture(&self) -> Result<Capture, StoreError> {
-        let row = timed(
-            "reading rollup_capture",
-            self.statement_timeout,
-            sqlx::query("SELECT Binlog_File, Binlog_Pos FROM rollup_capture WHERE Id = 1")
-                .fetch_optional(&self.pool),
-        )
-        .await?;
-        Ok(match row {
-            Some(row) => match (row.try_get(0)?, row.try_get(1)?) {
-                (Some(file), Some(offset)) => Capture::Binlog(Position { file, offset }),
-                _ => Capture::Triggers,
-            },
+        Ok(match self.binlog_positions().await? {
+            Some((from, _)) => Capture::Binlog(from),
             None => Capture::Triggers,
         })
     }

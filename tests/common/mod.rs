@@ -330,6 +330,18 @@ impl Appliance {
     }
 
     /// The generated passwords: root, app, BI.
+    /// The appliance's MySQL over its socket, as `user`.
+    pub fn mysql_target(&self, user: &str, password: &str) -> tickpipe::store::MysqlTarget {
+        tickpipe::store::MysqlTarget {
+            host: "localhost".into(),
+            port: 0,
+            socket: Some(self.dir().join("mysql/mysql.sock")),
+            database: "stock_market".into(),
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
     pub fn passwords(&self) -> [String; 3] {
         let credentials: Value = serde_json::from_str(
             &std::fs::read_to_string(self.dir().join("credentials.json")).unwrap(),
