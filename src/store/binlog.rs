@@ -180,8 +180,13 @@ pub(super) async fn sweep(
             }
             _ => false,
         };
-        if transaction_ended && end > 0 {
+        if transaction_ended {
             in_transaction = false;
+        }
+        // Between transactions every event's end is a whole place to be (the header events of
+        // a new file too, so a sweep there reaches the end). A rotate's end is in the file it
+        // closes: its arm stored the next file's start.
+        if !in_transaction && end > 0 && kind != EventType::ROTATE_EVENT {
             found.reached = Some(Position {
                 file: file.clone(),
                 offset: end,
