@@ -347,8 +347,8 @@ async fn consume(
             lane.stop.cancel();
         }
         let writer = Writer {
-            store,
-            member,
+            store: store.clone(),
+            member: member.clone(),
             dead_letters: DeadLetters::open(broker, &config.topics.dlq, &cancel).await?,
             batch_rows: config.process.batch_rows,
             linger: config.process.batch_linger,
@@ -377,19 +377,34 @@ async fn consume(
             cancel.cancelled().await;
             return Ok(());
         }
-        futures::future::try_join_all(runs).await.map(|_| ())
+        let mut tasks = tokio::task::JoinSet::new();
+        for run in runs {
+            tasks.spawn(run);
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined??;
+        }
+        Ok(())
     };
+    // A drain winds the rollup stage down when the rows are in: the recomputes under way
+    // finish, and the catch-up goes on from them.
+    let wind_down = CancellationToken::new();
     let rollup_stage = async {
         if holds.contains(&Unit::Rollups) {
-            rollups::follow(store, &stats, member, &config.alerts).await
+            rollups::follow(store, &stats, member, &config.alerts, &wind_down).await
         } else {
-            std::future::pending().await
+            wind_down.cancelled().await;
+            Ok(())
         }
     };
+    tokio::pin!(rollup_stage);
     let result = tokio::select! {
         written = written => written,
         failure = fetch_failure => Err(failure),
-        failed = rollup_stage => Err(failed.context("the rollup stage failed")),
+        ended = &mut rollup_stage => Err(match ended {
+            Err(failed) => failed.context("the rollup stage failed"),
+            Ok(()) => anyhow::anyhow!("the rollup stage stopped before the writers"),
+        }),
     };
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
@@ -397,6 +412,8 @@ async fn consume(
     // drain holds the rollup stage; Ctrl-C still heard).
     if options.drain && result.is_ok() && !cancel.is_cancelled() {
         let _ = stats.rows_drained_at.set(std::time::Instant::now());
+        wind_down.cancel();
+        rollup_stage.await.context("the rollup stage failed")?;
         rollups::catch_up(store, &stats, member, &config.alerts, &cancel).await?;
     }
     result
@@ -409,15 +426,17 @@ async fn follow_rollups(
     member: &Member,
     rules: &[AlertRule],
     options: RunOptions,
-    stats: &ProcessStats,
+    stats: &Arc<ProcessStats>,
     cancel: &CancellationToken,
 ) -> Result<()> {
     if options.drain {
         return rollups::catch_up(store, stats, member, rules, cancel).await;
     }
+    // Stopped by dropping it: Ctrl-C does not wait for the recomputes under way.
+    let never = CancellationToken::new();
     tokio::select! {
-        failed = rollups::follow(store, stats, member, rules) => {
-            Err(failed.context("the rollup stage failed"))
+        ended = rollups::follow(store, stats, member, rules, &never) => {
+            ended.context("the rollup stage failed")
         }
         _ = cancel.cancelled() => Ok(()),
     }
@@ -532,9 +551,9 @@ impl Pending {
     }
 }
 
-struct Writer<'a> {
-    store: &'a Store,
-    member: &'a Member,
+struct Writer {
+    store: Store,
+    member: Member,
     dead_letters: DeadLetters,
     batch_rows: usize,
     linger: Duration,
@@ -545,7 +564,7 @@ struct Writer<'a> {
     shutdown: CancellationToken,
 }
 
-impl Writer<'_> {
+impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Fetched>) -> Result<()> {
         let mut pending = Pending::default();
         loop {
@@ -627,7 +646,7 @@ impl Writer<'_> {
             &self.shutdown,
             || {
                 self.store.write_batch(Batch {
-                    member: self.member,
+                    member: &self.member,
                     ticks: &pending.ticks,
                     rejects: &pending.rejects,
                     offsets: &offsets,
@@ -661,8 +680,6 @@ impl Writer<'_> {
             .rounded
             .fetch_add(pending.rounded, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .batch_committed(pending.records() >= self.batch_rows);
         self.stats
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -1,12 +1,9 @@
 //! A running processor's live counters: rows, refusals and batches, commit times, and the
 //! latencies from produce to the committed row and to its rollups (what `bench`, `/metrics`
-//! and a drain's summary report); and whether the writers are catching up a backlog, which
-//! the rollup stage yields to.
+//! and a drain's summary report).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
@@ -37,13 +34,7 @@ pub struct ProcessStats {
     awaiting_rollups: std::sync::Mutex<(BTreeMap<String, Vec<i64>>, usize)>,
     /// This processor runs the rollup stage: the rows' wait for it is measured.
     rollups_here: std::sync::atomic::AtomicBool,
-    /// When a writer last committed a full batch (`process.batch_rows` records): it had more
-    /// waiting than a batch holds.
-    last_full_batch: Mutex<Option<Instant>>,
 }
-
-/// Writers that committed a full batch this recently are catching up a backlog.
-const BACKLOG_SIGNAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Rows whose wait for the rollups is measured at once (beyond: not measured), all symbols.
 const MEASURED_AT_ONCE: usize = 1_000_000;
@@ -76,23 +67,6 @@ impl ProcessStats {
                 *count += 1;
             }
         }
-    }
-
-    /// A writer committed a batch; `full`: as many records as a batch holds.
-    pub(super) fn batch_committed(&self, full: bool) {
-        if full && let Ok(mut last) = self.last_full_batch.lock() {
-            *last = Some(Instant::now());
-        }
-    }
-
-    /// Whether this processor's writers are catching up a backlog (a replay, a backfill, a
-    /// restart after downtime): they committed a full batch within the last second.
-    pub(super) fn catching_up(&self) -> bool {
-        self.last_full_batch
-            .lock()
-            .ok()
-            .and_then(|last| *last)
-            .is_some_and(|at| at.elapsed() < BACKLOG_SIGNAL)
     }
 
     /// Whether this processor runs the rollup stage (another processor's rollups are not
@@ -163,7 +137,6 @@ impl Default for ProcessStats {
             rows_drained_at: std::sync::OnceLock::new(),
             awaiting_rollups: Default::default(),
             rollups_here: Default::default(),
-            last_full_batch: Mutex::new(None),
         }
     }
 }
