@@ -341,7 +341,7 @@ async fn consume(
     }
     // Only the fetch loops hold senders now: a writer's channel closes when its loops stop.
     drop(senders);
-    let mut runs = Vec::new();
+    let mut writers = tokio::task::JoinSet::new();
     for lane in lanes {
         if options.drain && lane.drain_targets.is_empty() {
             lane.stop.cancel();
@@ -357,7 +357,7 @@ async fn consume(
             stop_fetching: lane.stop,
             shutdown: cancel.clone(),
         };
-        runs.push(writer.run(lane.rx));
+        writers.spawn(writer.run(lane.rx));
     }
     // The first writer to fail, or fetch loop to give up, stops the rest (a dropped
     // transaction rolls back).
@@ -372,17 +372,13 @@ async fn consume(
         std::future::pending().await
     };
     let written = async {
-        if runs.is_empty() {
+        if writers.is_empty() {
             // No partition of its own (yet): the member waits for its share.
             cancel.cancelled().await;
             return Ok(());
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for run in runs {
-            tasks.spawn(run);
-        }
-        while let Some(joined) = tasks.join_next().await {
-            joined??;
+        while let Some(joined) = writers.join_next().await {
+            joined.context("a writer stopped")??;
         }
         Ok(())
     };
@@ -406,14 +402,20 @@ async fn consume(
             Ok(()) => anyhow::anyhow!("the rollup stage stopped before the writers"),
         }),
     };
+    // The writers still at work are stopped (their open transactions roll back) before the
+    // member gives its partitions up.
+    writers.shutdown().await;
     stop_fetching.cancel();
     while fetchers.join_next().await.is_some() {}
     // Drained: the rollups of everything committed are computed before the run ends (a
-    // drain holds the rollup stage; Ctrl-C still heard).
+    // drain holds the rollup stage; Ctrl-C still heard, and drops the recomputes under way).
     if options.drain && result.is_ok() && !cancel.is_cancelled() {
         let _ = stats.rows_drained_at.set(std::time::Instant::now());
         wind_down.cancel();
-        rollup_stage.await.context("the rollup stage failed")?;
+        tokio::select! {
+            ended = &mut rollup_stage => ended.context("the rollup stage failed")?,
+            _ = cancel.cancelled() => return result,
+        }
         rollups::catch_up(store, &stats, member, &config.alerts, &cancel).await?;
     }
     result

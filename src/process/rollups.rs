@@ -4,8 +4,8 @@
 //! server's binary log, which each round reads first), each in transactions of its own,
 //! beside the writers.
 //!
-//! Each recompute is a task of its own, so the machine's cores are shared between them and
-//! the writers' tasks: one side computing never holds up the other's statements. The stage
+//! Each recompute is a task of its own, as each writer is: while one computes on a core,
+//! another's statements go on (in one task they waited for each other's computing). The stage
 //! runs [`AT_ONCE`] of them whether the writers are catching up a backlog or not: on the
 //! bench's 1 M-row backfill, stepping back while the rows went in (one at a time, resting)
 //! only moved the rollups' work after the rows, where it was done no faster.
@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -28,9 +28,8 @@ const IDLE: Duration = Duration::from_millis(100);
 /// Stale symbols taken per round.
 const PER_ROUND: usize = 256;
 /// Symbols recomputed at once, each on its own connection: MySQL computes one while tickpipe
-/// reads or sends the other. More cost MariaDB more CPU (its latches contend) and took the
-/// machine from the writers: three at once on the bench's 1 M-row backfill slowed the rows
-/// by a fifth for rollups done ~15 % sooner.
+/// reads or sends the other. Three at once on the bench's 1 M-row backfill slowed the rows by
+/// a fifth, and the whole drain took as long (MariaDB's CPU grew with its latches contending).
 const AT_ONCE: usize = 2;
 /// A MySQL that fails this long stops the stage (the processor reports it and is restarted).
 const GIVE_UP: Duration = Duration::from_secs(300);
@@ -116,6 +115,9 @@ async fn round(
     // rollups that include them already (or the rows changed nothing).
     let committed_before = stats.symbols_awaiting_rollups();
     capture(store, &never).await?;
+    if wind_down.is_cancelled() {
+        return Ok(0);
+    }
     let stale = stale(store, PER_ROUND, &never).await?;
     let outcomes = refresh_all(
         store,
@@ -179,7 +181,7 @@ async fn refresh_all(
             });
         }
         match running.join_next().await {
-            Some(finished) => outcomes.push(finished??),
+            Some(finished) => outcomes.push(finished.context("a recompute stopped")??),
             None => return Ok(outcomes),
         }
     }
