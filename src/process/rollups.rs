@@ -89,12 +89,13 @@ async fn recompute_stale(
         .into_iter()
         .collect();
     while !left.is_empty() && !cancel.is_cancelled() {
-        let held: BTreeSet<String> = refresh_all(store, stats, member, rules, cancel, left, cancel)
-            .await?
-            .into_iter()
-            .filter(|(_, outcome)| *outcome == Refreshed::Skipped)
-            .map(|(symbol, _)| symbol)
-            .collect();
+        let held: BTreeSet<String> =
+            refresh_all(store, stats, member, rules, cancel, &left, cancel)
+                .await?
+                .into_iter()
+                .filter(|(_, outcome)| *outcome == Refreshed::Skipped)
+                .map(|(symbol, _)| symbol)
+                .collect();
         if !held.is_empty() {
             tokio::time::sleep(IDLE).await;
         }
@@ -121,16 +122,7 @@ async fn round(
         return Ok(0);
     }
     let stale = stale(store, PER_ROUND, &never).await?;
-    let outcomes = refresh_all(
-        store,
-        stats,
-        member,
-        rules,
-        &never,
-        stale.clone(),
-        wind_down,
-    )
-    .await?;
+    let outcomes = refresh_all(store, stats, member, rules, &never, &stale, wind_down).await?;
     // A short list is every stale symbol: the others' rows are in their rollups.
     if stale.len() < PER_ROUND {
         for symbol in committed_before.iter().filter(|s| !stale.contains(s)) {
@@ -147,13 +139,13 @@ async fn round(
 /// first recompute that is done, so none waits while another goes on alone), counting each
 /// one's committed rows as in its rollups when done: what became of each. None is started
 /// after `stop_starting`; those started finish.
-async fn refresh_all(
+async fn refresh_all<'s>(
     store: &Store,
     stats: &Arc<ProcessStats>,
     member: &Member,
     rules: &[AlertRule],
     cancel: &CancellationToken,
-    symbols: impl IntoIterator<Item = String>,
+    symbols: impl IntoIterator<Item = &'s String>,
     stop_starting: &CancellationToken,
 ) -> Result<Vec<(String, Refreshed)>> {
     let rules: Arc<[AlertRule]> = rules.into();
@@ -163,12 +155,13 @@ async fn refresh_all(
     loop {
         while running.len() < AT_ONCE && !stop_starting.is_cancelled() {
             let Some(symbol) = symbols.next() else { break };
-            let (store, stats, member, rules, cancel) = (
+            let (store, stats, member, rules, cancel, symbol) = (
                 store.clone(),
                 stats.clone(),
                 member.clone(),
                 rules.clone(),
                 cancel.clone(),
+                symbol.clone(),
             );
             running.spawn(async move {
                 // Taken before the range: every row counted here is committed, so in the

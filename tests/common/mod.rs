@@ -329,7 +329,6 @@ impl Appliance {
         std::mem::replace(&mut self.state_dir, placeholder)
     }
 
-    /// The generated passwords: root, app, BI.
     /// The appliance's MySQL over its socket, as `user`.
     pub fn mysql_target(&self, user: &str, password: &str) -> tickpipe::store::MysqlTarget {
         tickpipe::store::MysqlTarget {
@@ -342,6 +341,7 @@ impl Appliance {
         }
     }
 
+    /// The generated passwords: root, app, BI.
     pub fn passwords(&self) -> [String; 3] {
         let credentials: Value = serde_json::from_str(
             &std::fs::read_to_string(self.dir().join("credentials.json")).unwrap(),
